@@ -1,0 +1,59 @@
+import math
+
+import pytest
+import torch
+
+from model import GPT, IGNORE, GPTConfig, new_kv_cache
+
+CONFIG = GPTConfig(block_size=32, vocab_size=320, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(0)
+    return GPT(CONFIG).eval()
+
+
+def test_loss_at_init_is_close_to_a_uniform_guess(model):
+    idx, targets = torch.randint(CONFIG.vocab_size, (2, 4, 32))
+    _, loss = model(idx, targets)
+    assert abs(loss.item() - math.log(CONFIG.vocab_size)) < 0.1
+
+
+def test_ignored_targets_do_not_count(model):
+    idx = torch.randint(CONFIG.vocab_size, (2, 16))
+    targets = torch.randint(CONFIG.vocab_size, (2, 16))
+    masked = targets.clone()
+    masked[:, :8] = IGNORE
+    _, loss_masked = model(idx, masked)
+    _, loss_all = model(idx, targets)
+    assert not torch.isclose(loss_masked, loss_all)
+    none_count = torch.full_like(targets, IGNORE)
+    _, loss_none = model(idx, none_count)
+    assert loss_none.item() == 0.0 and not torch.isnan(loss_none)
+
+
+def test_tied_embeddings_and_counts(model):
+    assert model.lm_head.weight is model.transformer.wte.weight
+    c = CONFIG
+    per_block = 4 * c.n_embd * c.n_embd + 8 * c.n_embd * c.n_embd + 2 * c.n_embd  # attention, MLP, two LayerNorm gains
+    assert model.num_params() == c.vocab_size * c.n_embd + c.n_layer * per_block + c.n_embd  # + the final LayerNorm
+    assert model.flops_per_token() == 6 * model.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
+
+def test_kv_cache_gives_the_same_logits_as_a_full_forward(model):
+    idx = torch.randint(CONFIG.vocab_size, (2, 20))
+    cache = new_kv_cache(CONFIG, 2, "cpu")
+    with torch.no_grad():
+        model(idx[:, :7], kv_cache=cache)  # a prompt
+        model(idx[:, 7:12], kv_cache=cache)  # a chunk after it: attends to the cache, causally within
+        for t in range(12, 20):  # then one token at a time
+            cached, _ = model(idx[:, t:t + 1], kv_cache=cache)
+            full, _ = model(idx[:, :t + 1])
+            torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+    assert cache["pos"] == 20
+
+
+def test_context_overflow_is_refused(model):
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, CONFIG.block_size + 1, dtype=torch.long))
