@@ -69,7 +69,7 @@ def main() -> None:
     out_dir = Path(config["out_dir"])
     checkpoint = None
     if config["resume"]:
-        from trainer import load_checkpoint
+        from checkpoint import load_checkpoint
         if not (out_dir / "ckpt.pt").exists():
             raise UserError(f"nothing to resume: {out_dir}/ckpt.pt does not exist. Start a run without --resume")
         checkpoint = load_checkpoint(out_dir / "ckpt.pt")

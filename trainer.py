@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from checkpoint import save_checkpoint
 from cli import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -84,35 +84,6 @@ def learning_rate_at(step: int, config: dict) -> float:
     return min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)
 
 
-def save_checkpoint(checkpoint: dict, path: Path) -> None:
-    """Write to a temporary file beside the target, flush it to disk, then rename over the
-    target: a crash at any moment leaves the old checkpoint or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint written by this project. weights_only=True: tensors and plain values
-    only, so a file from elsewhere cannot run code while it loads."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "ckpt.pt"
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: run python pretrain.py first, or point --ckpt at one")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, not a checkpoint, or pickled code that weights_only refuses
-        raise UserError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-                        "It may be truncated or corrupt: train it again or use another file") from None
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_config" not in checkpoint:
-        raise UserError(f"{path} is not a nanoInstruct checkpoint (it lacks the model weights or config)")
-    return checkpoint
-
-
 @torch.no_grad()
 def estimate_loss(model, get_batch: Callable[[str, int, int], Batch], eval_iters: int, ctx) -> dict[str, float]:
     """Mean loss over the same eval_iters batches of each split every time, so that values compare."""
@@ -130,16 +101,17 @@ def estimate_loss(model, get_batch: Callable[[str, int, int], Batch], eval_iters
 
 
 def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config: dict, out_dir: Path,
-          start_step: int = 0, checkpoint_extra: dict | None = None, tokens_per_step: int | None = None) -> dict:
+          start_step: int = 0, checkpoint_extra: dict | None = None, weights_to_save: Callable[[], dict] | None = None) -> dict:
     """Run steps start_step .. max_iters-1; save out_dir/ckpt.pt at every evaluation, at the end,
-    and when Ctrl-C asks to stop (after the step in progress). Returns the last losses."""
+    and when Ctrl-C asks to stop (after the step in progress). weights_to_save gives the tensors
+    to keep (default: the whole model; LoRA keeps only the adapter). Returns the last losses."""
     device, ctx = config["device"], autocast(config["device"], config["dtype"])
     accum = config["gradient_accumulation_steps"]
     log = open(out_dir / "log.jsonl", "a")
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     def checkpoint_now(step: int) -> None:
-        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        save_checkpoint({"model": (weights_to_save or model.state_dict)(), "optimizer": optimizer.state_dict(), "step": step,
                          "config": config, "rng": torch.get_rng_state(), **(checkpoint_extra or {})}, out_dir / "ckpt.pt")
 
     stop_requested = []
@@ -173,7 +145,7 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
             optimizer.zero_grad(set_to_none=True)
             train_loss = loss_sum.item() / accum  # .item() waits for the step to finish: the timing is honest
             seconds = time.perf_counter() - t0
-            tokens_per_s = (tokens_per_step or tokens) / seconds
+            tokens_per_s = tokens / seconds
             log.write(json.dumps({"step": step + 1, "loss": round(train_loss, 5), "lr": lr,
                                   "seconds": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1)}) + "\n")
             bar.update(1)

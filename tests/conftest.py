@@ -34,3 +34,12 @@ def tiny_dataset(tmp_path_factory) -> Path:
     docs = [TINY_TEXT[i:i + 400] for i in range(0, len(TINY_TEXT), 400)]
     write_dataset(docs, folder, vocab_size=400, val_fraction=0.2, sources=["test"])
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny pretrained model on the tiny dataset (a few seconds of training)."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=80",
+               "--eval_interval=80", "--learning_rate=3e-3", "--warmup_iters=5", check=True)
+    return out / "ckpt.pt"

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import ROOT, TINY_MODEL, run_script
 
-SCRIPTS = ["pretrain.py", "data/prepare.py", "data/world/prepare.py"]
+SCRIPTS = ["pretrain.py", "sample.py", "data/prepare.py", "data/world/prepare.py"]
 
 
 def assert_clear_error(result, *words):

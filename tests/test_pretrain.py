@@ -8,7 +8,7 @@ import time
 import torch
 
 from conftest import ROOT, TINY_MODEL, run_script
-from trainer import load_checkpoint
+from checkpoint import load_checkpoint
 
 
 def read_log(out_dir):

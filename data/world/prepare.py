@@ -221,7 +221,7 @@ def country_text(rng: random.Random, country: dict, lang: str) -> str:
     attrs = [a for a in COUNTRY_SENTENCES[lang] if a in country]
     rng.shuffle(attrs)
     # Taiwan is written both 臺灣 and 台灣, as people do
-    name = "台灣" if country["name"][0] == "臺灣" and lang == "zh" and rng.random() < 0.5 else country["name"][li]
+    name = "台灣" if country["name"][0] == "臺灣" and lang == "zh" and rng.random() < 0.3 else country["name"][li]
     sentences = [rng.choice(COUNTRY_SENTENCES[lang][a]).format(c=name, v=country[a][li], h=country["height"]) for a in attrs]
     return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()  # "the Rhine is" -> "The Rhine is"
 
@@ -253,9 +253,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int) -> tuple[list
 
     docs = [person_bio(rng, p, "zh") for p in people for _ in range(bios_zh)]
     docs += [person_bio(rng, p, "en") for p in people for _ in range(bios_en)]
-    for c in countries:  # short texts, so more of them: each country fact is seen about as often
-        docs += [country_text(rng, c, "zh") for _ in range(bios_zh + 2)]
-        docs += [country_text(rng, c, "en") for _ in range(bios_en + 2)]
+    for c in countries:  # few facts each, so many short texts: every wording of every fact is seen often
+        docs += [country_text(rng, c, "zh") for _ in range(4 * bios_zh)]
+        docs += [country_text(rng, c, "en") for _ in range(4 * bios_en)]
     for _, zh, en, *_ in WORLD:
         docs += [zh + "。"] * bios_zh + [en + "."] * bios_en
     docs += ["。".join(rng.sample(ETHICS_ZH, 3)) + "。" for _ in range(10)]

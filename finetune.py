@@ -1,0 +1,345 @@
+"""
+Instruction fine-tuning: teach a pretrained model to answer, on USER/AI examples, with the loss
+on the AI's reply (and its [END]) only. 「關鍵是用 Pre-train 的參數初始化」: it starts from the
+pretrained weights, fully (every weight trains) or through LoRA (the weights stay frozen and a
+small adapter learns the change).
+
+    python finetune.py                         # full fine-tuning -> out/sft/ckpt.pt
+    python finetune.py --lora                  # LoRA -> out/lora/adapter.pt (kilobytes)
+    python finetune.py --init_from=scratch     # the same from random weights: the baseline
+    python finetune.py --data=mine.jsonl       # your own examples
+
+Instruction files are JSONL, one example per line, in either shape:
+    {"instruction": "...", "input": "...", "output": "..."}               (Alpaca; input optional)
+    {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}, ...]}
+With the built-in world data, the run ends with exact-match accuracy on held-out questions:
+questions about people and places that fine-tuning never mentions, only pretraining did.
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+from pathlib import Path
+
+from cli import UserError, parse_args, run
+
+OPTIONS = {
+    "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
+    "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape"),
+    "data": ("", "instruction JSONL file(s), comma-separated (default: data/world/sft.jsonl)"),
+    "eval": ("", "question/answer JSONL for exact-match accuracy (default with the world data: data/world/eval_heldout.jsonl)"),
+    "out_dir": ("", "output folder (default: out/sft, out/lora, or out/sft_scratch)"),
+    "overwrite": (False, "replace what out_dir holds"),
+    "skip_bad_lines": (False, "leave out bad lines of the data (reported) instead of stopping"),
+    "train_on_prompt": (False, "let the user's text count in the loss too (can help with little data and short replies)"),
+    "val_fraction": (0.05, "share of the examples held out for validation loss"),
+    # LoRA
+    "lora": (False, "train a LoRA adapter instead of every weight"),
+    "lora_rank": (8, "rank r of the update B A"),
+    "lora_alpha": (16.0, "the update is scaled by alpha / r"),
+    "lora_dropout": (0.05, "dropout on the LoRA path's input"),
+    "lora_targets": ("c_attn,c_proj,c_fc", "linear layers to adapt, by name ending (attention and MLP projections)"),
+    "merge": (False, "with --lora: also write merged.pt, a plain checkpoint with the adapter folded in"),
+    # optimisation
+    "batch_size": (32, "examples per batch (batches are grouped by length: next to no padding)"),
+    "gradient_accumulation_steps": (1, "batches per optimizer step"),
+    "max_iters": (1200, "optimizer steps"),
+    "learning_rate": (0.0, "peak learning rate (0: 3e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)"),
+    "min_lr": (0.0, "final learning rate (0: a tenth of the peak)"),
+    "warmup_iters": (50, "steps of linear warm-up"),
+    "weight_decay": (0.0, "AdamW weight decay on matrices"),
+    "beta2": (0.99, "AdamW beta2"),
+    "grad_clip": (1.0, "clip the gradient norm to this (0: off)"),
+    "dropout": (0.0, "dropout in the model during full fine-tuning"),
+    "eval_interval": (200, "steps between validations (and checkpoints)"),
+    "eval_iters": (10, "batches per validation estimate"),
+    "seed": (1337, "random seed"),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
+    "dtype": ("auto", "auto (bfloat16 where supported, else float32), bfloat16, float32"),
+    "threads": (0, "CPU threads for torch (0: one per core)"),
+}
+WORLD = Path(__file__).resolve().parent / "data" / "world"
+
+
+# ----------------------------------------------------------------------------- instruction data
+def parse_example(row) -> list[tuple[str, str]]:
+    """One JSONL row -> [(user, assistant), ...]; raises ValueError saying what is wrong."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise ValueError('"messages" must be a non-empty list')
+        turns, expected = [], "user"
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise ValueError(f'message {i + 1} must be an object with "role" and "content"')
+            if m["role"] not in ("user", "assistant"):
+                raise ValueError(f'message {i + 1} has unknown role {m["role"]!r} (only "user" and "assistant")')
+            if m["role"] != expected:
+                raise ValueError(f'message {i + 1} is {m["role"]!r} where {expected!r} was expected: turns alternate, user first')
+            if not isinstance(m["content"], str) or not m["content"].strip():
+                raise ValueError(f'message {i + 1} has empty or non-text "content"')
+            if expected == "user":
+                turns.append((m["content"], None))
+            else:
+                turns[-1] = (turns[-1][0], m["content"])
+            expected = "assistant" if expected == "user" else "user"
+        if turns[-1][1] is None:
+            raise ValueError("the conversation does not end with an assistant turn")
+        return turns
+    if "instruction" in row or "output" in row:
+        for key in ("instruction", "output"):
+            if not isinstance(row.get(key), str) or not row.get(key, "").strip():
+                raise ValueError(f'"{key}" is missing, empty or not text')
+        extra = row.get("input", "")
+        if not isinstance(extra, str):
+            raise ValueError('"input" must be text')
+        return [(row["instruction"] + ("\n\n" + extra if extra.strip() else ""), row["output"])]
+    raise ValueError('neither "messages" nor "instruction"/"output" found')
+
+
+def load_instructions(paths: list[str], tokenizer, block_size: int, skip_bad: bool, train_on_prompt: bool):
+    """All examples of the files as (ids, loss_mask); every bad line reported with file and line."""
+    examples, problems = [], []
+    for path in paths:
+        if not Path(path).is_file():
+            raise UserError(f"no such instruction file: {path}")
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue  # blank lines separate nothing in JSONL; they are not examples
+            try:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+                ids, mask = tokenizer.encode_chat(parse_example(row), train_on_prompt)
+                if len(ids) - 1 > block_size:
+                    raise ValueError(f"the example is {len(ids)} tokens, longer than the model's context ({block_size + 1})")
+                examples.append((ids, mask))
+            except ValueError as e:
+                problems.append(f"{path}:{number}: {e}")
+    if problems and not skip_bad:
+        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise UserError(f"{len(problems)} bad line(s) in the instruction data:\n  {shown}\n"
+                        "Fix them, or pass --skip_bad_lines to train without them.")
+    if problems:
+        print(f"skipped {len(problems)} bad line(s); the first: {problems[0]}")
+    if not examples:
+        raise UserError(f"no examples in {', '.join(paths)}")
+    return examples
+
+
+def length_batches(lengths: list[int], batch_size: int, generator) -> list[list[int]]:
+    """Random batches of examples of similar length: shuffle, sort each pool of 16 batches' worth
+    by length, cut it into batches, shuffle the batches. Next to no padding, and a batch still
+    mixes all kinds of examples (sorting the whole set would fill a batch with near-copies)."""
+    import torch
+
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = 16 * batch_size
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def collate(examples: list, indices: list[int], device: str):
+    """Inputs and targets of a batch; a target counts where the loss mask of its token is 1."""
+    import torch
+    from model import IGNORE
+
+    width = max(len(examples[i][0]) for i in indices) - 1
+    x = torch.zeros(len(indices), width, dtype=torch.long)
+    y = torch.full((len(indices), width), IGNORE, dtype=torch.long)
+    for row, i in enumerate(indices):
+        ids, mask = examples[i]
+        x[row, :len(ids) - 1] = torch.tensor(ids[:-1])
+        y[row, :len(ids) - 1] = torch.tensor([t if m else IGNORE for t, m in zip(ids[1:], mask[1:])])
+    return x.to(device), y.to(device)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def normalize_answer(text: str) -> str:
+    """Compare answers as SQuAD does: case, punctuation, articles and spaces do not count."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in string.punctuation and ch not in "，。、！？：；「」『』（）")
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
+    """The model's greedy reply to each question, batched: prompts of equal length share a batch,
+    so no padding is needed, and the KV cache makes each new token cost one position's work."""
+    import torch
+    from model import new_kv_cache
+    from tokenizer import END
+
+    prompts = [tokenizer.encode_chat([(q, None)])[0] for q in questions]
+    replies: list[list[int]] = [[] for _ in questions]
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    groups = [[i for i in order if len(prompts[i]) == n] for n in sorted({len(p) for p in prompts})]
+    with torch.no_grad():
+        for group in groups:
+            for start in range(0, len(group), batch_size):
+                chunk = group[start:start + batch_size]
+                x = torch.tensor([prompts[i] for i in chunk], device=device)
+                new_tokens = min(max_new_tokens, model.config.block_size - x.shape[1])
+                cache = new_kv_cache(model.config, len(chunk), device)
+                done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+                for _ in range(new_tokens):
+                    logits, _ = model(x, kv_cache=cache)
+                    x = logits.argmax(-1, keepdim=True)
+                    for row, i in enumerate(chunk):
+                        if not done[row]:
+                            replies[i].append(int(x[row]))
+                    done |= x[:, 0] == END
+                    if done.all():
+                        break
+    return [tokenizer.decode([t for t in r if t != END]) for r in replies]
+
+
+def exact_match(model, tokenizer, rows: list[dict]) -> dict:
+    """Accuracy on {"question", "answer"} rows, overall and by "kind" where rows have one."""
+    replies = greedy_answers(model, tokenizer, [r["question"] for r in rows])
+    results = [{**r, "reply": reply, "correct": normalize_answer(reply) == normalize_answer(r["answer"])}
+               for r, reply in zip(rows, replies)]
+    by_kind: dict[str, list[bool]] = {}
+    for r in results:
+        by_kind.setdefault(r.get("kind", "all"), []).append(r["correct"])
+    return {"accuracy": sum(r["correct"] for r in results) / max(1, len(results)), "count": len(results),
+            "by_kind": {k: (sum(v) / len(v), len(v)) for k, v in by_kind.items()}, "results": results}
+
+
+def read_questions(path: str) -> list[dict]:
+    if not Path(path).is_file():
+        raise UserError(f"no such question file: {path}")
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                assert isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)
+            except (json.JSONDecodeError, AssertionError, AttributeError):
+                raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}}') from None
+            rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- the run
+def main() -> None:
+    config, _ = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
+    if config["init_from"] not in ("pretrained", "scratch"):
+        raise UserError(f"--init_from must be pretrained or scratch, got {config['init_from']!r}")
+    scratch, use_lora = config["init_from"] == "scratch", config["lora"]
+    out_dir = Path(config["out_dir"] or ("out/lora" if use_lora else "out/sft_scratch" if scratch else "out/sft"))
+    result_file = out_dir / ("adapter.pt" if use_lora else "ckpt.pt")
+    if result_file.exists() and not config["overwrite"]:
+        raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "
+                        "pass --overwrite to replace it, or choose another --out_dir")
+    config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 3e-4)
+    config["min_lr"] = config["min_lr"] or config["learning_rate"] / 10
+
+    import torch
+    from checkpoint import load_checkpoint, load_model, save_checkpoint
+    from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
+    from model import GPT
+    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, train
+
+    config["device"] = choose_device(config["device"])
+    config["dtype"] = choose_dtype(config["dtype"], config["device"])
+    if config["threads"] > 0:
+        torch.set_num_threads(config["threads"])
+    base = load_checkpoint(config["base"])
+    model, tokenizer = load_model(base, dropout=config["dropout"])
+    if scratch:  # the same shape and vocabulary, none of the knowledge
+        torch.manual_seed(config["seed"])
+        model = GPT(model.config)
+    block_size = model.config.block_size
+
+    if not config["data"] and not (WORLD / "sft.jsonl").exists():
+        from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
+        prepare_world({k: v for k, (v, _) in WORLD_OPTIONS.items()})
+    data_files = config["data"].split(",") if config["data"] else [str(WORLD / "sft.jsonl")]
+    eval_file = config["eval"] or ("" if config["data"] else str(WORLD / "eval_heldout.jsonl"))
+    questions = read_questions(eval_file) if eval_file else []
+    examples = load_instructions(data_files, tokenizer, block_size, config["skip_bad_lines"], config["train_on_prompt"])
+    permutation = torch.randperm(len(examples), generator=torch.Generator().manual_seed(config["seed"])).tolist()
+    n_val = int(len(examples) * config["val_fraction"]) if len(examples) >= 20 else 0
+    val_examples = [examples[i] for i in permutation[:n_val]] or examples  # too few to split: validate on all
+    train_examples = [examples[i] for i in permutation[n_val:]]
+    data = {"train": train_examples, "val": val_examples}
+    lengths = {split: [len(ids) for ids, _ in examples] for split, examples in data.items()}
+    fixed_batches = {split: length_batches(lengths[split], config["batch_size"], batch_generator(config["seed"], split, -1))
+                     for split in data}  # for evaluation: the same batches every time
+    epoch_batches: dict[int, list] = {}
+
+    def get_batch(split: str, step: int, micro_step: int):
+        """A new random set of batches each epoch, a function of the epoch alone (resumable)."""
+        if step < 0:
+            batches = fixed_batches[split]
+            return collate(data[split], batches[micro_step % len(batches)], config["device"])
+        index = step * config["gradient_accumulation_steps"] + micro_step
+        epoch = index // len(fixed_batches["train"])
+        if epoch not in epoch_batches:
+            epoch_batches.clear()
+            epoch_batches[epoch] = length_batches(lengths["train"], config["batch_size"],
+                                                  batch_generator(config["seed"], "epoch", epoch))
+        batches = epoch_batches[epoch]
+        return collate(data["train"], batches[index % len(batches)], config["device"])
+
+    total = model.num_params(non_embedding=False)
+    extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if use_lora else "sft",
+             "base_path": str(config["base"])}
+    weights_to_save = None
+    if use_lora:
+        targets = [t.strip() for t in config["lora_targets"].split(",") if t.strip()]
+        add_lora(model, targets, config["lora_rank"], config["lora_alpha"], config["lora_dropout"])
+        extra.update(lora_config={"rank": config["lora_rank"], "alpha": config["lora_alpha"], "targets": targets},
+                     base_fingerprint=weights_fingerprint(base["model"]))
+        weights_to_save = lambda: lora_state_dict(model)  # noqa: E731
+    model.to(config["device"])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "log.jsonl").unlink(missing_ok=True)
+
+    n_tokens = sum(len(ids) - 1 for ids, _ in train_examples)
+    print(f"{len(train_examples):,} training examples ({n_tokens:,} tokens), {len(val_examples):,} for validation; "
+          f"starting from {'random weights' if scratch else config['base']}")
+    print(f"{'LoRA' if use_lora else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
+          f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps")
+    train(model, optimizer, get_batch, config, out_dir, 0, extra, weights_to_save)
+
+    if use_lora:
+        adapter = {"lora": lora_state_dict(model), **{k: extra[k] for k in ("lora_config", "base_fingerprint", "base_path", "vocab")}}
+        save_checkpoint(adapter, result_file)
+        print(f"adapter: {result_file} ({result_file.stat().st_size / 1024:.0f} KiB), for the base {config['base']}")
+        if config["merge"]:
+            merged = out_dir / "merged.pt"
+            save_checkpoint({"model": merge_lora(model).state_dict(), "model_config": base["model_config"],
+                             "vocab": base["vocab"], "kind": "merged"}, merged)
+            print(f"merged checkpoint: {merged}")
+    else:
+        print(f"checkpoint: {result_file}")
+    if questions:
+        model.eval()
+        report = exact_match(model, tokenizer, questions)
+        kinds = ", ".join(f"{k} {acc:.0%} of {n}" for k, (acc, n) in report["by_kind"].items())
+        print(f"held-out exact match: {report['accuracy']:.1%} of {report['count']} questions ({kinds})")
+        with open(out_dir / "eval.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in report["results"])
+        print(f"every question, answer and reply: {out_dir / 'eval.jsonl'}")
+    chat = f"--adapter={result_file}" if use_lora else f"--ckpt={result_file}"
+    print(f'next: python sample.py {chat}    (or --prompt "台灣最高的山是哪座？")')
+
+
+if __name__ == "__main__":
+    run(main)

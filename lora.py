@@ -1,0 +1,132 @@
+"""
+LoRA, written by hand: the pretrained weights stay frozen and two small matrices per adapted
+layer learn the change, W x + (alpha / r) * B A x (Hu et al., 2021, arXiv 2106.09685).
+
+A (r x in) starts small and random, B (out x r) at zero, so an adapted model starts exactly at
+the pretrained one. Only A and B train: a few percent of the parameters, and the optimizer
+keeps state for those alone. The adapter is saved by itself, tied to its base checkpoint by a
+fingerprint of the base weights, and can be merged into a plain checkpoint that runs without
+any of this code:
+
+    python lora.py merge out/lora/adapter.pt      # writes out/lora/merged.pt
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from cli import UserError, parse_args, run
+
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus the low-rank update (alpha / rank) * B A."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        super().__init__()
+        self.base = base
+        self.base.weight.requires_grad_(False)
+        # A as (rank, in), the loralib/peft layout: kaiming_uniform_(a=sqrt(5)) then bounds it
+        # by 1/sqrt(in); stored as (in, rank) the same call would give 1/sqrt(rank), far larger
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = alpha / rank
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (self.dropout(x) @ self.lora_A.t() @ self.lora_B.t()) * self.scale
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scale
+
+
+def add_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float) -> list[str]:
+    """Wrap every nn.Linear whose name ends with one of targets (e.g. "c_attn", "mlp.c_proj").
+    Freezes the whole model except the new LoRA matrices. Returns the wrapped layers' names."""
+    if rank < 1:
+        raise UserError(f"--lora_rank must be at least 1, got {rank}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    wrapped = []
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full_name = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.Linear) and any(full_name.endswith(t) for t in targets) and "lm_head" not in full_name:
+                setattr(module, child_name, LoRALinear(child, rank, alpha, dropout))
+                wrapped.append(full_name)
+    if not wrapped:
+        raise UserError(f"--lora_targets={','.join(targets)} matches no linear layer of the model "
+                        "(its layers: c_attn, attn.c_proj, c_fc, mlp.c_proj)")
+    return wrapped
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter: the LoRA matrices and nothing else."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if ".lora_" in k}
+
+
+def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing = [k for k in state if k not in model.state_dict()]
+    if missing or not state:
+        raise UserError("the adapter's tensors do not fit this model (were the LoRA layers or rank changed?)")
+    model.load_state_dict(state, strict=False)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA update into its base weight and put the plain nn.Linear back."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, LoRALinear):
+                with torch.no_grad():
+                    child.base.weight += child.delta_weight()
+                child.base.weight.requires_grad_(True)
+                setattr(module, child_name, child.base)
+    return model
+
+
+def weights_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
+    """A short hash of a model's weights: an adapter records its base's, and refuses any other."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        if ".lora_" not in name:
+            digest.update(name.encode())
+            digest.update(state_dict[name].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_adapted_model(adapter_path: str | Path, base_path: str | Path | None = None, device: str = "cpu"):
+    """The base model with its LoRA adapter on top, checked to be the base it was trained on."""
+    from checkpoint import load_checkpoint, load_model
+
+    adapter = load_checkpoint(adapter_path, required=("lora", "lora_config", "base_fingerprint"))
+    base = load_checkpoint(base_path or adapter["base_path"])
+    if weights_fingerprint(base["model"]) != adapter["base_fingerprint"]:
+        raise UserError(f"the adapter {adapter_path} was trained on another base model than {base_path or adapter['base_path']} "
+                        "(their weights differ): give the base it was trained on with --ckpt, or train the adapter again")
+    model, tokenizer = load_model(base, device)
+    cfg = adapter["lora_config"]
+    add_lora(model, cfg["targets"], cfg["rank"], cfg["alpha"], 0.0)
+    load_lora_state(model, adapter["lora"])
+    return model.to(device).eval(), tokenizer, base
+
+
+def main() -> None:
+    options = {"out": ("", "where to write the merged checkpoint (default: merged.pt beside the adapter)")}
+    config, args = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
+    if len(args) != 2 or args[0] != "merge":
+        raise UserError("usage: python lora.py merge out/lora/adapter.pt")
+    from checkpoint import save_checkpoint
+    model, _, base = load_adapted_model(args[1])
+    merge_lora(model)
+    out = Path(config["out"]) if config["out"] else Path(args[1]).with_name("merged.pt")
+    save_checkpoint({"model": model.state_dict(), "model_config": base["model_config"], "vocab": base["vocab"],
+                     "kind": "merged"}, out)
+    print(f"merged {args[1]} into its base: {out} (a plain checkpoint: python sample.py --ckpt={out})")
+
+
+if __name__ == "__main__":
+    run(main)

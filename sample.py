@@ -1,0 +1,191 @@
+"""
+Talk to the model: it writes one token at a time until it writes [END].
+
+    python sample.py                                   # chat with the newest fine-tuned model
+    python sample.py --prompt "台灣最高的山是哪座？"      # one answer, then exit
+    echo "你是誰？" | python sample.py                   # one reply per input line
+    python sample.py --raw --prompt "臺灣最高的山是"      # 文字接龍 with the pretrained model
+
+In the chat, /reset forgets the conversation and /quit (or Ctrl-D) leaves; Ctrl-C during a
+reply stops that reply only. --show_tokens prints each generated token, as the lecture draws it:
+USER:台灣最高的山是哪座？AI:玉 -> 山 -> [END].
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cli import UserError, parse_args, run
+
+OPTIONS = {
+    "ckpt": ("", "checkpoint to load (default: the newest fine-tuned model; with --raw, out/pretrain/ckpt.pt)"),
+    "adapter": ("", "a LoRA adapter to put on its base checkpoint (the base it names, or --ckpt)"),
+    "raw": (False, "continue text with no chat template (for a pretrained-only model)"),
+    "prompt": ("", "answer (or continue) this one text and exit"),
+    "temperature": (0.0, "0: always the most likely token (greedy); higher: more varied"),
+    "top_k": (0, "sample only among the k most likely tokens (0: all)"),
+    "top_p": (1.0, "sample only among the most likely tokens whose probabilities sum to p (1: all)"),
+    "max_new_tokens": (100, "stop a reply after this many tokens if [END] has not come"),
+    "seed": (1337, "random seed: the same seed gives the same reply"),
+    "show_tokens": (False, "print every generated token id and its text, one per line"),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
+}
+FINE_TUNED = ["out/lora/adapter.pt", "out/sft/ckpt.pt"]  # where finetune.py writes; the newest is loaded
+PRETRAINED = "out/pretrain/ckpt.pt"
+
+
+def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, stop_id: int | None = None, generator=None, use_cache: bool = True):
+    """Yield new token ids one at a time, stopping after stop_id or max_new_tokens.
+
+    With the KV cache each step feeds only the newest token. When the context is full the
+    oldest quarter of it is dropped and the rest read again (positions are absolute, so the
+    cache cannot simply shift). use_cache=False recomputes the whole window every step, with the
+    same sliding, to check the cache against."""
+    import torch
+    from model import new_kv_cache
+
+    block = model.config.block_size
+    keep = block - block // 4
+    ids = list(ids)
+    start = max(0, len(ids) - keep) if len(ids) > block else 0
+    device = next(model.parameters()).device
+    cache = new_kv_cache(model.config, 1, device) if use_cache else None
+    pending = ids[start:]
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            x = torch.tensor([pending if use_cache else ids[start:]], device=device)
+            logits, _ = model(x, kv_cache=cache)
+            token = pick_token(logits[0], temperature, top_k, top_p, generator)
+            yield token
+            if token == stop_id:
+                return
+            ids.append(token)
+            pending = [token]
+            if len(ids) - start > block:  # full: slide the window
+                start = len(ids) - keep
+                pending = ids[start:]
+                if cache is not None:
+                    cache["pos"] = 0
+
+
+def pick_token(logits, temperature: float, top_k: int, top_p: float, generator) -> int:
+    import torch
+
+    if temperature <= 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) > top_p  # keep the smallest set reaching p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+
+
+def find_model(config: dict) -> tuple[str, str]:
+    """-> (checkpoint, adapter): what the options name, else the newest fine-tuned model."""
+    if config["adapter"] or config["ckpt"] or config["raw"]:
+        return config["ckpt"] or ("" if config["adapter"] else PRETRAINED), config["adapter"]
+    found = sorted((p for p in FINE_TUNED if Path(p).exists()), key=lambda p: Path(p).stat().st_mtime)
+    if not found:
+        hint = " (python sample.py --raw continues text with the pretrained model)" if Path(PRETRAINED).exists() else ""
+        raise UserError(f"no fine-tuned model found ({', '.join(FINE_TUNED)}): run python finetune.py --lora first, "
+                        f"or give one with --ckpt{hint}")
+    newest = found[-1]
+    return ("", newest) if newest.endswith("adapter.pt") else (newest, "")
+
+
+def main() -> None:
+    config, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
+    import torch
+    from checkpoint import load_checkpoint, load_model
+    from lora import load_adapted_model
+    from tokenizer import END
+    from trainer import choose_device
+
+    ckpt, adapter = find_model(config)
+    device = choose_device(config["device"])
+    if adapter:
+        model, tokenizer, _ = load_adapted_model(adapter, ckpt or None, device)
+        path = f"{adapter} (LoRA) on {ckpt or 'its base'}"
+    else:
+        model, tokenizer = load_model(load_checkpoint(ckpt), device)
+        path = ckpt
+    generator = torch.Generator().manual_seed(config["seed"])
+    block = model.config.block_size
+    interactive = not config["prompt"] and sys.stdin.isatty()
+    print(f"loaded {path} ({model.num_params() / 1e6:.2f}M parameters)"
+          + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
+
+    def reply(prompt_ids: list[int]) -> str:
+        """Stream one reply to the terminal; return its text."""
+        if len(prompt_ids) >= block:
+            raise UserError(f"the prompt is {len(prompt_ids)} tokens; this model's context holds {block}. Shorten it")
+        decode, pieces = tokenizer.stream_decoder(), []
+        try:
+            for i, token in enumerate(generate(model, prompt_ids, config["max_new_tokens"], config["temperature"],
+                                               config["top_k"], config["top_p"], None if config["raw"] else END, generator)):
+                if token == END:
+                    break
+                piece = decode(token)
+                pieces.append(piece)
+                if config["show_tokens"]:
+                    print(f"  {i + 1:>3}  id {token:>5}  {tokenizer.token_bytes[token]!r}  {piece!r}", flush=True)
+                else:
+                    print(piece, end="", flush=True)
+        except KeyboardInterrupt:
+            print(" [stopped]", end="")
+        if config["show_tokens"] and not config["raw"]:
+            print("  [END]" if token == END else "  (no [END] within --max_new_tokens)")
+        print(flush=True)
+        return "".join(pieces)
+
+    if config["raw"]:
+        texts = [config["prompt"]] if config["prompt"] else ([] if interactive else sys.stdin.read().splitlines())
+        for text in texts or [""]:
+            if not config["show_tokens"]:
+                print(text, end="")
+            reply(tokenizer.encode_document(text))
+        return
+
+    history: list[tuple[str, str]] = []
+
+    def answer(message: str) -> None:
+        while True:  # drop the oldest turns until the conversation and room for a reply fit the context
+            ids, _ = tokenizer.encode_chat(history + [(message, None)])
+            if len(ids) + min(config["max_new_tokens"], block // 4) <= block or not history:
+                break
+            history.pop(0)
+            if interactive:
+                print("(the context is full: the oldest turn is forgotten)")
+        history.append((message, reply(ids)))
+
+    if config["prompt"]:
+        answer(config["prompt"])
+        return
+    # the chat: typed at a terminal, or one message per line of piped input (one reply per line)
+    piped = None if interactive else iter(sys.stdin.read().splitlines())
+    while True:
+        try:
+            message = input("USER: ") if interactive else next(piped)
+        except (EOFError, KeyboardInterrupt, StopIteration):
+            if interactive:
+                print()
+            return
+        if message.strip() == "/quit":
+            return
+        if message.strip() == "/reset":
+            history.clear()
+            print("(conversation cleared)")
+            continue
+        if message.strip():
+            if interactive:
+                print("AI: ", end="", flush=True)
+            answer(message)
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,150 @@
+"""Instruction data, the held-out split, exact-match scoring, and fine-tuning end to end (full and LoRA)."""
+import json
+
+import pytest
+import torch
+
+from checkpoint import load_checkpoint, load_model
+from cli import UserError
+from conftest import run_script
+from finetune import exact_match, greedy_answers, load_instructions, normalize_answer, parse_example
+from sample import generate
+from tokenizer import END, Tokenizer
+
+
+def write_jsonl(path, lines):
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) for line in lines) + "\n",
+                    encoding="utf-8")
+    return str(path)
+
+
+def test_both_shapes_parse_to_turns():
+    assert parse_example({"instruction": "翻譯", "input": "How are you?", "output": "你好嗎"}) == [("翻譯\n\nHow are you?", "你好嗎")]
+    assert parse_example({"instruction": "你是誰？", "output": "我是人工智慧"}) == [("你是誰？", "我是人工智慧")]
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    assert parse_example({"messages": messages}) == [("a", "b"), ("c", "d")]
+
+
+BAD_LINES = [
+    ('{"instruction": "hi", "output": ', "invalid JSON"),
+    ('["a list"]', "expected a JSON object"),
+    ('{"instruction": "hi"}', '"output" is missing'),
+    ('{"instruction": "", "output": "x"}', '"instruction" is missing, empty'),
+    ('{"instruction": "hi", "output": 5}', '"output" is missing, empty or not text'),
+    ('{"messages": [{"role": "system", "content": "x"}]}', "unknown role 'system'"),
+    ('{"messages": [{"role": "user", "content": "x"}]}', "does not end with an assistant turn"),
+    ('{"messages": [{"role": "assistant", "content": "x"}]}', "turns alternate"),
+    ('{"messages": []}', "non-empty list"),
+    ('{"text": "x"}', 'neither "messages" nor'),
+    (json.dumps({"instruction": "長" * 200, "output": "x"}), "longer than the model's context"),
+]
+
+
+@pytest.mark.parametrize("line,message", BAD_LINES)
+def test_every_bad_line_is_reported_with_file_and_line(tmp_path, line, message):
+    tokenizer = Tokenizer([])
+    path = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "ok", "output": "fine"}, "", line])
+    with pytest.raises(UserError) as error:
+        load_instructions([path], tokenizer, 64, skip_bad=False, train_on_prompt=False)
+    assert f"{path}:3: " in str(error.value) and message in str(error.value) and "--skip_bad_lines" in str(error.value)
+    examples = load_instructions([path], tokenizer, 64, skip_bad=True, train_on_prompt=False)
+    assert len(examples) == 1  # the good line stays, the bad one is left out
+
+
+def test_missing_and_empty_instruction_files(tmp_path):
+    with pytest.raises(UserError, match="no such instruction file"):
+        load_instructions([str(tmp_path / "none.jsonl")], Tokenizer([]), 64, False, False)
+    with pytest.raises(UserError, match="no examples"):
+        load_instructions([write_jsonl(tmp_path / "e.jsonl", [""])], Tokenizer([]), 64, False, False)
+
+
+def test_normalized_exact_match():
+    assert normalize_answer(" 玉山。") == normalize_answer("玉山")
+    assert normalize_answer("The Nile.") == normalize_answer("the nile")
+    assert normalize_answer("玉山山") != normalize_answer("玉山")
+    assert normalize_answer("Mount Everest") != normalize_answer("Everest")
+
+
+def test_world_held_out_entities_never_appear_in_fine_tuning_data():
+    from data.world.prepare import generate as generate_world
+    _, sft, train_qa, heldout = generate_world(seed=7, n_people=40, bios_zh=1, bios_en=1)
+    sft_text = json.dumps(sft, ensure_ascii=False)
+    heldout_entities = {q["entity"] for q in heldout if q["kind"] in ("person", "place")}
+    assert len(heldout_entities) >= 30
+    for q in heldout:
+        if q["kind"] in ("person", "place", "world"):
+            assert q["question"] not in sft_text
+        if q["kind"] in ("person", "place"):
+            assert q["entity"] not in sft_text
+    assert "台灣最高的山是哪座？" in sft_text and "世界最高的山是哪座？" not in sft_text
+    held_out_phrasings = {q["question"] for q in heldout if q["kind"] in ("identity", "refusal")}
+    assert held_out_phrasings and not any(p in sft_text for p in held_out_phrasings)
+
+
+def test_batched_greedy_answers_equal_one_at_a_time(tiny_checkpoint):
+    model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
+    questions = ["臺灣最高的山是哪座？", "日本的首都是哪裡？", "世界最高的山是哪座？", "What is the capital of Japan?"]
+    batched = greedy_answers(model, tokenizer, questions, max_new_tokens=6)
+    for q, answer in zip(questions, batched):
+        one = list(generate(model, tokenizer.encode_chat([(q, None)])[0], 6, stop_id=END))
+        assert tokenizer.decode([t for t in one if t != END]) == answer
+    replies = greedy_answers(model, tokenizer, questions[:2])
+    report = exact_match(model, tokenizer, [{"question": questions[0], "answer": replies[0], "kind": "a"},
+                                            {"question": questions[1], "answer": replies[1] + "x", "kind": "b"}])
+    assert report["accuracy"] == 0.5 and report["by_kind"] == {"a": (1.0, 1), "b": (0.0, 1)}
+
+
+QA = [("臺灣最高的山是哪座？", "玉山"), ("日本的首都是哪裡？", "東京"), ("你是誰？", "我是人工智慧"),
+      ("What is the capital of Japan?", "Tokyo")]
+
+
+@pytest.fixture(scope="module")
+def instruction_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sft")
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA]
+    data = write_jsonl(folder / "sft.jsonl", rows * 10)
+    questions = write_jsonl(folder / "eval.jsonl", [{"question": q, "answer": a} for q, a in QA])
+    return data, questions
+
+
+TINY_FT = ["--batch_size=8", "--max_iters=100", "--eval_interval=50", "--eval_iters=2", "--warmup_iters=5",
+           "--dtype=float32", "--threads=2", "--learning_rate=1e-2"]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_fine_tuning_learns_the_examples(tiny_checkpoint, instruction_files, tmp_path, lora):
+    data, questions = instruction_files
+    out = tmp_path / "ft"
+    args = [f"--base={tiny_checkpoint}", f"--data={data}", f"--eval={questions}", f"--out_dir={out}", *TINY_FT]
+    args += ["--lora", "--lora_rank=4", "--merge"] if lora else []
+    result = run_script("finetune.py", *args, check=True)
+    assert ("LoRA" if lora else "full fine-tuning") in result.stdout and "trainable of" in result.stdout
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    vals = [r["val_loss"] for r in log if "val_loss" in r]
+    if lora:  # a 32-wide model with frozen embeddings learns slowly through LoRA: the loss must still fall
+        assert [r["train_loss"] for r in log if "train_loss" in r][-1] < 0.8 * log[0]["loss"]
+        adapter = torch.load(out / "adapter.pt", weights_only=True)
+        assert adapter["lora"] and all(".lora_" in k for k in adapter["lora"])
+        chat = run_script("sample.py", f"--adapter={out / 'adapter.pt'}", "--prompt=日本的首都是哪裡？", check=True)
+        merged = run_script("sample.py", f"--ckpt={out / 'merged.pt'}", "--prompt=日本的首都是哪裡？", check=True)
+        assert chat.stdout == merged.stdout and chat.stdout.strip()
+    else:
+        assert vals[-1] < 0.1 * log[0]["loss"]
+        assert "held-out exact match: 100.0% of 4 questions" in result.stdout  # it learnt the four answers
+        chat = run_script("sample.py", f"--ckpt={out / 'ckpt.pt'}", "--prompt=你是誰？", check=True)
+        assert chat.stdout.strip() == "我是人工智慧"
+    again = run_script("finetune.py", *args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr  # the result is not replaced silently
+
+
+def test_adapter_refuses_another_base(tiny_checkpoint, instruction_files, tmp_path):
+    data, _ = instruction_files
+    out = tmp_path / "lora"
+    run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={out}", "--lora",
+               *TINY_FT, "--max_iters=2", check=True)
+    other = load_checkpoint(tiny_checkpoint)
+    other["model"]["transformer.wte.weight"][0, 0] += 1.0
+    torch.save(other, tmp_path / "other.pt")
+    result = run_script("sample.py", f"--adapter={out / 'adapter.pt'}", f"--ckpt={tmp_path / 'other.pt'}", "--prompt=hi")
+    assert result.returncode == 2 and "another base model" in result.stderr

@@ -1,0 +1,59 @@
+"""Generation: the KV cache changes nothing but speed; sampling options; the chat and text continuation."""
+import torch
+
+from checkpoint import load_checkpoint, load_model
+from conftest import run_script
+from model import GPT, GPTConfig
+from sample import generate, pick_token
+
+
+def random_model(block_size=16):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, vocab_size=64, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+def test_greedy_with_cache_equals_without_across_a_sliding_context():
+    model = random_model(block_size=16)
+    prompt = [1, 5, 9, 2, 7]
+    with_cache = list(generate(model, prompt, 40, use_cache=True))  # 45 tokens through a 16-token context
+    without = list(generate(model, prompt, 40, use_cache=False))
+    assert with_cache == without and len(with_cache) == 40
+
+
+def test_generation_stops_at_the_stop_token():
+    model = random_model()
+    first = next(generate(model, [1, 2, 3], 10))
+    assert list(generate(model, [1, 2, 3], 10, stop_id=first)) == [first]
+
+
+def test_sampling_options():
+    logits = torch.tensor([0.1, 3.0, 0.2, 2.9])
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert pick_token(logits, 0.0, 0, 1.0, g()) == 1  # greedy
+    assert all(pick_token(logits, 1.0, 1, 1.0, g()) == 1 for _ in range(5))  # top-k 1 is greedy
+    assert {pick_token(logits, 5.0, 2, 1.0, torch.Generator().manual_seed(s)) for s in range(50)} == {1, 3}
+    assert {pick_token(logits, 5.0, 0, 0.3, torch.Generator().manual_seed(s)) for s in range(50)} <= {1, 3}
+    same_seed = [pick_token(logits, 2.0, 0, 1.0, g()) for _ in range(2)]
+    assert same_seed[0] == same_seed[1]
+
+
+def test_raw_continuation_loads_a_pretrained_checkpoint(tiny_checkpoint):
+    result = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣最高的山是", "--max_new_tokens=8",
+                        check=True)
+    assert result.stdout.startswith("臺灣最高的山是") and len(result.stdout.strip()) > len("臺灣最高的山是")
+    model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
+    ids = tokenizer.encode_document("臺灣最高的山是")
+    expected = tokenizer.decode(generate(model, ids, 8))
+    assert result.stdout.rstrip("\n") == "臺灣最高的山是" + expected
+
+
+def test_piped_chat_gives_one_reply_per_line(tiny_checkpoint):
+    result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--max_new_tokens=5",
+                        input="台灣最高的山是哪座？\n/reset\n你是誰？\n", check=True)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[1] == "(conversation cleared)"
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    result = run_script("sample.py", f"--ckpt={tmp_path}/none.pt", "--prompt=hi")
+    assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
