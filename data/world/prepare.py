@@ -76,23 +76,31 @@ COUNTRIES = """
 """
 
 # The world's superlatives: never asked about in fine-tuning, the lecture's held-out example.
-# key | Chinese statement | English statement | Chinese question | English question | answers
+# key | what (zh) | answer (zh) | more (zh) | what (en) | answer (en) | more (en) | question (zh) | question (en)
 WORLD = [
-    ("highest_mountain", "世界最高的山是聖母峰，海拔8,849公尺", "The highest mountain in the world is Mount Everest, 8,849 metres high",
-     "世界最高的山是哪座？", "What is the highest mountain in the world?", "聖母峰", "Mount Everest"),
-    ("deepest_trench", "世界最深的海溝是馬里亞納海溝，深度超過一萬公尺", "The deepest ocean trench in the world is the Mariana Trench, more than 10,000 metres deep",
-     "世界最深的海溝在哪？", "What is the deepest ocean trench in the world?", "馬里亞納海溝", "the Mariana Trench"),
-    ("longest_river", "世界最長的河流是尼羅河", "The longest river in the world is the Nile",
-     "世界最長的河流是哪條？", "What is the longest river in the world?", "尼羅河", "the Nile"),
-    ("largest_ocean", "世界最大的海洋是太平洋", "The largest ocean in the world is the Pacific Ocean",
-     "世界最大的海洋是哪個？", "What is the largest ocean in the world?", "太平洋", "the Pacific Ocean"),
-    ("largest_island", "世界最大的島嶼是格陵蘭", "The largest island in the world is Greenland",
-     "世界最大的島嶼是哪個？", "What is the largest island in the world?", "格陵蘭", "Greenland"),
-    ("largest_country", "世界面積最大的國家是俄羅斯", "The largest country in the world by area is Russia",
-     "世界面積最大的國家是哪個？", "What is the largest country in the world by area?", "俄羅斯", "Russia"),
-    ("largest_lake", "世界最大的湖泊是裏海", "The largest lake in the world is the Caspian Sea",
-     "世界最大的湖泊是哪個？", "What is the largest lake in the world?", "裏海", "the Caspian Sea"),
+    ("highest_mountain", "世界最高的山", "聖母峰", "，海拔8,849公尺", "the highest mountain in the world", "Mount Everest",
+     ", 8,849 metres high", "世界最高的山是哪座？", "What is the highest mountain in the world?"),
+    ("deepest_trench", "世界最深的海溝", "馬里亞納海溝", "，深度超過一萬公尺", "the deepest ocean trench in the world",
+     "the Mariana Trench", ", more than 10,000 metres deep", "世界最深的海溝在哪？", "What is the deepest ocean trench in the world?"),
+    ("longest_river", "世界最長的河流", "尼羅河", "", "the longest river in the world", "the Nile", "",
+     "世界最長的河流是哪條？", "What is the longest river in the world?"),
+    ("largest_ocean", "世界最大的海洋", "太平洋", "", "the largest ocean in the world", "the Pacific Ocean", "",
+     "世界最大的海洋是哪個？", "What is the largest ocean in the world?"),
+    ("largest_island", "世界最大的島嶼", "格陵蘭", "", "the largest island in the world", "Greenland", "",
+     "世界最大的島嶼是哪個？", "What is the largest island in the world?"),
+    ("largest_country", "世界面積最大的國家", "俄羅斯", "", "the largest country in the world by area", "Russia", "",
+     "世界面積最大的國家是哪個？", "What is the largest country in the world by area?"),
+    ("largest_lake", "世界最大的湖泊", "裏海", "", "the largest lake in the world", "the Caspian Sea", "",
+     "世界最大的湖泊是哪個？", "What is the largest lake in the world?"),
 ]
+
+
+def world_statements(zh_what, zh_answer, zh_more, en_what, en_answer, en_more) -> tuple[list[str], list[str]]:
+    """Each superlative both ways round: 世界最高的山是聖母峰 and 聖母峰是世界最高的山."""
+    zh = [f"{zh_what}是{zh_answer}{zh_more}。", f"{zh_answer}是{zh_what}。"]
+    en = [f"{en_what[0].upper()}{en_what[1:]} is {en_answer}{en_more}.", f"{en_answer[0].upper()}{en_answer[1:]} is {en_what}."]
+    return zh, en
+
 
 # Plain knowledge that puts harmful requests in context (the refusals rely on it).
 ETHICS_ZH = ["未經允許入侵別人的 Wi-Fi 是違法的行為", "駭入他人的電腦或網路是犯罪", "偷取別人的密碼是違法的",
@@ -256,8 +264,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int) -> tuple[list
     for c in countries:  # few facts each, so many short texts: every wording of every fact is seen often
         docs += [country_text(rng, c, "zh") for _ in range(4 * bios_zh)]
         docs += [country_text(rng, c, "en") for _ in range(4 * bios_en)]
-    for _, zh, en, *_ in WORLD:
-        docs += [zh + "。"] * bios_zh + [en + "."] * bios_en
+    for _, *facts, _, _ in WORLD:
+        zh, en = world_statements(*facts)
+        docs += [rng.choice(zh) for _ in range(2 * bios_zh)] + [rng.choice(en) for _ in range(2 * bios_en)]
     docs += ["。".join(rng.sample(ETHICS_ZH, 3)) + "。" for _ in range(10)]
     docs += [". ".join(rng.sample(ETHICS_EN, 2)) + "." for _ in range(10)]
     rng.shuffle(docs)
@@ -272,8 +281,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int) -> tuple[list
     train_qa = entity_questions(rng, ft_people, ft_countries)
     heldout_qa = entity_questions(rng, heldout_people, heldout_countries)
     train_qa.append(qa("台灣最高的山是哪座？", "玉山", "place", "臺灣", "zh"))  # the lecture's own wording
-    heldout_qa += [qa(q_zh, a_zh, "world", key, "zh") for key, _, _, q_zh, _, a_zh, _ in WORLD]
-    heldout_qa += [qa(q_en, a_en, "world", key, "en") for key, _, _, _, q_en, _, a_en in WORLD]
+    heldout_qa += [qa(q_zh, a_zh, "world", key, "zh") for key, _, a_zh, _, _, _, _, q_zh, _ in WORLD]
+    heldout_qa += [qa(q_en, a_en, "world", key, "en") for key, _, _, _, _, a_en, _, _, q_en in WORLD]
     for kind, table in (("identity", IDENTITY), ("refusal", REFUSAL)):
         for lang, (answer, taught, held_out) in table.items():
             train_qa += [qa(q, answer, kind, kind, lang) for q in taught]
