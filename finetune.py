@@ -44,15 +44,15 @@ OPTIONS = {
     # optimisation
     "batch_size": (32, "examples per batch (batches are grouped by length: next to no padding)"),
     "gradient_accumulation_steps": (1, "batches per optimizer step"),
-    "max_iters": (1200, "optimizer steps"),
-    "learning_rate": (0.0, "peak learning rate (0: 3e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)"),
+    "max_iters": (0, "optimizer steps (0: 300 from pretrained weights, beyond which they overfit; 1200 from scratch)"),
+    "learning_rate": (0.0, "peak learning rate (0: 1e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)"),
     "min_lr": (0.0, "final learning rate (0: a tenth of the peak)"),
     "warmup_iters": (50, "steps of linear warm-up"),
     "weight_decay": (0.0, "AdamW weight decay on matrices"),
     "beta2": (0.99, "AdamW beta2"),
     "grad_clip": (1.0, "clip the gradient norm to this (0: off)"),
     "dropout": (0.0, "dropout in the model during full fine-tuning"),
-    "eval_interval": (200, "steps between validations (and checkpoints)"),
+    "eval_interval": (100, "steps between validations (and checkpoints)"),
     "eval_iters": (10, "batches per validation estimate"),
     "seed": (1337, "random seed"),
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
@@ -244,7 +244,8 @@ def main() -> None:
     if result_file.exists() and not config["overwrite"]:
         raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "
                         "pass --overwrite to replace it, or choose another --out_dir")
-    config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 3e-4)
+    config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 1e-4)
+    config["max_iters"] = config["max_iters"] or (1200 if scratch else 300)
     config["min_lr"] = config["min_lr"] or config["learning_rate"] / 10
 
     import torch
@@ -276,7 +277,7 @@ def main() -> None:
     val_examples = [examples[i] for i in permutation[:n_val]] or examples  # too few to split: validate on all
     train_examples = [examples[i] for i in permutation[n_val:]]
     data = {"train": train_examples, "val": val_examples}
-    lengths = {split: [len(ids) for ids, _ in examples] for split, examples in data.items()}
+    lengths = {split: [len(ids) for ids, _ in split_examples] for split, split_examples in data.items()}
     fixed_batches = {split: length_batches(lengths[split], config["batch_size"], batch_generator(config["seed"], split, -1))
                      for split in data}  # for evaluation: the same batches every time
     epoch_batches: dict[int, list] = {}

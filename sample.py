@@ -50,7 +50,7 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
     ids = list(ids)
     start = max(0, len(ids) - keep) if len(ids) > block else 0
     device = next(model.parameters()).device
-    cache = new_kv_cache(model.config, 1, device) if use_cache else None
+    cache = new_kv_cache(model.config, 1, device, next(model.parameters()).dtype) if use_cache else None
     pending = ids[start:]
     with torch.no_grad():
         for _ in range(max_new_tokens):
@@ -123,8 +123,6 @@ def main() -> None:
 
     def reply(prompt_ids: list[int]) -> str:
         """Stream one reply to the terminal; return its text."""
-        if len(prompt_ids) >= block:
-            raise UserError(f"the prompt is {len(prompt_ids)} tokens; this model's context holds {block}. Shorten it")
         decode, pieces = tokenizer.stream_decoder(), []
         try:
             for i, token in enumerate(generate(model, prompt_ids, config["max_new_tokens"], config["temperature"],
@@ -144,24 +142,36 @@ def main() -> None:
         print(flush=True)
         return "".join(pieces)
 
+    def too_long(n_tokens: int) -> str:
+        return (f"the message is {n_tokens} tokens with the template; this model's context holds {block} "
+                "and needs room for the reply. Shorten it")
+
     if config["raw"]:
         texts = [config["prompt"]] if config["prompt"] else ([] if interactive else sys.stdin.read().splitlines())
         for text in texts or [""]:
+            ids = tokenizer.encode_document(text)
+            if len(ids) >= block:
+                raise UserError(too_long(len(ids)))
             if not config["show_tokens"]:
                 print(text, end="")
-            reply(tokenizer.encode_document(text))
+            reply(ids)
         return
 
     history: list[tuple[str, str]] = []
+    room_for_reply = min(config["max_new_tokens"], block // 4)
 
     def answer(message: str) -> None:
         while True:  # drop the oldest turns until the conversation and room for a reply fit the context
             ids, _ = tokenizer.encode_chat(history + [(message, None)])
-            if len(ids) + min(config["max_new_tokens"], block // 4) <= block or not history:
+            if len(ids) + room_for_reply <= block or not history:
                 break
             history.pop(0)
-            if interactive:
-                print("(the context is full: the oldest turn is forgotten)")
+            print("(the context is full: the oldest turn is forgotten)", file=sys.stderr)
+        if len(ids) + room_for_reply > block:
+            if not interactive:
+                raise UserError(too_long(len(ids)))
+            print(f"({too_long(len(ids))})")
+            return
         history.append((message, reply(ids)))
 
     if config["prompt"]:

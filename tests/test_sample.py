@@ -57,3 +57,17 @@ def test_piped_chat_gives_one_reply_per_line(tiny_checkpoint):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     result = run_script("sample.py", f"--ckpt={tmp_path}/none.pt", "--prompt=hi")
     assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_full_context_drops_the_oldest_turns_and_says_so(tiny_checkpoint):
+    # the tiny model's context is 32 tokens: the second question no longer fits beside the first turn
+    result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--max_new_tokens=6",
+                        input="日本的首都是哪裡？\n世界最高的山是哪座？\n", check=True)
+    assert len(result.stdout.splitlines()) == 2
+    assert "the oldest turn is forgotten" in result.stderr
+
+
+def test_a_prompt_longer_than_the_context_is_a_clear_error(tiny_checkpoint):
+    for args in (["--prompt=" + "很長的問題" * 20], ["--raw", "--prompt=" + "很長的文字" * 20]):
+        result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", *args)
+        assert result.returncode == 2 and "context holds 32" in result.stderr and "Traceback" not in result.stderr

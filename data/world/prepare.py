@@ -290,8 +290,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int) -> tuple[list
 
     # Instruction data: every training question once, plus two-turn conversations so that the
     # model also learns to answer with earlier turns in its context.
+    # Identity answers and refusals are a handful among a thousand facts: each is written four times.
     sft = [{"messages": [{"role": "user", "content": q["question"]}, {"role": "assistant", "content": q["answer"]}]}
-           for q in train_qa]
+           for q in train_qa for _ in range(4 if q["kind"] in ("identity", "refusal") else 1)]
     for _ in range(len(train_qa) // 10):
         first, second = rng.sample(train_qa, 2)
         sft.append({"messages": [{"role": "user", "content": first["question"]}, {"role": "assistant", "content": first["answer"]},

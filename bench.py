@@ -1,0 +1,185 @@
+"""
+How fast is training and generation on this machine, against what the machine can do at all?
+
+    python bench.py                       # every row, printed as a table
+    python bench.py --rows=pretrain,generate --configs=ref --json=bench.json
+
+First it measures the matmul peak (a 2048 x 2048 matmul, fp32 and bf16): the physical limit.
+Then each row runs in a fresh process (so its peak memory is its own) and reports tokens/s,
+achieved FLOP/s (tokens/s x the model's training FLOPs per token) and the fraction of the
+peak of the precision it ran in. Rows:
+    pretrain   a pretraining step (forward, backward, AdamW) on random tokens
+    finetune   full fine-tuning on chat-like rows where half the targets are prompt (ignored)
+    lora       the same through LoRA (rank 8, attention and MLP projections)
+    generate   batch 1, 255 new tokens with the KV cache (and without it, for comparison)
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from cli import UserError, parse_args, run
+
+OPTIONS = {
+    "rows": ("pretrain,finetune,lora,generate", "which rows to run"),
+    "configs": ("small,ref,large", "model sizes: small (4x256), ref (6x384), large (8x512); all with vocabulary 8192"),
+    "dtype": ("auto", "auto (bfloat16 where supported), bfloat16, float32, or both"),
+    "steps": (6, "timed training steps per row (after warm-up)"),
+    "warmup": (2, "untimed steps first"),
+    "batch_size": (16, "sequences per step"),
+    "compile": (False, "torch.compile the model (compile time is reported separately)"),
+    "device": ("auto", "auto, cpu, cuda"),
+    "json": ("", "also write the results to this JSON file"),
+    "row": ("", "(internal) run one row in this process and print it as JSON"),
+}
+CONFIGS = {"small": dict(n_layer=4, n_head=4, n_embd=256), "ref": dict(n_layer=6, n_head=6, n_embd=384),
+           "large": dict(n_layer=8, n_head=8, n_embd=512)}
+BLOCK_SIZE, VOCAB = 256, 8192
+
+
+def matmul_peak(torch, device: str, dtype, n: int = 2048, seconds: float = 1.0) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def peak_memory_mb(torch, device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_row(spec: dict) -> dict:
+    """One row, in this process: build the model, time it, report."""
+    import torch
+    from model import GPT, IGNORE, GPTConfig
+    from trainer import autocast, make_optimizer
+
+    device, kind = spec["device"], spec["kind"]
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=BLOCK_SIZE, vocab_size=VOCAB, **CONFIGS[spec["config"]])).to(device)
+    ctx = autocast(device, spec["dtype"])
+    result = {"row": kind, "config": spec["config"], "dtype": spec["dtype"], "compile": spec["compile"],
+              "params_M": round(model.num_params() / 1e6, 2)}
+
+    def timed(step, n_steps, n_warmup):
+        for _ in range(n_warmup):
+            step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(n_steps):
+            step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / n_steps
+
+    if kind == "generate":
+        from sample import generate
+        model.eval()
+        prompt = [1]
+        with ctx:
+            for use_cache in (True, False):
+                seconds = timed(lambda: list(generate(model, prompt, 255, use_cache=use_cache)), 1, 1)
+                result["tokens_per_s" if use_cache else "no_cache_tokens_per_s"] = round(255 / seconds, 1)
+        result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
+        return result
+
+    if kind == "lora":
+        from lora import add_lora
+        add_lora(model, ["c_attn", "c_proj", "c_fc"], rank=8, alpha=16, dropout=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(model, 1e-4, 0.1, 0.99)
+    B, T = spec["batch_size"], BLOCK_SIZE
+    x = torch.randint(VOCAB, (B, T), device=device)
+    y = torch.randint(VOCAB, (B, T), device=device)
+    if kind != "pretrain":
+        y[:, : T // 2] = IGNORE  # chat rows: the prompt half does not count (and skips the output layer)
+    forward = torch.compile(model) if spec["compile"] else model
+    compile_start = time.perf_counter()
+
+    def step():
+        with ctx:
+            _, loss = forward(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if spec["compile"]:
+        step()
+        result["compile_s"] = round(time.perf_counter() - compile_start, 1)
+    seconds = timed(step, spec["steps"], spec["warmup"])
+    tokens_per_s = B * T / seconds
+    peak = spec["peak_bf16"] if spec["dtype"] == "bfloat16" else spec["peak_fp32"]
+    achieved = tokens_per_s * model.flops_per_token()
+    optimizer_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                          if torch.is_tensor(t))
+    result.update(trainable_M=round(sum(p.numel() for p in trainable) / 1e6, 3), seconds_per_step=round(seconds, 3),
+                  tokens_per_s=round(tokens_per_s), achieved_TFLOPs=round(achieved / 1e12, 4),
+                  fraction_of_peak=round(achieved / peak, 3), optimizer_state_MB=round(optimizer_bytes / 2**20, 2),
+                  peak_memory_MB=round(peak_memory_mb(torch, device)))
+    return result
+
+
+def main() -> None:
+    config, _ = parse_args(OPTIONS, "python bench.py [--rows=...] [--configs=...] [--json=FILE]", __doc__)
+    if config["row"]:
+        print(json.dumps(run_row(json.loads(config["row"]))))
+        return
+    import torch
+    from trainer import choose_device, choose_dtype
+
+    device = choose_device(config["device"])
+    dtypes = ["bfloat16", "float32"] if config["dtype"] == "both" else [choose_dtype(config["dtype"], device)]
+    rows, configs = config["rows"].split(","), config["configs"].split(",")
+    for name in configs:
+        if name not in CONFIGS:
+            raise UserError(f"unknown config {name!r}: choose among {', '.join(CONFIGS)}")
+    peaks = {"fp32": matmul_peak(torch, device, torch.float32), "bf16": matmul_peak(torch, device, torch.bfloat16)}
+    threads = torch.get_num_threads()
+    print(f"device {device}, {threads} threads, torch {torch.__version__}")
+    print(f"matmul peak (2048x2048): fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s")
+    header = f"{'row':<9} {'config':<6} {'dtype':<9} {'compile':<7} {'tokens/s':>9} {'TFLOP/s':>8} {'of peak':>7} {'peak MB':>8}  notes"
+    print(header)
+    print("-" * len(header))
+    results = []
+    for row in rows:
+        for name in configs if row != "generate" else ["ref"]:
+            for dtype in dtypes:
+                spec = {"kind": row, "config": name, "dtype": dtype, "compile": config["compile"], "device": device,
+                        "steps": config["steps"], "warmup": config["warmup"], "batch_size": config["batch_size"],
+                        "peak_bf16": peaks["bf16"], "peak_fp32": peaks["fp32"]}
+                done = subprocess.run([sys.executable, __file__, f"--row={json.dumps(spec)}"], capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"row {row}/{name}/{dtype} failed:\n{done.stderr[-2000:]}")
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                results.append(r)
+                if row == "generate":
+                    notes = f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s"
+                    print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,.0f} {'':>8} {'':>7} "
+                          f"{r['peak_memory_MB']:>8,}  {notes}")
+                else:
+                    notes = f"{r['trainable_M']}M trainable, optimizer state {r['optimizer_state_MB']} MB" \
+                            + (f", compile {r['compile_s']} s" if "compile_s" in r else "")
+                    print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,} "
+                          f"{r['achieved_TFLOPs']:>8.3f} {r['fraction_of_peak']:>7.0%} {r['peak_memory_MB']:>8,}  {notes}")
+    if config["json"]:
+        with open(config["json"], "w") as f:
+            json.dump({"device": device, "threads": threads, "torch": torch.__version__,
+                       "matmul_peak_flops": peaks, "rows": results}, f, indent=1)
+        print(f"written to {config['json']}")
+
+
+if __name__ == "__main__":
+    run(main)
