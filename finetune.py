@@ -31,6 +31,7 @@ OPTIONS = {
     "eval": ("", "question/answer JSONL for exact-match accuracy (default with the world data: data/world/eval_heldout.jsonl)"),
     "out_dir": ("", "output folder (default: out/sft, out/lora, or out/sft_scratch)"),
     "overwrite": (False, "replace what out_dir holds"),
+    "resume": (False, "continue the run saved in out_dir (stopped with Ctrl-C, or killed)"),
     "skip_bad_lines": (False, "leave out bad lines of the data (reported) instead of stopping"),
     "train_on_prompt": (False, "let the user's text count in the loss too (can help with little data and short replies)"),
     "val_fraction": (0.05, "share of the examples held out for validation loss"),
@@ -241,27 +242,28 @@ def main() -> None:
     scratch, use_lora = config["init_from"] == "scratch", config["lora"]
     out_dir = Path(config["out_dir"] or ("out/lora" if use_lora else "out/sft_scratch" if scratch else "out/sft"))
     result_file = out_dir / ("adapter.pt" if use_lora else "ckpt.pt")
-    if result_file.exists() and not config["overwrite"]:
+    if result_file.exists() and not (config["overwrite"] or config["resume"]):
         raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "
                         "pass --overwrite to replace it, or choose another --out_dir")
-    config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 1e-4)
-    config["max_iters"] = config["max_iters"] or (1200 if scratch else 300)
-    config["min_lr"] = config["min_lr"] or config["learning_rate"] / 10
 
     import torch
     from checkpoint import load_checkpoint, load_model, save_checkpoint
     from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
     from model import GPT
-    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, train
+    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, restore, start_or_resume, train
 
+    config, checkpoint = start_or_resume(config, OPTIONS, out_dir, ("base", "init_from", "lora", "lora_rank", "lora_targets"))
+    config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 1e-4)
+    config["max_iters"] = config["max_iters"] or (1200 if scratch else 300)
+    config["min_lr"] = config["min_lr"] or config["learning_rate"] / 10
     config["device"] = choose_device(config["device"])
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     if config["threads"] > 0:
         torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])  # LoRA's initial A, dropout, and the scratch model's weights
     base = load_checkpoint(config["base"])
     model, tokenizer = load_model(base, dropout=config["dropout"])
     if scratch:  # the same shape and vocabulary, none of the knowledge
-        torch.manual_seed(config["seed"])
         model = GPT(model.config)
     block_size = model.config.block_size
 
@@ -309,15 +311,18 @@ def main() -> None:
     model.to(config["device"])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
+    start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "log.jsonl").unlink(missing_ok=True)
+    if checkpoint is None:
+        (out_dir / "log.jsonl").unlink(missing_ok=True)
 
     n_tokens = sum(len(ids) - 1 for ids, _ in train_examples)
     print(f"{len(train_examples):,} training examples ({n_tokens:,} tokens), {len(val_examples):,} for validation; "
           f"starting from {'random weights' if scratch else config['base']}")
     print(f"{'LoRA' if use_lora else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
-          f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps")
-    train(model, optimizer, get_batch, config, out_dir, 0, extra, weights_to_save)
+          f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
+          + (f", resuming at step {start_step}" if start_step else ""))
+    train(model, optimizer, get_batch, config, out_dir, start_step, extra, weights_to_save)
 
     if use_lora:
         adapter = {"lora": lora_state_dict(model), **{k: extra[k] for k in ("lora_config", "base_fingerprint", "base_path", "vocab")}}

@@ -66,27 +66,13 @@ def dataset_folder(dataset: str) -> Path:
 
 def main() -> None:
     config, _ = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
-    out_dir = Path(config["out_dir"])
-    checkpoint = None
-    if config["resume"]:
-        from checkpoint import load_checkpoint
-        if not (out_dir / "ckpt.pt").exists():
-            raise UserError(f"nothing to resume: {out_dir}/ckpt.pt does not exist. Start a run without --resume")
-        checkpoint = load_checkpoint(out_dir / "ckpt.pt")
-        # the saved run's settings, except what the user sets now (say, a larger --max_iters)
-        changed = {k: v for k, v in config.items() if v != OPTIONS[k][0]}
-        for key in MODEL_KEYS:
-            if key in changed and changed[key] != checkpoint["config"][key]:
-                raise UserError(f"--{key} cannot change when resuming (the checkpoint has {checkpoint['config'][key]})")
-        config = {**checkpoint["config"], **changed, "resume": True}
-    elif (out_dir / "ckpt.pt").exists() and not config["overwrite"]:
-        raise UserError(f"{out_dir} already holds a run (ckpt.pt). Continue it with --resume, "
-                        "replace it with --overwrite, or choose another --out_dir")
-
     import numpy as np
     import torch
     from model import GPT, GPTConfig
-    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, train
+    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, restore, start_or_resume, train
+
+    out_dir = Path(config["out_dir"])
+    config, checkpoint = start_or_resume(config, OPTIONS, out_dir, MODEL_KEYS)
 
     folder = dataset_folder(config["dataset"])
     meta = json.loads((folder / "meta.json").read_text())
@@ -118,12 +104,7 @@ def main() -> None:
     model_config = GPTConfig(vocab_size=vocab_rows, **{k: config[k] for k in MODEL_KEYS})
     model = GPT(model_config).to(config["device"])
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
-    start_step = 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng"])
-        start_step = checkpoint["step"]
+    start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
     out_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is None:
         (out_dir / "log.jsonl").unlink(missing_ok=True)

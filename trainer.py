@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from checkpoint import save_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
 from cli import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -82,6 +82,34 @@ def learning_rate_at(step: int, config: dict) -> float:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)
+
+
+def start_or_resume(config: dict, options: dict, out_dir: Path, fixed_keys: tuple[str, ...]) -> tuple[dict, dict | None]:
+    """With --resume: the run saved in out_dir, its settings with what the user sets now on top
+    (say, a larger --max_iters), except fixed_keys, which cannot change. Without: refuse to start
+    over a run that out_dir already holds, unless --overwrite. -> (config, checkpoint or None)"""
+    if not config["resume"]:
+        if (out_dir / "ckpt.pt").exists() and not config["overwrite"]:
+            raise UserError(f"{out_dir} already holds a run (ckpt.pt). Continue it with --resume, "
+                            "replace it with --overwrite, or choose another --out_dir")
+        return config, None
+    if not (out_dir / "ckpt.pt").exists():
+        raise UserError(f"nothing to resume: {out_dir}/ckpt.pt does not exist. Start a run without --resume")
+    checkpoint = load_checkpoint(out_dir / "ckpt.pt")
+    changed = {k: v for k, v in config.items() if v != options[k][0]}
+    for key in fixed_keys:
+        if key in changed and changed[key] != checkpoint["config"][key]:
+            raise UserError(f"--{key} cannot change when resuming (the run has {checkpoint['config'][key]})")
+    return {**checkpoint["config"], **changed, "resume": True}, checkpoint
+
+
+def restore(model, optimizer, checkpoint: dict) -> int:
+    """Put a saved run back: weights (all, or a LoRA run's adapter), optimizer, random state.
+    -> the step to continue from."""
+    model.load_state_dict(checkpoint["model"], strict=checkpoint.get("kind") != "lora")
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["rng"])
+    return checkpoint["step"]
 
 
 @torch.no_grad()

@@ -148,3 +148,29 @@ def test_adapter_refuses_another_base(tiny_checkpoint, instruction_files, tmp_pa
     torch.save(other, tmp_path / "other.pt")
     result = run_script("sample.py", f"--adapter={out / 'adapter.pt'}", f"--ckpt={tmp_path / 'other.pt'}", "--prompt=hi")
     assert result.returncode == 2 and "another base model" in result.stderr
+
+
+def test_a_killed_lora_run_resumes_to_the_same_adapter(tiny_checkpoint, instruction_files, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+
+    data, _ = instruction_files
+    args = [f"--base={tiny_checkpoint}", f"--data={data}", "--lora", "--lora_rank=4", *TINY_FT, "--max_iters=150",
+            "--eval_interval=20", "--lora_dropout=0.1"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run_script("finetune.py", *args, f"--out_dir={straight}", check=True)
+    process = subprocess.Popen([sys.executable, "finetune.py", *args, f"--out_dir={killed}"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, deadline = killed / "log.jsonl", time.time() + 60
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 50):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 20 <= load_checkpoint(killed / "ckpt.pt", required=("model",))["step"] < 150
+    resumed = run_script("finetune.py", *args, f"--out_dir={killed}", "--resume", check=True)
+    assert "resuming at step" in resumed.stdout
+    a, b = (torch.load(d / "adapter.pt", weights_only=True)["lora"] for d in (straight, killed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
