@@ -22,7 +22,14 @@ import re
 import string
 from pathlib import Path
 
+import torch
+
+from checkpoint import load_checkpoint, load_model, save_checkpoint
 from cli import UserError, parse_args, run
+from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
+from model import GPT, IGNORE, new_kv_cache
+from tokenizer import END
+from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, restore, start_or_resume, train
 
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
@@ -140,8 +147,6 @@ def length_batches(lengths: list[int], batch_size: int, generator) -> list[list[
     """Random batches of examples of similar length: shuffle, sort each pool of 16 batches' worth
     by length, cut it into batches, shuffle the batches. Next to no padding, and a batch still
     mixes all kinds of examples (sorting the whole set would fill a batch with near-copies)."""
-    import torch
-
     order = torch.randperm(len(lengths), generator=generator).tolist()
     pool = 16 * batch_size
     batches = []
@@ -153,9 +158,6 @@ def length_batches(lengths: list[int], batch_size: int, generator) -> list[list[
 
 def collate(examples: list, indices: list[int], device: str):
     """Inputs and targets of a batch; a target counts where the loss mask of its token is 1."""
-    import torch
-    from model import IGNORE
-
     width = max(len(examples[i][0]) for i in indices) - 1
     x = torch.zeros(len(indices), width, dtype=torch.long)
     y = torch.full((len(indices), width), IGNORE, dtype=torch.long)
@@ -178,10 +180,6 @@ def normalize_answer(text: str) -> str:
 def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
     """The model's greedy reply to each question, batched: prompts of equal length share a batch,
     so no padding is needed, and the KV cache makes each new token cost one position's work."""
-    import torch
-    from model import new_kv_cache
-    from tokenizer import END
-
     prompts = [tokenizer.encode_chat([(q, None)])[0] for q in questions]
     replies: list[list[int]] = [[] for _ in questions]
     device = next(model.parameters()).device
@@ -227,9 +225,10 @@ def read_questions(path: str) -> list[dict]:
         if line.strip():
             try:
                 row = json.loads(line)
-                assert isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)
-            except (json.JSONDecodeError, AssertionError, AttributeError):
-                raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}}') from None
+            except json.JSONDecodeError:
+                row = None
+            if not (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)):
+                raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}}')
             rows.append(row)
     return rows
 
@@ -245,12 +244,6 @@ def main() -> None:
     if result_file.exists() and not (config["overwrite"] or config["resume"]):
         raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "
                         "pass --overwrite to replace it, or choose another --out_dir")
-
-    import torch
-    from checkpoint import load_checkpoint, load_model, save_checkpoint
-    from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
-    from model import GPT
-    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, restore, start_or_resume, train
 
     config, checkpoint = start_or_resume(config, OPTIONS, out_dir, ("base", "init_from", "lora", "lora_rank", "lora_targets"))
     config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 1e-4)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from checkpoint import load_checkpoint, load_model, save_checkpoint
 from cli import UserError, parse_args, run
 
 
@@ -100,8 +101,6 @@ def weights_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
 
 def load_adapted_model(adapter_path: str | Path, base_path: str | Path | None = None, device: str = "cpu"):
     """The base model with its LoRA adapter on top, checked to be the base it was trained on."""
-    from checkpoint import load_checkpoint, load_model
-
     adapter = load_checkpoint(adapter_path, required=("lora", "lora_config", "base_fingerprint"))
     base = load_checkpoint(base_path or adapter["base_path"])
     if weights_fingerprint(base["model"]) != adapter["base_fingerprint"]:
@@ -119,7 +118,6 @@ def main() -> None:
     config, args = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
     if len(args) != 2 or args[0] != "merge":
         raise UserError("usage: python lora.py merge out/lora/adapter.pt")
-    from checkpoint import save_checkpoint
     model, _, base = load_adapted_model(args[1])
     merge_lora(model)
     out = Path(config["out"]) if config["out"] else Path(args[1]).with_name("merged.pt")

@@ -15,7 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
+from checkpoint import load_checkpoint, load_model
 from cli import UserError, parse_args, run
+from lora import load_adapted_model
+from model import new_kv_cache
+from tokenizer import END
+from trainer import choose_device
 
 OPTIONS = {
     "ckpt": ("", "checkpoint to load (default: the newest fine-tuned model; with --raw, out/pretrain/ckpt.pt)"),
@@ -42,9 +49,6 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
     oldest quarter of it is dropped and the rest read again (positions are absolute, so the
     cache cannot simply shift). use_cache=False recomputes the whole window every step, with the
     same sliding, to check the cache against."""
-    import torch
-    from model import new_kv_cache
-
     block = model.config.block_size
     keep = block - block // 4
     ids = list(ids)
@@ -70,8 +74,6 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
 
 
 def pick_token(logits, temperature: float, top_k: int, top_p: float, generator) -> int:
-    import torch
-
     if temperature <= 0:
         return int(logits.argmax())
     logits = logits / temperature
@@ -101,11 +103,6 @@ def find_model(config: dict) -> tuple[str, str]:
 
 def main() -> None:
     config, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
-    import torch
-    from checkpoint import load_checkpoint, load_model
-    from lora import load_adapted_model
-    from tokenizer import END
-    from trainer import choose_device
 
     ckpt, adapter = find_model(config)
     device = choose_device(config["device"])
