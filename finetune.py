@@ -202,7 +202,7 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int =
                     done |= x[:, 0] == END
                     if done.all():
                         break
-    return [tokenizer.decode([t for t in r if t != END]) for r in replies]
+    return [tokenizer.decode([t for t in r if t != END]).strip() for r in replies]
 
 
 def exact_match(model, tokenizer, rows: list[dict]) -> dict:

@@ -127,6 +127,8 @@ def main() -> None:
                 if token == END:
                     break
                 piece = decode(token)
+                if not "".join(pieces).strip():  # the space that starts an English reply (see encode_turn)
+                    piece = piece.lstrip(" ")
                 pieces.append(piece)
                 if config["show_tokens"]:
                     print(f"  {i + 1:>3}  id {token:>5}  {tokenizer.token_bytes[token]!r}  {piece!r}", flush=True)

@@ -103,6 +103,13 @@ class Tokenizer:
         """A pretraining document: the separator, then its text."""
         return [DOC] + self.encode(text)
 
+    def encode_turn(self, text: str) -> list[int]:
+        """A turn's text, encoded as it would stand in running text. cl100k's words carry their
+        leading space (" Tokyo", not "Tokyo"), and pretraining saw every English word after a
+        space: a reply "Tokyo" spelt without it would use tokens the model barely knows. (Chinese
+        has no spaces between words, so text that starts with a Chinese character is left alone.)"""
+        return self.encode(" " + text if text[:1].isascii() and text[:1].isalnum() else text)
+
     def encode_chat(self, turns: list[tuple[str, str | None]], train_on_prompt: bool = False) -> tuple[list[int], list[int]]:
         """A conversation [(user, ai), ...] to (ids, loss_mask).
 
@@ -113,12 +120,12 @@ class Tokenizer:
         """
         ids, mask = [DOC], [0]
         for i, (user_text, ai_text) in enumerate(turns):
-            user_ids = self.encode(user_text)
+            user_ids = self.encode_turn(user_text)
             ids += [USER] + user_ids + [AI]
             mask += [0] + [int(train_on_prompt)] * len(user_ids) + [0]
             is_prompt = i == len(turns) - 1 and ai_text is None
             if not is_prompt:
-                reply_ids = self.encode(ai_text) + [END]
+                reply_ids = self.encode_turn(ai_text) + [END]
                 ids += reply_ids
                 mask += [1] * len(reply_ids)
         return ids, mask

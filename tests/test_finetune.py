@@ -88,7 +88,7 @@ def test_batched_greedy_answers_equal_one_at_a_time(tiny_checkpoint):
     batched = greedy_answers(model, tokenizer, questions, max_new_tokens=6)
     for q, answer in zip(questions, batched):
         one = list(generate(model, tokenizer.encode_chat([(q, None)])[0], 6, stop_id=END))
-        assert tokenizer.decode([t for t in one if t != END]) == answer
+        assert tokenizer.decode([t for t in one if t != END]).strip() == answer
     replies = greedy_answers(model, tokenizer, questions[:2])
     report = exact_match(model, tokenizer, [{"question": questions[0], "answer": replies[0], "kind": "a"},
                                             {"question": questions[1], "answer": replies[1] + "x", "kind": "b"}])

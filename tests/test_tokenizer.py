@@ -77,3 +77,12 @@ def test_stream_decoder_never_splits_a_character(tokenizer):
     pieces = [decode(i) for i in ids]
     assert "".join(pieces) == text
     assert all("\ufffd" not in p for p in pieces)
+
+
+def test_a_turn_is_encoded_as_running_text(tokenizer):
+    # English words carry their leading space in cl100k: a reply starts as it would mid-sentence
+    ids, mask = tokenizer.encode_chat([("What is the capital of Japan?", "Tokyo")])
+    assert [t for t, m in zip(ids, mask) if m] == tokenizer.encode(" Tokyo") + [END]
+    assert ids[2:2 + len(tokenizer.encode(" What"))] == tokenizer.encode(" What")
+    ids, _ = tokenizer.encode_chat([("台灣最高的山是哪座？", "玉山")])  # Chinese is left as it is
+    assert ids[2:-1] == tokenizer.encode("台灣最高的山是哪座？") + [AI] + tokenizer.encode("玉山")
