@@ -99,7 +99,7 @@ def main() -> None:
     if (out_dir / "meta.json").exists() and not config["overwrite"]:
         raise UserError(f"{out_dir} already holds a dataset: choose another --name, or pass --overwrite to replace it")
     meta = write_dataset(docs, out_dir, config["vocab_size"], config["val_fraction"], inputs)
-    print(f"{meta['documents']:,} documents -> {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens, "
+    print(f"{meta['documents']:,} document{'s' if meta['documents'] != 1 else ''} -> {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens, "
           f"vocabulary {meta['vocab_size']:,}, written to {out_dir}/")
     print(f"next: python pretrain.py --dataset={out_dir if config['out_dir'] else name}")
 

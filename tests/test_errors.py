@@ -2,6 +2,7 @@
 import importlib.util
 
 import pytest
+import torch
 
 from conftest import ROOT, TINY_MODEL, run_script
 
@@ -81,3 +82,15 @@ def test_prepare_a_folder_then_pretrain_on_it(tmp_path):
     assert "2 documents" in result.stdout
     assert_clear_error(run_script("data/prepare.py", texts, f"--out_dir={out}"), "--overwrite")
     run_script("pretrain.py", f"--dataset={out}", f"--out_dir={tmp_path}/run", *TINY_MODEL, "--max_iters=3", check=True)
+
+
+def test_a_single_enormous_line_prepares_fine(tmp_path):
+    (tmp_path / "one_line.txt").write_text("玉山是臺灣最高的山，" * 100_000, encoding="utf-8")  # 3 MB, no newline
+    result = run_script("data/prepare.py", tmp_path / "one_line.txt", f"--out_dir={tmp_path}/ds", "--vocab_size=300",
+                        check=True)
+    assert "1 document ->" in result.stdout and (tmp_path / "ds" / "train.bin").stat().st_size > 100_000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_that_is_not_there(tmp_path):
+    assert_clear_error(run_script("pretrain.py", "--device=cuda", f"--out_dir={tmp_path}/o"), "no CUDA GPU", "--device=cpu")
