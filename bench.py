@@ -6,8 +6,9 @@ How fast is training and generation on this machine, against what the machine ca
 
 First it measures the matmul peak (a 2048 x 2048 matmul, fp32 and bf16): the physical limit.
 Then each row runs in a fresh process (so its peak memory is its own) and reports tokens/s,
-achieved FLOP/s (tokens/s x the model's training FLOPs per token) and the fraction of the
-peak of the precision it ran in. Rows:
+achieved FLOP/s (tokens/s x the model's training FLOPs per token), the fraction of the
+peak of the precision it ran in, the process's peak memory, and the memory training keeps from
+step to step (weights, gradients of what trains, optimizer state). Rows:
     pretrain   a pretraining step (forward, backward, AdamW) on random tokens
     finetune   full fine-tuning on chat-like rows where half the targets are prompt (ignored)
     lora       the same through LoRA (rank 8, attention and MLP projections)
@@ -125,9 +126,13 @@ def run_row(spec: dict) -> dict:
     achieved = tokens_per_s * model.flops_per_token()
     optimizer_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                           if torch.is_tensor(t))
+    # what training keeps between steps: weights, the gradients of what trains, optimizer state
+    weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    grad_bytes = sum(p.numel() * p.element_size() for p in trainable)
     result.update(trainable_M=round(sum(p.numel() for p in trainable) / 1e6, 3), seconds_per_step=round(seconds, 3),
                   tokens_per_s=round(tokens_per_s), achieved_TFLOPs=round(achieved / 1e12, 4),
                   fraction_of_peak=round(achieved / peak, 3), optimizer_state_MB=round(optimizer_bytes / 2**20, 2),
+                  training_state_MB=round((weight_bytes + grad_bytes + optimizer_bytes) / 2**20, 1),
                   peak_memory_MB=round(peak_memory_mb(torch, device)))
     return result
 
@@ -170,7 +175,7 @@ def main() -> None:
                     print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,.0f} {'':>8} {'':>7} "
                           f"{r['peak_memory_MB']:>8,}  {notes}")
                 else:
-                    notes = f"{r['trainable_M']}M trainable, optimizer state {r['optimizer_state_MB']} MB" \
+                    notes = f"{r['trainable_M']}M trainable; weights+gradients+optimizer {r['training_state_MB']} MB" \
                             + (f", compile {r['compile_s']} s" if "compile_s" in r else "")
                     print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,} "
                           f"{r['achieved_TFLOPs']:>8.3f} {r['fraction_of_peak']:>7.0%} {r['peak_memory_MB']:>8,}  {notes}")
