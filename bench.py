@@ -93,6 +93,11 @@ def run_row(spec: dict) -> dict:
             for use_cache in (True, False):
                 seconds = timed(lambda: list(generate(model, prompt, 255, use_cache=use_cache)), 1, 1)
                 result["tokens_per_s" if use_cache else "no_cache_tokens_per_s"] = round(255 / seconds, 1)
+        if device == "cpu" and spec["dtype"] == "bfloat16":  # sample.py --int8
+            from sample import quantize_int8
+            int8_model = quantize_int8(model)
+            seconds = timed(lambda: list(generate(int8_model, prompt, 255)), 1, 1)
+            result["int8_tokens_per_s"] = round(255 / seconds, 1)
         result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
         return result
 
@@ -171,7 +176,8 @@ def main() -> None:
                 r = json.loads(done.stdout.strip().splitlines()[-1])
                 results.append(r)
                 if row == "generate":
-                    notes = f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s"
+                    notes = f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s" \
+                            + (f"; with --int8 {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
                     print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,.0f} {'':>8} {'':>7} "
                           f"{r['peak_memory_MB']:>8,}  {notes}")
                 else:

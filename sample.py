@@ -22,7 +22,7 @@ from cli import UserError, parse_args, run
 from lora import load_adapted_model
 from model import new_kv_cache
 from tokenizer import END
-from trainer import choose_device
+from trainer import choose_device, choose_dtype
 
 OPTIONS = {
     "ckpt": ("", "checkpoint to load (default: the newest fine-tuned model; with --raw, out/pretrain/ckpt.pt)"),
@@ -36,6 +36,7 @@ OPTIONS = {
     "seed": (1337, "random seed: the same seed gives the same reply"),
     "show_tokens": (False, "print every generated token id and its text, one per line"),
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
+    "int8": (False, "store the weights as int8 for generation on a CPU with bf16: about twice as fast"),
 }
 FINE_TUNED = ["out/lora/adapter.pt", "out/sft/ckpt.pt"]  # where finetune.py writes; the newest is loaded
 PRETRAINED = "out/pretrain/ckpt.pt"
@@ -71,6 +72,35 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
                 pending = ids[start:]
                 if cache is not None:
                     cache["pos"] = 0
+
+
+class Int8Linear(torch.nn.Module):
+    """A Linear for generation only, weights stored as int8 with one scale per output row.
+    At batch 1 every token reads every weight, so generation is bound by memory bandwidth:
+    a quarter of the bytes of fp32 makes it about twice as fast, with nearly the same logits."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
+        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+        y = torch._weight_int8pack_mm(flat, self.weight_int8, self.scale).to(x.dtype)
+        y = y.reshape(*x.shape[:-1], -1)
+        return y if self.bias is None else y + self.bias
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Every Linear (the output layer too; the input embedding stays as it is) to Int8Linear."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                setattr(module, name, Int8Linear(child))
+    return model
 
 
 def pick_token(logits, temperature: float, top_k: int, top_p: float, generator) -> int:
@@ -115,8 +145,12 @@ def main() -> None:
     generator = torch.Generator().manual_seed(config["seed"])
     block = model.config.block_size
     interactive = not config["prompt"] and sys.stdin.isatty()
-    print(f"loaded {path} ({model.num_params() / 1e6:.2f}M parameters)"
+    print(f"loaded {path} ({model.num_params() / 1e6:.2f}M parameters{', int8' if config['int8'] else ''})"
           + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
+    if config["int8"]:
+        if device != "cpu" or choose_dtype("auto", device) != "bfloat16":
+            raise UserError("--int8 is for CPUs with bf16 support (AVX-512 BF16 or AMX); this device has none")
+        model = quantize_int8(model)
 
     def reply(prompt_ids: list[int]) -> str:
         """Stream one reply to the terminal; return its text."""

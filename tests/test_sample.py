@@ -1,10 +1,12 @@
 """Generation: the KV cache changes nothing but speed; sampling options; the chat and text continuation."""
+import pytest
 import torch
 
 from checkpoint import load_checkpoint, load_model
 from conftest import run_script
 from model import GPT, GPTConfig
-from sample import generate, pick_token
+from sample import Int8Linear, generate, pick_token
+from trainer import choose_dtype
 
 
 def random_model(block_size=16):
@@ -71,3 +73,17 @@ def test_a_prompt_longer_than_the_context_is_a_clear_error(tiny_checkpoint):
     for args in (["--prompt=" + "很長的問題" * 20], ["--raw", "--prompt=" + "很長的文字" * 20]):
         result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", *args)
         assert result.returncode == 2 and "context holds 32" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(choose_dtype("auto", "cpu") != "bfloat16", reason="--int8 needs a CPU with bf16")
+def test_int8_weights_give_nearly_the_same_outputs(tiny_checkpoint):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96, bias=False)
+    x = torch.randn(3, 64)
+    exact, quantized = linear(x), Int8Linear(linear)(x)
+    assert ((quantized - exact).norm() / exact.norm()).item() < 0.02
+    plain = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6", check=True)
+    int8 = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6", "--int8",
+                      check=True)
+    assert int8.stdout.startswith("臺灣") and "int8" in int8.stderr and len(int8.stdout) >= len("臺灣") + 1
+    assert plain.stdout.startswith("臺灣")
