@@ -133,7 +133,7 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
     """Run steps start_step .. max_iters-1; save out_dir/ckpt.pt at every evaluation, at the end,
     and when Ctrl-C asks to stop (after the step in progress). weights_to_save gives the tensors
     to keep (default: the whole model; LoRA keeps only the adapter). Returns the last losses."""
-    device, ctx = config["device"], autocast(config["device"], config["dtype"])
+    ctx = autocast(config["device"], config["dtype"])
     accum = config["gradient_accumulation_steps"]
     log = open(out_dir / "log.jsonl", "a")
     trainable = [p for p in model.parameters() if p.requires_grad]
