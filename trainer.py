@@ -92,6 +92,9 @@ def start_or_resume(config: dict, options: dict, out_dir: Path, fixed_keys: tupl
         if (out_dir / "ckpt.pt").exists() and not config["overwrite"]:
             raise UserError(f"{out_dir} already holds a run (ckpt.pt). Continue it with --resume, "
                             "replace it with --overwrite, or choose another --out_dir")
+        # replaced now, not at the first save: a new run stopped early must not leave the old
+        # checkpoint behind for a later --resume to continue under the new run's name
+        (out_dir / "ckpt.pt").unlink(missing_ok=True)
         return config, None
     if not (out_dir / "ckpt.pt").exists():
         raise UserError(f"nothing to resume: {out_dir}/ckpt.pt does not exist. Start a run without --resume")

@@ -98,3 +98,15 @@ def test_resuming_on_a_dataset_with_another_vocabulary_is_refused(tiny_dataset, 
     run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=3", check=True)
     result = run_script("pretrain.py", f"--out_dir={out}", "--resume", f"--dataset={other}", "--max_iters=6")
     assert result.returncode == 2 and "another vocabulary" in result.stderr
+
+
+def test_overwrite_drops_the_old_checkpoint_at_once(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=3", check=True)
+    (out / "log.jsonl").unlink()  # so that the wait below sees the new run's steps
+    process = start([f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=100000",
+                     "--eval_interval=100000", "--overwrite"])
+    wait_for_log_lines(out / "log.jsonl", 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "ckpt.pt").exists()  # nothing that --resume could mistake for the new run
