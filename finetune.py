@@ -192,15 +192,15 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int =
                 x = torch.tensor([prompts[i] for i in chunk], device=device)
                 new_tokens = min(max_new_tokens, model.config.block_size - x.shape[1])
                 cache = new_kv_cache(model.config, len(chunk), device)
-                done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+                done = [False] * len(chunk)
                 for _ in range(new_tokens):
                     logits, _ = model(x, kv_cache=cache)
                     x = logits.argmax(-1, keepdim=True)
-                    for row, i in enumerate(chunk):
+                    for row, (i, token) in enumerate(zip(chunk, x[:, 0].tolist())):
                         if not done[row]:
-                            replies[i].append(int(x[row]))
-                    done |= x[:, 0] == END
-                    if done.all():
+                            replies[i].append(token)
+                            done[row] = token == END
+                    if all(done):
                         break
     return [tokenizer.decode([t for t in r if t != END]).strip() for r in replies]
 
@@ -261,8 +261,8 @@ def main() -> None:
     block_size = model.config.block_size
 
     if not config["data"] and not (WORLD / "sft.jsonl").exists():
-        from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
-        prepare_world({k: v for k, (v, _) in WORLD_OPTIONS.items()})
+        from data.world.prepare import prepare_world
+        prepare_world()
     data_files = config["data"].split(",") if config["data"] else [str(WORLD / "sft.jsonl")]
     eval_file = config["eval"] or ("" if config["data"] else str(WORLD / "eval_heldout.jsonl"))
     questions = read_questions(eval_file) if eval_file else []

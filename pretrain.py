@@ -55,8 +55,8 @@ def dataset_folder(dataset: str) -> Path:
     folder = Path(dataset) if ("/" in dataset or Path(dataset).is_dir()) else DATA_DIR / dataset
     if dataset == "world" and not (folder / "meta.json").exists():
         print("preparing the built-in world dataset (first run only) ...")
-        from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
-        prepare_world({k: v for k, (v, _) in WORLD_OPTIONS.items()})
+        from data.world.prepare import prepare_world
+        prepare_world()
     missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (folder / f).exists()]
     if missing:
         raise UserError(f"dataset {dataset!r} is not prepared ({folder} lacks {', '.join(missing)}). "

@@ -305,7 +305,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
-def prepare_world(config: dict, out_dir: Path = WORLD_DIR) -> dict:
+def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict:
+    """Generate and tokenize the world into out_dir; config defaults to OPTIONS' defaults."""
+    config = config or {name: default for name, (default, _) in OPTIONS.items()}
     docs, sft, train_qa, heldout_qa = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
