@@ -29,7 +29,8 @@ from cli import UserError, parse_args, run
 from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
 from model import GPT, IGNORE, new_kv_cache
 from tokenizer import END
-from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, restore, start_or_resume, train
+from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
+                     start_or_resume, train)
 
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
@@ -206,8 +207,12 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int =
 
 
 def exact_match(model, tokenizer, rows: list[dict]) -> dict:
-    """Accuracy on {"question", "answer"} rows, overall and by "kind" where rows have one."""
-    replies = greedy_answers(model, tokenizer, [r["question"] for r in rows])
+    """The model's greedy replies to {"question", "answer"} rows, scored."""
+    return score(rows, greedy_answers(model, tokenizer, [r["question"] for r in rows]))
+
+
+def score(rows: list[dict], replies: list[str]) -> dict:
+    """Exact-match accuracy of replies to rows, overall and by "kind" where rows have one."""
     results = [{**r, "reply": reply, "correct": normalize_answer(reply) == normalize_answer(r["answer"])}
                for r, reply in zip(rows, replies)]
     by_kind: dict[str, list[bool]] = {}
@@ -249,13 +254,13 @@ def main() -> None:
     config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 1e-4)
     config["max_iters"] = config["max_iters"] or (1200 if scratch else 300)
     config["min_lr"] = config["min_lr"] or config["learning_rate"] / 10
-    config["device"] = choose_device(config["device"])
+    rank, world, config["device"] = init_distributed(choose_device(config["device"]))
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     if config["threads"] > 0:
         torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])  # LoRA's initial A, dropout, and the scratch model's weights
     base = load_checkpoint(config["base"])
     model, tokenizer = load_model(base, dropout=config["dropout"])
+    torch.manual_seed(config["seed"])  # the scratch model's weights (experiment.py redraws them), LoRA's A, dropout
     if scratch:  # the same shape and vocabulary, none of the knowledge
         model = GPT(model.config)
     block_size = model.config.block_size
@@ -282,7 +287,7 @@ def main() -> None:
         if step < 0:
             batches = fixed_batches[split]
             return collate(data[split], batches[micro_step % len(batches)], config["device"])
-        index = step * config["gradient_accumulation_steps"] + micro_step
+        index = step * config["gradient_accumulation_steps"] * world + micro_step  # micro_step counts every process's
         epoch = index // len(fixed_batches["train"])
         if epoch not in epoch_batches:
             epoch_batches.clear()
@@ -306,16 +311,21 @@ def main() -> None:
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None:
+    if checkpoint is None and rank == 0:
         (out_dir / "log.jsonl").unlink(missing_ok=True)
 
     n_tokens = sum(len(ids) - 1 for ids, _ in train_examples)
-    print(f"{len(train_examples):,} training examples ({n_tokens:,} tokens), {len(val_examples):,} for validation; "
-          f"starting from {'random weights' if scratch else config['base']}")
-    print(f"{'LoRA' if use_lora else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
-          f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
+    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
+    say(f"{len(train_examples):,} training examples ({n_tokens:,} tokens), {len(val_examples):,} for validation; "
+        f"starting from {'random weights' if scratch else config['base']}")
+    say(f"{'LoRA' if use_lora else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
+        f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
           + (f", resuming at step {start_step}" if start_step else ""))
     train(model, optimizer, get_batch, config, out_dir, start_step, extra, weights_to_save)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+        if rank > 0:
+            return  # process 0 saves and evaluates
 
     if use_lora:
         adapter = {"lora": lora_state_dict(model), **{k: extra[k] for k in ("lora_config", "base_fingerprint", "base_path", "vocab")}}

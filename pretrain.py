@@ -4,6 +4,7 @@ Pretrain a small GPT on raw text (文字接龍: predict the next token of any te
     python pretrain.py                      # the built-in world data, prepared on first use
     python pretrain.py --dataset=mytext     # your own, from python data/prepare.py
     python pretrain.py --resume             # continue a stopped run
+    torchrun --standalone --nproc_per_node=2 pretrain.py    # data-parallel: 2 processes (CPU or GPUs)
 
 Writes out/pretrain/ckpt.pt (weights, vocabulary, optimizer state: everything to resume or
 fine-tune) and out/pretrain/log.jsonl (every step and every validation).
@@ -69,7 +70,8 @@ def main() -> None:
     import numpy as np
     import torch
     from model import GPT, GPTConfig
-    from trainer import batch_generator, choose_device, choose_dtype, make_optimizer, restore, start_or_resume, train
+    from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
+                         start_or_resume, train)
 
     out_dir = Path(config["out_dir"])
     config, checkpoint = start_or_resume(config, OPTIONS, out_dir, MODEL_KEYS)
@@ -87,7 +89,8 @@ def main() -> None:
             raise UserError(f"the {split} split of {config['dataset']} has {len(data)} tokens, too few for --block_size={T}: "
                             "use a smaller --block_size or more text")
 
-    config["device"] = choose_device(config["device"])
+    rank, world, config["device"] = init_distributed(choose_device(config["device"]))
+    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     if config["threads"] > 0:
         torch.set_num_threads(config["threads"])
@@ -106,23 +109,25 @@ def main() -> None:
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None:
+    if checkpoint is None and rank == 0:
         (out_dir / "log.jsonl").unlink(missing_ok=True)
 
-    tokens_per_step = B * T * config["gradient_accumulation_steps"]
-    print(f"dataset {folder}: {len(train_data):,} train / {len(val_data):,} val tokens, vocabulary {meta['vocab_size']:,}")
-    print(f"model: {model.num_params() / 1e6:.2f}M parameters ({config['n_layer']} layers, {config['n_head']} heads, "
-          f"{config['n_embd']} wide, context {T}); {config['device']}, {config['dtype']}; "
-          f"{tokens_per_step:,} tokens per step, {config['max_iters']:,} steps"
-          + (f", resuming at step {start_step}" if start_step else ""))
+    tokens_per_step = B * T * config["gradient_accumulation_steps"] * world
+    say(f"dataset {folder}: {len(train_data):,} train / {len(val_data):,} val tokens, vocabulary {meta['vocab_size']:,}")
+    say(f"model: {model.num_params() / 1e6:.2f}M parameters ({config['n_layer']} layers, {config['n_head']} heads, "
+        f"{config['n_embd']} wide, context {T}); {config['device']}, {config['dtype']}; "
+        f"{tokens_per_step:,} tokens per step, {config['max_iters']:,} steps"
+        + (f", {world} processes" if world > 1 else "") + (f", resuming at step {start_step}" if start_step else ""))
     extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder)}
     losses = train(model, optimizer, get_batch, config, out_dir, start_step, extra)
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
-    print(f"done. validation loss {losses.get('val', float('nan')):.3f} "
-          f"(a uniform guess over the vocabulary scores {math.log(meta['vocab_size']):.3f})")
-    print(f"checkpoint: {out_dir / 'ckpt.pt'}")
-    print("next: python sample.py --raw --prompt \"臺灣最高的山是\"    (continue text with the base model)")
-    print("      python finetune.py --lora                      (teach it to answer questions)")
+    say(f"done. validation loss {losses.get('val', float('nan')):.3f} "
+        f"(a uniform guess over the vocabulary scores {math.log(meta['vocab_size']):.3f})")
+    say(f"checkpoint: {out_dir / 'ckpt.pt'}")
+    say("next: python sample.py --raw --prompt \"臺灣最高的山是\"    (continue text with the base model)")
+    say("      python finetune.py --lora                      (teach it to answer questions)")
 
 
 if __name__ == "__main__":

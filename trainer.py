@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -32,6 +33,20 @@ def choose_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device={device}, but this machine has no CUDA GPU (torch.cuda.is_available() is False): use --device=cpu")
     return device
+
+
+def init_distributed(device: str) -> tuple[int, int, str]:
+    """Under torchrun, which sets RANK and WORLD_SIZE for each process it starts: join the
+    process group (gloo between CPU processes, nccl between GPUs; a GPU per process).
+    -> (rank, world_size, device); (0, 1, device) for a plain single-process run."""
+    if "RANK" not in os.environ:
+        return 0, 1, device
+    import torch.distributed as dist
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def choose_dtype(dtype: str, device: str) -> str:
@@ -135,11 +150,20 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
           start_step: int = 0, checkpoint_extra: dict | None = None, weights_to_save: Callable[[], dict] | None = None) -> dict:
     """Run steps start_step .. max_iters-1; save out_dir/ckpt.pt at every evaluation, at the end,
     and when Ctrl-C asks to stop (after the step in progress). weights_to_save gives the tensors
-    to keep (default: the whole model; LoRA keeps only the adapter). Returns the last losses."""
+    to keep (default: the whole model; LoRA keeps only the adapter). Returns the last losses.
+
+    Under torchrun every process runs this loop on its own batches: process `rank` of `world`
+    draws micro-batch number micro_step * world + rank, so together they take exactly the
+    batches one process would take with world times the gradient accumulation, and
+    DistributedDataParallel averages their gradients. Process 0 alone logs and checkpoints."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    main_process = rank == 0
     ctx = autocast(config["device"], config["dtype"])
     accum = config["gradient_accumulation_steps"]
-    log = open(out_dir / "log.jsonl", "a")
     trainable = [p for p in model.parameters() if p.requires_grad]
+    stepper = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    log = open(out_dir / "log.jsonl", "a") if main_process else None
 
     def checkpoint_now(step: int) -> None:
         save_checkpoint({"model": (weights_to_save or model.state_dict)(), "optimizer": optimizer.state_dict(), "step": step,
@@ -153,8 +177,17 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
         tqdm.write("Ctrl-C: saving a checkpoint after this step (press again to quit without saving)")
     previous_handler = signal.signal(signal.SIGINT, request_stop)
 
+    def stop_now() -> bool:
+        """Whether to stop after this step; with several processes, all of them, if any was asked."""
+        if not distributed:
+            return bool(stop_requested)
+        flag = torch.tensor([float(bool(stop_requested))], device=config["device"])
+        torch.distributed.all_reduce(flag)
+        return flag.item() > 0
+
     losses = {}
-    bar = tqdm(total=config["max_iters"], initial=start_step, desc="training", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config["max_iters"], initial=start_step, desc="training", unit="step", dynamic_ncols=True,
+               disable=not main_process)
     model.train()
     try:
         for step in range(start_step, config["max_iters"]):
@@ -164,12 +197,15 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
                 group["lr"] = lr
             loss_sum, tokens = 0.0, 0
             for micro_step in range(accum):
-                x, y = get_batch("train", step, micro_step)
-                with ctx:
-                    _, loss = model(x, y)
-                (loss / accum).backward()
+                x, y = get_batch("train", step, micro_step * world + rank)
+                # gradients are averaged across processes once per step, at the last micro-batch
+                sync = stepper.no_sync() if distributed and micro_step < accum - 1 else contextlib.nullcontext()
+                with sync:
+                    with ctx:
+                        _, loss = stepper(x, y)
+                    (loss / accum).backward()
                 loss_sum += loss.detach()
-                tokens += x.numel()
+                tokens += x.numel() * world
             if config["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, config["grad_clip"])
             optimizer.step()
@@ -177,25 +213,30 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
             train_loss = loss_sum.item() / accum  # .item() waits for the step to finish: the timing is honest
             seconds = time.perf_counter() - t0
             tokens_per_s = tokens / seconds
-            log.write(json.dumps({"step": step + 1, "loss": round(train_loss, 5), "lr": lr,
-                                  "seconds": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1)}) + "\n")
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
             done = step + 1
-            if done % config["eval_interval"] == 0 or done == config["max_iters"]:
-                losses = estimate_loss(model, get_batch, config["eval_iters"], ctx)
-                tqdm.write(f"step {done}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                log.write(json.dumps({"step": done, "train_loss": round(losses["train"], 5), "val_loss": round(losses["val"], 5)}) + "\n")
-                checkpoint_now(done)
-            elif stop_requested:
-                checkpoint_now(done)
-            log.flush()
-            if stop_requested:
+            stopping = stop_now()
+            if main_process:
+                log.write(json.dumps({"step": done, "loss": round(train_loss, 5), "lr": lr,
+                                      "seconds": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1)}) + "\n")
+                bar.update(1)
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+                if done % config["eval_interval"] == 0 or done == config["max_iters"]:
+                    losses = estimate_loss(model, get_batch, config["eval_iters"], ctx)
+                    tqdm.write(f"step {done}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                    log.write(json.dumps({"step": done, "train_loss": round(losses["train"], 5),
+                                          "val_loss": round(losses["val"], 5)}) + "\n")
+                    checkpoint_now(done)
+                elif stopping:
+                    checkpoint_now(done)
+                log.flush()
+            if stopping:
                 bar.close()
-                print(f"stopped at step {done}; checkpoint saved to {out_dir / 'ckpt.pt'}. Continue with --resume.")
+                if main_process:
+                    print(f"stopped at step {done}; checkpoint saved to {out_dir / 'ckpt.pt'}. Continue with --resume.")
                 raise SystemExit(130)
     finally:
         bar.close()
-        log.close()
+        if log:
+            log.close()
         signal.signal(signal.SIGINT, previous_handler)
     return losses
