@@ -196,7 +196,7 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int =
                 done = [False] * len(chunk)
                 for _ in range(new_tokens):
                     logits, _ = model(x, kv_cache=cache)
-                    x = logits.argmax(-1, keepdim=True)
+                    x = logits[:, :tokenizer.vocab_size].argmax(-1, keepdim=True)  # rows beyond only pad
                     for row, (i, token) in enumerate(zip(chunk, x[:, 0].tolist())):
                         if not done[row]:
                             replies[i].append(token)

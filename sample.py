@@ -43,8 +43,10 @@ PRETRAINED = "out/pretrain/ckpt.pt"
 
 
 def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
-             top_p: float = 1.0, stop_id: int | None = None, generator=None, use_cache: bool = True):
+             top_p: float = 1.0, stop_id: int | None = None, generator=None, use_cache: bool = True,
+             vocab_size: int | None = None):
     """Yield new token ids one at a time, stopping after stop_id or max_new_tokens.
+    vocab_size: the tokenizer's; the embedding rows beyond it only pad the matrix, never chosen.
 
     With the KV cache each step feeds only the newest token. When the context is full the
     oldest quarter of it is dropped and the rest read again (positions are absolute, so the
@@ -61,7 +63,7 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
         for _ in range(max_new_tokens):
             x = torch.tensor([pending if use_cache else ids[start:]], device=device)
             logits, _ = model(x, kv_cache=cache)
-            token = pick_token(logits[0], temperature, top_k, top_p, generator)
+            token = pick_token(logits[0, :vocab_size], temperature, top_k, top_p, generator)
             yield token
             if token == stop_id:
                 return
@@ -157,7 +159,8 @@ def main() -> None:
         decode, pieces = tokenizer.stream_decoder(), []
         try:
             for i, token in enumerate(generate(model, prompt_ids, config["max_new_tokens"], config["temperature"],
-                                               config["top_k"], config["top_p"], None if config["raw"] else END, generator)):
+                                               config["top_k"], config["top_p"], None if config["raw"] else END, generator,
+                                               vocab_size=tokenizer.vocab_size)):
                 if token == END:
                     break
                 piece = decode(token)

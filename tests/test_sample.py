@@ -28,6 +28,13 @@ def test_generation_stops_at_the_stop_token():
     assert list(generate(model, [1, 2, 3], 10, stop_id=first)) == [first]
 
 
+def test_padding_rows_of_the_vocabulary_are_never_generated():
+    model = random_model()
+    g = torch.Generator().manual_seed(0)
+    tokens = list(generate(model, [1, 2, 3], 200, temperature=2.0, generator=g, vocab_size=7))
+    assert max(tokens) < 7 and len(set(tokens)) > 3
+
+
 def test_sampling_options():
     logits = torch.tensor([0.1, 3.0, 0.2, 2.9])
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731

@@ -1,0 +1,61 @@
+"""experiment.py: its measurements on tiny inputs, and the whole comparison end to end on a tiny world."""
+import json
+
+import torch
+
+from checkpoint import load_checkpoint
+from conftest import run_script
+from experiment import random_initial_weights, relative_distance
+from finetune import score
+
+
+def test_score_counts_exact_matches_by_kind():
+    rows = [{"question": "q1", "answer": "玉山", "kind": "place"}, {"question": "q2", "answer": "the Nile", "kind": "world"},
+            {"question": "q3", "answer": "聖母峰", "kind": "world"}, {"question": "q4", "answer": "Tokyo"}]
+    report = score(rows, ["玉山。", "The Nile", "玉山", "tokyo"])
+    assert [r["correct"] for r in report["results"]] == [True, True, False, True]
+    assert report["accuracy"] == 0.75 and report["count"] == 4
+    assert report["by_kind"] == {"place": (1.0, 1), "world": (0.5, 2), "all": (1.0, 1)}
+
+
+def test_relative_distance():
+    before = {"a": torch.tensor([3.0, 0.0]), "b": torch.tensor([[0.0, 4.0]])}
+    assert relative_distance(before, before) == 0.0
+    after = {"a": torch.tensor([3.0, 3.0]), "b": torch.tensor([[0.0, 8.0]])}
+    assert abs(relative_distance(before, after) - 1.0) < 1e-7  # moved by sqrt(9 + 16) = 5, from a norm of 5
+
+
+def test_scratch_initial_weights_are_drawn_again_exactly(tiny_checkpoint, tmp_path):
+    """The distance of the random-init run is measured from the weights finetune.py really started from."""
+    data = tmp_path / "sft.jsonl"
+    data.write_text(json.dumps({"instruction": "你是誰？", "output": "我是人工智慧"}, ensure_ascii=False) + "\n")
+    out = tmp_path / "scratch"
+    run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={out}", "--init_from=scratch",
+               "--seed=5", "--max_iters=1", "--learning_rate=1e-30", "--warmup_iters=1", "--dtype=float32", check=True)
+    trained = load_checkpoint(out / "ckpt.pt")["model"]
+    start = random_initial_weights(load_checkpoint(tiny_checkpoint)["model_config"], seed=5)
+    assert relative_distance(start, {k: trained[k] for k in start}) < 1e-6
+    assert relative_distance(random_initial_weights(load_checkpoint(tiny_checkpoint)["model_config"], seed=6),
+                             {k: trained[k] for k in start}) > 0.1  # another seed draws other weights
+
+
+def test_tiny_experiment_end_to_end(tmp_path):
+    out = tmp_path / "exp"
+    tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=96 --batch_size=8 --eval_iters=2 --dtype=float32 --threads=2"
+    result = run_script("experiment.py", f"--out_dir={out}", "--readme=false", "--seeds=2",
+                        "--world_args=--people=6 --bios_zh=1 --bios_en=1",
+                        f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20",
+                        "--finetune_args=--max_iters=4 --eval_interval=4 --eval_iters=2 --batch_size=8 --dtype=float32",
+                        check=True, timeout=600)
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
+    assert [(r["run"], r["init"], r["seed"]) for r in results] == [
+        (run, init, seed) for seed in (1337, 1338) for run, init in (("full", "random"), ("full", "pretrained"), ("LoRA", "pretrained"))]
+    for r in results:
+        assert 0 <= r["heldout"] <= 1 and 0 <= r["taught"] <= 1 and r["distance"] > 0
+        assert r["heldout_count"] > 50 and "世界最高的山是哪座？" in r["verbatim"]
+    assert results[0]["trainable"] == results[1]["trainable"] > 10 * results[2]["trainable"]  # LoRA trains a few percent
+    table = (out / "results.md").read_text(encoding="utf-8")
+    assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
+    assert table in result.stdout
+    again = run_script("experiment.py", f"--out_dir={out}")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
