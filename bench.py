@@ -85,19 +85,16 @@ def run_row(spec: dict) -> dict:
             torch.cuda.synchronize()
         return (time.perf_counter() - start) / n_steps
 
-    if kind == "generate":
-        from sample import generate
-        model.eval()
-        prompt = [1]
-        with ctx:
-            for use_cache in (True, False):
-                seconds = timed(lambda: list(generate(model, prompt, 255, use_cache=use_cache)), 1, 1)
-                result["tokens_per_s" if use_cache else "no_cache_tokens_per_s"] = round(255 / seconds, 1)
+    if kind == "generate":  # as sample.py runs it: weights in the row's dtype, KV cache, batch 1
+        from sample import for_generation, generate
+
+        def tokens_per_s(model, repeats: int, **options) -> float:
+            return round(255 / timed(lambda: list(generate(model, [1], 255, **options)), repeats, 1), 1)
+        model = for_generation(model.eval(), device, spec["dtype"])  # bfloat16 or float32
+        result["tokens_per_s"] = tokens_per_s(model, 5)
+        result["no_cache_tokens_per_s"] = tokens_per_s(model, 1, use_cache=False)
         if device == "cpu" and spec["dtype"] == "bfloat16":  # sample.py --int8
-            from sample import quantize_int8
-            int8_model = quantize_int8(model)
-            seconds = timed(lambda: list(generate(int8_model, prompt, 255)), 1, 1)
-            result["int8_tokens_per_s"] = round(255 / seconds, 1)
+            result["int8_tokens_per_s"] = tokens_per_s(for_generation(model, device, "int8"), 5)
         result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
         return result
 
@@ -177,7 +174,7 @@ def main() -> None:
                 results.append(r)
                 if row == "generate":
                     notes = f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s" \
-                            + (f"; with --int8 {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
+                            + (f"; int8 weights {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
                     print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,.0f} {'':>8} {'':>7} "
                           f"{r['peak_memory_MB']:>8,}  {notes}")
                 else:

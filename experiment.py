@@ -21,6 +21,7 @@ markers, into README.md.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shlex
@@ -87,6 +88,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
     from checkpoint import load_checkpoint, load_model
     from finetune import exact_match, read_questions, score
     from lora import load_adapted_model, merge_lora
+    from sample import for_generation
 
     base = load_checkpoint(base_path)
     if name == "LoRA":
@@ -103,12 +105,18 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
     taught = exact_match(model, tokenizer, read_questions(str(world / "eval_train.jsonl")))
     taught_answers = {r["answer"] for r in taught["results"]}
     wrong = [r["reply"] for r in held["results"] if not r["correct"]]
+    by_weights = {"float32": held["accuracy"]}  # what sample.py's cheaper weights cost in answers
+    for dtype in ("bfloat16", "int8") if init == "pretrained" else ():
+        try:
+            by_weights[dtype] = exact_match(for_generation(copy.deepcopy(model), "cpu", dtype), tokenizer, held_rows)["accuracy"]
+        except UserError:  # int8 needs a CPU with bf16
+            pass
     return {"run": name, "init": init, "seed": seed, "trainable": trainable,
             "heldout": held["accuracy"], "heldout_count": held["count"], "heldout_by_kind": held["by_kind"],
             "taught": taught["accuracy"], "taught_count": taught["count"],
             "literal": next(r["reply"] for r in held["results"] if r["question"] == LITERAL),
             "refusal": held["by_kind"].get("refusal", (0.0, 0)), "identity": held["by_kind"].get("identity", (0.0, 0)),
-            "distance": relative_distance(before, parameters(model)),
+            "distance": relative_distance(before, parameters(model)), "heldout_by_weights": by_weights,
             "typical_wrong": Counter(wrong).most_common(5),
             "wrong_but_taught": sum(w in taught_answers for w in wrong) / max(1, len(wrong)),
             "verbatim": {r["question"]: (r["answer"], r["reply"]) for r in held["results"]
@@ -155,6 +163,9 @@ def report(results: list[dict], walls: dict, command: str, world_meta: dict) -> 
               "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
     for question, (answer, _) in first[0]["verbatim"].items():
         lines.append(f"| {question} | {answer} | " + " | ".join(r["verbatim"][question][1] or "(nothing)" for r in first) + " |")
+    lines += ["", "Held-out exact match with the weights generation uses (`sample.py --dtype`; first seed): "
+              + "; ".join(f"{r['run']}, {r['init']}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["heldout_by_weights"].items())
+                          for r in first if len(r["heldout_by_weights"]) > 1) + "."]
     scratch = first[0]
     lines += ["", f"Typical wrong answers from random initialisation (first seed): "
               + ", ".join(f"{reply or '(nothing)'} ×{n}" for reply, n in scratch["typical_wrong"])

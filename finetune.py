@@ -192,7 +192,7 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int =
                 chunk = group[start:start + batch_size]
                 x = torch.tensor([prompts[i] for i in chunk], device=device)
                 new_tokens = min(max_new_tokens, model.config.block_size - x.shape[1])
-                cache = new_kv_cache(model.config, len(chunk), device)
+                cache = new_kv_cache(model.config, len(chunk), device, next(model.parameters()).dtype)
                 done = [False] * len(chunk)
                 for _ in range(new_tokens):
                     logits, _ = model(x, kv_cache=cache)

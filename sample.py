@@ -36,7 +36,8 @@ OPTIONS = {
     "seed": (1337, "random seed: the same seed gives the same reply"),
     "show_tokens": (False, "print every generated token id and its text, one per line"),
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
-    "int8": (False, "store the weights as int8 for generation on a CPU with bf16: about twice as fast"),
+    "dtype": ("auto", "weights for generation: int8 (linear layers; CPUs with bf16), bfloat16, float32, or auto: "
+                      "int8 on a CPU with bf16, bfloat16 on a GPU with it, else float32"),
 }
 FINE_TUNED = ["out/lora/adapter.pt", "out/sft/ckpt.pt"]  # where finetune.py writes; the newest is loaded
 PRETRAINED = "out/pretrain/ckpt.pt"
@@ -105,6 +106,21 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def for_generation(model: torch.nn.Module, device: str, dtype: str = "auto") -> torch.nn.Module:
+    """The model as generation runs it. At batch 1 every new token reads every weight, so speed
+    follows the bytes read: bf16 weights are half of fp32 (and need no casts per layer, as autocast
+    does), int8 linear layers a quarter, at next to no cost in answers (experiment.py measures it)."""
+    if dtype not in ("auto", "int8", "bfloat16", "float32"):
+        raise UserError(f"--dtype must be auto, int8, bfloat16 or float32, got {dtype!r}")
+    native = choose_dtype("auto", device)  # bfloat16 where the hardware computes it
+    int8_ok = device.startswith("cpu") and native == "bfloat16"
+    if dtype == "int8" and not int8_ok:
+        raise UserError("--dtype=int8 is for CPUs with bf16 support (AVX-512 BF16 or AMX); this device has none")
+    if dtype == "int8" or (dtype == "auto" and int8_ok):
+        return quantize_int8(model).to(torch.bfloat16)  # activations in bf16, as the int8 kernel takes them
+    return model.to(torch.bfloat16 if (native if dtype == "auto" else dtype) == "bfloat16" else torch.float32)
+
+
 def pick_token(logits, temperature: float, top_k: int, top_p: float, generator) -> int:
     if temperature <= 0:
         return int(logits.argmax())
@@ -147,12 +163,12 @@ def main() -> None:
     generator = torch.Generator().manual_seed(config["seed"])
     block = model.config.block_size
     interactive = not config["prompt"] and sys.stdin.isatty()
-    print(f"loaded {path} ({model.num_params() / 1e6:.2f}M parameters{', int8' if config['int8'] else ''})"
+    n_params = model.num_params()
+    model = for_generation(model, device, config["dtype"])
+    weights = str(next(model.parameters()).dtype).removeprefix("torch.")
+    weights = f"int8 linear layers, {weights}" if any(isinstance(m, Int8Linear) for m in model.modules()) else weights
+    print(f"loaded {path} ({n_params / 1e6:.2f}M parameters, {weights})"
           + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
-    if config["int8"]:
-        if device != "cpu" or choose_dtype("auto", device) != "bfloat16":
-            raise UserError("--int8 is for CPUs with bf16 support (AVX-512 BF16 or AMX); this device has none")
-        model = quantize_int8(model)
 
     def reply(prompt_ids: list[int]) -> str:
         """Stream one reply to the terminal; return its text."""

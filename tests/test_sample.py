@@ -5,7 +5,7 @@ import torch
 from checkpoint import load_checkpoint, load_model
 from conftest import run_script
 from model import GPT, GPTConfig
-from sample import Int8Linear, generate, pick_token
+from sample import Int8Linear, for_generation, generate, pick_token
 from trainer import choose_dtype
 
 
@@ -48,7 +48,7 @@ def test_sampling_options():
 
 def test_raw_continuation_loads_a_pretrained_checkpoint(tiny_checkpoint):
     result = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣最高的山是", "--max_new_tokens=8",
-                        check=True)
+                        "--dtype=float32", check=True)
     assert result.stdout.startswith("臺灣最高的山是") and len(result.stdout.strip()) > len("臺灣最高的山是")
     model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
     ids = tokenizer.encode_document("臺灣最高的山是")
@@ -82,15 +82,24 @@ def test_a_prompt_longer_than_the_context_is_a_clear_error(tiny_checkpoint):
         assert result.returncode == 2 and "context holds 32" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(choose_dtype("auto", "cpu") != "bfloat16", reason="--int8 needs a CPU with bf16")
-def test_int8_weights_give_nearly_the_same_outputs(tiny_checkpoint):
+def test_bf16_generation_weights_give_nearly_the_same_logits(tiny_checkpoint):
+    model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
+    ids = torch.tensor([tokenizer.encode_document("臺灣最高的山是")])
+    exact = model(ids)[0]
+    half = for_generation(model, "cpu", "bfloat16")
+    assert next(half.parameters()).dtype == torch.bfloat16
+    assert ((half(ids)[0] - exact).norm() / exact.norm()).item() < 0.02
+
+
+@pytest.mark.skipif(choose_dtype("auto", "cpu") != "bfloat16", reason="int8 needs a CPU with bf16")
+def test_int8_weights_the_default_on_such_a_cpu_give_nearly_the_same_outputs(tiny_checkpoint):
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 96, bias=False)
     x = torch.randn(3, 64)
     exact, quantized = linear(x), Int8Linear(linear)(x)
     assert ((quantized - exact).norm() / exact.norm()).item() < 0.02
-    plain = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6", check=True)
-    int8 = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6", "--int8",
-                      check=True)
+    plain = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6",
+                       "--dtype=float32", check=True)
+    int8 = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6", check=True)
     assert int8.stdout.startswith("臺灣") and "int8" in int8.stderr and len(int8.stdout) >= len("臺灣") + 1
     assert plain.stdout.startswith("臺灣")
