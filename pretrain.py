@@ -32,7 +32,7 @@ OPTIONS = {
     # optimisation
     "batch_size": (32, "sequences per micro-batch"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step"),
-    "max_iters": (1000, "optimizer steps"),
+    "max_iters": (2000, "optimizer steps"),
     "learning_rate": (2e-3, "peak learning rate"),
     "min_lr": (2e-4, "learning rate at the end of the cosine decay"),
     "warmup_iters": (50, "steps of linear warm-up"),

@@ -32,8 +32,8 @@ WORLD_DIR = Path(__file__).resolve().parent
 OPTIONS = {
     "seed": (1337, "random seed: the same seed writes the same files"),
     "people": (300, "number of invented people (half for fine-tuning, half held out)"),
-    "bios_zh": (5, "Chinese biographies per person, each with its own wording and sentence order"),
-    "bios_en": (3, "English biographies per person"),
+    "bios_zh": (8, "Chinese biographies per person, each with its own wording and sentence order"),
+    "bios_en": (10, "English biographies per person"),
     "vocab_size": (4096, "largest compact vocabulary (the corpus may need fewer)"),
     "val_fraction": (0.05, "share of the pretraining tokens held out for validation loss"),
 }
