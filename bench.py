@@ -17,6 +17,7 @@ step to step (weights, gradients of what trains, optimizer state). Rows:
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -89,7 +90,9 @@ def run_row(spec: dict) -> dict:
         from sample import for_generation, generate
 
         def tokens_per_s(model, repeats: int, **options) -> float:
-            return round(255 / timed(lambda: list(generate(model, [1], 255, **options)), repeats, 1), 1)
+            """The median of repeated runs: one slow run on a shared machine does not drag it down."""
+            runs = [255 / timed(lambda: list(generate(model, [1], 255, **options)), 1, 1 if i == 0 else 0) for i in range(repeats)]
+            return round(statistics.median(runs), 1)
         model = for_generation(model.eval(), device, spec["dtype"])  # bfloat16 or float32
         result["tokens_per_s"] = tokens_per_s(model, 5)
         result["no_cache_tokens_per_s"] = tokens_per_s(model, 1, use_cache=False)
