@@ -34,6 +34,7 @@ OPTIONS = {
     "compile": (False, "torch.compile the model (compile time is reported separately)"),
     "device": ("auto", "auto, cpu, cuda"),
     "json": ("", "also write the results to this JSON file"),
+    "profile": (False, "after each training row, where its step's time goes (torch.profiler, the top operations)"),
     "row": ("", "(internal) run one row in this process and print it as JSON"),
 }
 CONFIGS = {"small": dict(n_layer=4, n_head=4, n_embd=256), "ref": dict(n_layer=6, n_head=6, n_embd=384),
@@ -96,7 +97,7 @@ def run_row(spec: dict) -> dict:
         model = for_generation(model.eval(), device, spec["dtype"])  # bfloat16 or float32
         result["tokens_per_s"] = tokens_per_s(model, 5)
         result["no_cache_tokens_per_s"] = tokens_per_s(model, 1, use_cache=False)
-        if device == "cpu" and spec["dtype"] == "bfloat16":  # sample.py --int8
+        if device == "cpu" and spec["dtype"] == "bfloat16":  # sample.py --dtype=int8, the default on such a CPU
             result["int8_tokens_per_s"] = tokens_per_s(for_generation(model, device, "int8"), 5)
         result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
         return result
@@ -126,6 +127,11 @@ def run_row(spec: dict) -> dict:
         step()
         result["compile_s"] = round(time.perf_counter() - compile_start, 1)
     seconds = timed(step, spec["steps"], spec["warmup"])
+    if spec["profile"]:
+        with torch.profiler.profile() as profiler:
+            for _ in range(2):
+                step()
+        result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
     tokens_per_s = B * T / seconds
     peak = spec["peak_bf16"] if spec["dtype"] == "bfloat16" else spec["peak_fp32"]
     achieved = tokens_per_s * model.flops_per_token()
@@ -169,6 +175,7 @@ def main() -> None:
             for dtype in dtypes:
                 spec = {"kind": row, "config": name, "dtype": dtype, "compile": config["compile"], "device": device,
                         "steps": config["steps"], "warmup": config["warmup"], "batch_size": config["batch_size"],
+                        "profile": config["profile"],
                         "peak_bf16": peaks["bf16"], "peak_fp32": peaks["fp32"]}
                 done = subprocess.run([sys.executable, __file__, f"--row={json.dumps(spec)}"], capture_output=True, text=True)
                 if done.returncode != 0:
@@ -185,6 +192,7 @@ def main() -> None:
                             + (f", compile {r['compile_s']} s" if "compile_s" in r else "")
                     print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,} "
                           f"{r['achieved_TFLOPs']:>8.3f} {r['fraction_of_peak']:>7.0%} {r['peak_memory_MB']:>8,}  {notes}")
+                    print(r.pop("profile", ""), end="")
     if config["json"]:
         with open(config["json"], "w") as f:
             json.dump({"device": device, "threads": threads, "torch": torch.__version__,
