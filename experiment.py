@@ -2,7 +2,7 @@
 The lecture's experiment in one command: does instruction fine-tuning from pretrained weights
 generalise (舉一反三) where fine-tuning from random weights memorises a shallow rule?
 
-    python experiment.py                 # one seed, about 20 minutes on a 2-core CPU
+    python experiment.py                 # one seed, about 25 minutes on a 2-core CPU
     python experiment.py --seeds=3       # three seeds: mean and spread
 
 It prepares the built-in world into out/experiment/world, pretrains once per seed, and
