@@ -68,6 +68,12 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_unknown_weight_type_is_a_clear_error(tiny_checkpoint):
+    result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--prompt=hi", "--dtype=int4")
+    assert result.returncode == 2 and "--dtype must be auto, int8, bfloat16 or float32" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_full_context_drops_the_oldest_turns_and_says_so(tiny_checkpoint):
     # the tiny model's context is 32 tokens: the second question no longer fits beside the first turn
     result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--max_new_tokens=6",
