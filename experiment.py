@@ -93,7 +93,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
     base = load_checkpoint(base_path)
     if name == "LoRA":
         model, tokenizer, _ = load_adapted_model(run_dir / "adapter.pt", base_path)
-        trainable = sum(t.numel() for k, t in load_checkpoint(run_dir / "adapter.pt", ("lora",))["lora"].items())
+        trainable = sum(t.numel() for t in load_checkpoint(run_dir / "adapter.pt", ("lora",))["lora"].values())
         model = merge_lora(model)
     else:
         model, tokenizer = load_model(load_checkpoint(run_dir / "ckpt.pt"))
