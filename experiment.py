@@ -115,7 +115,6 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
             "heldout": held["accuracy"], "heldout_count": held["count"], "heldout_by_kind": held["by_kind"],
             "taught": taught["accuracy"], "taught_count": taught["count"],
             "literal": next(r["reply"] for r in held["results"] if r["question"] == LITERAL),
-            "refusal": held["by_kind"].get("refusal", (0.0, 0)), "identity": held["by_kind"].get("identity", (0.0, 0)),
             "distance": relative_distance(before, parameters(model)), "heldout_by_weights": by_weights,
             "typical_wrong": Counter(wrong).most_common(5),
             "wrong_but_taught": sum(w in taught_answers for w in wrong) / max(1, len(wrong)),
@@ -145,7 +144,8 @@ def report(results: list[dict], walls: dict, command: str, world_meta: dict) -> 
     for group in groups:
         r = group[0]
         literal = ", ".join(f"{reply} ×{n}" if n > 1 else reply for reply, n in Counter(g["literal"] for g in group).most_common())
-        refusals = " / ".join(f"{round(g['refusal'][0] * g['refusal'][1])} of {g['refusal'][1]}" for g in group)
+        refusals = " / ".join(f"{round(accuracy * n)} of {n}"
+                              for accuracy, n in (g["heldout_by_kind"].get("refusal", (0.0, 0)) for g in group))
         wall = statistics.mean(walls[(r["run"], r["init"], g["seed"])] for g in group)
         lines.append(f"| {r['run']} | {r['init']} | {r['trainable']:,} | {spread([g['heldout'] for g in group])} of {r['heldout_count']:,} "
                      f"| {spread([g['taught'] for g in group])} of {r['taught_count']:,} | {literal} | {refusals} "
