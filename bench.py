@@ -5,10 +5,11 @@ How fast is training and generation on this machine, against what the machine ca
     python bench.py --rows=pretrain,generate --configs=ref --json=bench.json
 
 First it measures the matmul peak (a 2048 x 2048 matmul, fp32 and bf16): the physical limit.
-Then each row runs in a fresh process (so its peak memory is its own) and reports tokens/s,
-achieved FLOP/s (tokens/s x the model's training FLOPs per token), the fraction of the
-peak of the precision it ran in, the process's peak memory, and the memory training keeps from
-step to step (weights, gradients of what trains, optimizer state). Rows:
+Then each row runs in a fresh process (so its peak memory is its own) and reports tokens/s
+(from the median step time), achieved FLOP/s (the FLOPs the step does, model.training_flops,
+over its time), the fraction of the peak of the precision it ran in, the process's peak
+memory, and the memory training keeps from step to step (weights, gradients of what trains,
+optimizer state). Rows:
     pretrain   a pretraining step (forward, backward, AdamW) on random tokens
     finetune   full fine-tuning on chat-like rows where half the targets are prompt (ignored)
     lora       the same through LoRA (rank 8, attention and MLP projections)
@@ -28,8 +29,8 @@ OPTIONS = {
     "rows": ("pretrain,finetune,lora,generate", "which rows to run"),
     "configs": ("small,ref,large", "model sizes: small (4x256), ref (6x384), large (8x512); all with vocabulary 8192"),
     "dtype": ("auto", "auto (bfloat16 where supported), bfloat16, float32, or both"),
-    "steps": (6, "timed training steps per row (after warm-up)"),
-    "warmup": (2, "untimed steps first"),
+    "steps": (7, "timed training steps per row (after warm-up); the median counts"),
+    "warmup": (3, "untimed steps first"),
     "batch_size": (16, "sequences per step"),
     "compile": (False, "torch.compile the model (compile time is reported separately)"),
     "device": ("auto", "auto, cpu, cuda"),
@@ -66,8 +67,9 @@ def run_row(spec: dict) -> dict:
     """One row, in this process: build the model, time it, report."""
     import torch
     from model import GPT, IGNORE, GPTConfig
-    from trainer import autocast, make_optimizer
+    from trainer import autocast, keep_freed_memory, make_optimizer
 
+    keep_freed_memory()  # as train() does
     device, kind = spec["device"], spec["kind"]
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=BLOCK_SIZE, vocab_size=VOCAB, **CONFIGS[spec["config"]])).to(device)
@@ -75,17 +77,21 @@ def run_row(spec: dict) -> dict:
     result = {"row": kind, "config": spec["config"], "dtype": spec["dtype"], "compile": spec["compile"],
               "params_M": round(model.num_params() / 1e6, 2)}
 
-    def timed(step, n_steps, n_warmup):
+    def timed(step, n_steps, n_warmup) -> float:
+        """Seconds per step: the median of n_steps timed steps, so that a moment when this
+        shared machine is busy elsewhere does not count as the code being slow."""
         for _ in range(n_warmup):
             step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        times = []
         for _ in range(n_steps):
+            start = time.perf_counter()
             step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / n_steps
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
     if kind == "generate":  # as sample.py runs it: weights in the row's dtype, KV cache, batch 1
         from sample import for_generation, generate
@@ -134,7 +140,8 @@ def run_row(spec: dict) -> dict:
         result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
     tokens_per_s = B * T / seconds
     peak = spec["peak_bf16"] if spec["dtype"] == "bfloat16" else spec["peak_fp32"]
-    achieved = tokens_per_s * model.flops_per_token()
+    # the FLOPs this step does: the output layer only where targets count, no weight gradients under LoRA
+    achieved = model.training_flops(B * T, int((y != IGNORE).sum()), weights_train=kind != "lora") / seconds
     optimizer_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                           if torch.is_tensor(t))
     # what training keeps between steps: weights, the gradients of what trains, optimizer state

@@ -132,9 +132,14 @@ class GPT(nn.Module):
         # The output layer, the costliest matmul at small scale, runs only where a target counts:
         # in fine-tuning most positions are prompt and their logits would be thrown away.
         counts = targets != IGNORE
-        logits = self.lm_head(x[counts]).float()
-        loss = F.cross_entropy(logits, targets[counts], reduction="sum") / counts.sum().clamp(min=1)  # no NaN if none count
-        return None, loss
+        x, targets = x[counts], targets[counts]
+        # It runs on slices of about 16 MB of fp32 logits: a whole batch's (134 MB at 4,096
+        # positions and 8,192 tokens) is more than the C allocator keeps for reuse, so it would
+        # be mapped and faulted in afresh at every step (see trainer.keep_freed_memory).
+        rows = max(64, 2**22 // self.config.vocab_size)
+        loss = sum(F.cross_entropy(self.lm_head(x[i:i + rows]).float(), targets[i:i + rows], reduction="sum")
+                   for i in range(0, max(1, len(targets)), rows))  # one empty slice if none count: a loss of 0
+        return None, loss / max(1, len(targets))
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; the position table is left out by default, as it does no matmul.
@@ -142,11 +147,18 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward and backward): 6 per parameter of a matmul, plus
-        attention's scores and weighted sum, 12 per layer, context position and channel."""
+    def training_flops(self, positions: int, counted: int | None = None, weights_train: bool = True) -> float:
+        """Matmul FLOPs of a training step over `positions` tokens, `counted` of which have a
+        target (default: all). Forward: 2 per weight per position, the output layer only where
+        a target counts, plus 4 per layer, context position and channel for attention's scores
+        and weighted sum. Backward: twice the forward (gradients of inputs and of weights); for
+        linear layers whose weights are frozen (LoRA, its small adapters aside), once."""
         c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+        counted = positions if counted is None else counted
+        output_layer = c.vocab_size * c.n_embd
+        linear = 2 * (self.num_params() - output_layer) * positions + 2 * output_layer * counted
+        attention = 4 * c.n_layer * c.n_embd * c.block_size * positions
+        return (3 if weights_train else 2) * linear + 3 * attention
 
 
 def new_kv_cache(config: GPTConfig, batch_size: int, device, dtype=torch.float32) -> dict:

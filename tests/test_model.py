@@ -38,7 +38,12 @@ def test_tied_embeddings_and_counts(model):
     c = CONFIG
     per_block = 4 * c.n_embd * c.n_embd + 8 * c.n_embd * c.n_embd + 2 * c.n_embd  # attention, MLP, two LayerNorm gains
     assert model.num_params() == c.vocab_size * c.n_embd + c.n_layer * per_block + c.n_embd  # + the final LayerNorm
-    assert model.flops_per_token() == 6 * model.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+    attention = 12 * c.n_layer * c.n_embd * c.block_size
+    assert model.training_flops(1) == 6 * model.num_params() + attention  # the usual 6N + 12 L d T per token
+    # half the targets ignored: the output layer works at half the positions
+    assert model.training_flops(2, 1) == 2 * (6 * model.num_params() + attention) - 6 * c.vocab_size * c.n_embd
+    # frozen weights (LoRA): no weight gradients, 4 per weight instead of 6; attention unchanged
+    assert model.training_flops(1, weights_train=False) == 4 * model.num_params() + attention
 
 
 def test_kv_cache_gives_the_same_logits_as_a_full_forward(model):
@@ -57,3 +62,23 @@ def test_kv_cache_gives_the_same_logits_as_a_full_forward(model):
 def test_context_overflow_is_refused(model):
     with pytest.raises(ValueError):
         model(torch.zeros(1, CONFIG.block_size + 1, dtype=torch.long))
+
+
+def test_the_output_layer_in_slices_gives_the_loss_of_the_whole():
+    """With a large vocabulary the loss is computed over slices of positions (512 here)."""
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=64, vocab_size=8192, n_layer=1, n_head=2, n_embd=32)
+    model = GPT(config)
+    idx, targets = torch.randint(config.vocab_size, (2, 20, 64))
+    targets[:, :5] = IGNORE
+    _, loss = model(idx, targets)
+    loss.backward()
+    sliced_grad = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    x = model.transformer.ln_f(model.transformer.h[0](model.transformer.wte(idx) + model.transformer.wpe(torch.arange(64))))
+    counts = targets != IGNORE
+    whole = torch.nn.functional.cross_entropy(model.lm_head(x[counts]), targets[counts])
+    whole.backward()
+    torch.testing.assert_close(loss, whole)
+    torch.testing.assert_close(sliced_grad, model.lm_head.weight.grad)
+    assert counts.sum() > 2 * 512  # more than two slices
