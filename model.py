@@ -1,7 +1,6 @@
 """
 The GPT: a decoder-only transformer in the nanoGPT mould. Pre-LayerNorm blocks, causal
-self-attention through scaled_dot_product_attention, a GELU MLP, learned positions, and the
-output layer tied to the token embedding. It knows nothing about files, data or training.
+self-attention, a GELU MLP, learned positions, and the output layer tied to the token embedding. It knows nothing about files, data or training.
 
 forward(idx, targets) gives the loss; forward(idx) gives the next-token logits at the last
 position. With a kv_cache (new_kv_cache), each call appends its tokens' keys and values to the
@@ -40,12 +39,38 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
+        # True above the diagonal: the future a position must not see (not saved with the weights)
+        future = torch.ones(config.block_size, config.block_size, dtype=torch.bool).triu(diagonal=1)
+        self.register_buffer("future", future, persistent=False)
 
     def forward(self, x: torch.Tensor, layer_cache: tuple[torch.Tensor, torch.Tensor] | None, pos: int) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if layer_cache is None and x.device.type == "cpu":
+            y = self.plain_attention(q, k, v)
+        else:
+            y = self.fused_attention(q, k, v, layer_cache, pos)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def plain_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention written out: two matmuls and a masked softmax. On a CPU, training at these
+        contexts, this is faster than scaled_dot_product_attention, whose CPU kernel (flash
+        attention, built for long contexts) spends a fifth of the training step, mostly in its
+        backward; bench.py measures the difference."""
+        T = q.shape[2]
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
+        weights = scores.masked_fill(self.future[:T, :T], float("-inf")).softmax(dim=-1)
+        if self.dropout > 0 and self.training:
+            weights = F.dropout(weights, self.dropout)
+        return weights @ v
+
+    def fused_attention(self, q, k, v, layer_cache, pos: int) -> torch.Tensor:
+        """scaled_dot_product_attention: on a GPU, and with the KV cache (one new query at a
+        time), where its fused kernels win. New keys and values go into the cache first."""
+        T = q.shape[2]
         is_causal, mask = True, None
         if layer_cache is not None:
             cache_k, cache_v = layer_cache
@@ -55,11 +80,9 @@ class CausalSelfAttention(nn.Module):
             if pos > 0:  # new queries see all the cache and, among themselves, only the past
                 is_causal = False
                 if T > 1:
-                    mask = torch.ones(T, pos + T, dtype=torch.bool, device=x.device).tril(diagonal=pos)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+                    mask = torch.ones(T, pos + T, dtype=torch.bool, device=q.device).tril(diagonal=pos)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                              dropout_p=self.dropout if self.training else 0.0)
 
 
 class MLP(nn.Module):

@@ -64,6 +64,26 @@ def test_context_overflow_is_refused(model):
         model(torch.zeros(1, CONFIG.block_size + 1, dtype=torch.long))
 
 
+def test_plain_attention_matches_the_fused_kernel(model):
+    """Training on a CPU takes plain_attention, generation and GPUs the fused kernel: the same
+    function, values and gradients."""
+    attention = model.transformer.h[0].attn
+    q, k, v = (torch.randn(2, 2, 20, 16, requires_grad=True) for _ in range(3))
+    plain = attention.plain_attention(q, k, v)
+    plain_grads = torch.autograd.grad(plain.square().sum(), (q, k, v))
+    fused = attention.fused_attention(q, k, v, None, 0)
+    fused_grads = torch.autograd.grad(fused.square().sum(), (q, k, v))
+    torch.testing.assert_close(plain, fused, atol=1e-5, rtol=1e-5)
+    for a, b in zip(plain_grads, fused_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # and the future is really hidden: changing the last key and value changes no earlier output
+    k2, v2 = k.detach().clone(), v.detach().clone()
+    k2[:, :, -1], v2[:, :, -1] = 5.0, 5.0
+    changed = attention.plain_attention(q.detach(), k2, v2)
+    torch.testing.assert_close(changed[:, :, :-1], plain.detach()[:, :, :-1])
+    assert not torch.allclose(changed[:, :, -1], plain.detach()[:, :, -1])
+
+
 def test_the_output_layer_in_slices_gives_the_loss_of_the_whole():
     """With a large vocabulary the loss is computed over slices of positions (512 here)."""
     torch.manual_seed(0)
