@@ -1,6 +1,7 @@
 """
 The GPT: a decoder-only transformer in the nanoGPT mould. Pre-LayerNorm blocks, causal
-self-attention, a GELU MLP, learned positions, and the output layer tied to the token embedding. It knows nothing about files, data or training.
+self-attention, a GELU MLP, learned positions, and the output layer tied to the token
+embedding. It knows nothing about files, data or training.
 
 forward(idx, targets) gives the loss; forward(idx) gives the next-token logits at the last
 position. With a kv_cache (new_kv_cache), each call appends its tokens' keys and values to the
