@@ -42,7 +42,7 @@ def keep_freed_memory() -> None:
     frees for the next step. By default it hands freed blocks back to the kernel (those over a
     threshold it adjusts as it goes, and the top of its heap past another), and the kernel then
     faults in and zeroes every page again at the next step: at the reference size in bench.py,
-    160,000 page faults and a fifth of a CPU step's time. With this, blocks up to 32 MB (the
+    160,000 to 190,000 page faults and a third of a CPU step's time. With this, blocks up to 32 MB (the
     most glibc lets one set) come from a heap that is never shrunk; the model keeps its large
     blocks under that (model.py, the output layer in slices). Elsewhere it does nothing."""
     if not sys.platform.startswith("linux"):
