@@ -1,27 +1,32 @@
 """
 The lecture's experiment in one command: does instruction fine-tuning from pretrained weights
-generalise (舉一反三) where fine-tuning from random weights memorises a shallow rule?
+generalise (舉一反三) where fine-tuning from random weights memorises a shallow rule? And does
+the fine-tuned model behave like the lecture's AI in every turn of a conversation?
 
-    python experiment.py                 # one seed, about 25 minutes on a 2-core CPU
+    python experiment.py                 # one seed (the README gives its time on this machine)
     python experiment.py --seeds=3       # three seeds: mean and spread
 
-It prepares the built-in world into out/experiment/world, pretrains once per seed, and
-fine-tunes three ways on the same instructions, with the same commands a user runs:
+It prepares the built-in world into out/experiment/world, pretrains once per seed (or reuses a
+finished pretraining of the same options and world), and fine-tunes three ways on the same
+instructions, with the same commands a user runs:
 
     full fine-tuning from random weights     python finetune.py --init_from=scratch
     full fine-tuning from the pretrained     python finetune.py
     LoRA on the pretrained                   python finetune.py --lora
 
-Then it measures each: exact match on held-out questions (people and countries that only
-pretraining mentioned), on the fine-tuning questions themselves, the answer to the lecture's
-世界最高的山是哪座？, refusals of requests phrased in ways never taught, and how far the
-weights moved from where fine-tuning started, ||W_after - W_before|| / ||W_before||.
-The table goes to the screen, to out/experiment/results.md (+ results.json) and, between its
+Then it measures each, on sets written before any tuning: exact match on held-out questions
+(people and countries that only pretraining mentioned), on the fine-tuning questions themselves,
+the answer to the lecture's 世界最高的山是哪座？, how far the weights moved from where fine-tuning
+started (||W_after - W_before|| / ||W_before||), and the assistant's behaviour: conversations
+scored turn by turn, taught identity and refusal phrasings alone and mid-conversation, unseen
+ones, harmless look-alikes, the world's superlatives, honest "I don't know", broken replies.
+The tables go to the screen, to out/experiment/results.md (+ results.json) and, between their
 markers, into README.md.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import shlex
@@ -44,10 +49,12 @@ OPTIONS = {
     "finetune_args": ("", "options added to every finetune.py run"),
     "readme": (True, "write the results between the experiment markers of README.md"),
     "overwrite": (False, "replace the results out_dir already holds"),
+    "reuse": (True, "reuse finished runs in out_dir of the same options and inputs (false: run everything again)"),
 }
 # (name, starts from, finetune.py options)
 RUNS = [("full", "random", ["--init_from=scratch"]), ("full", "pretrained", []), ("LoRA", "pretrained", ["--lora"])]
 LITERAL = "世界最高的山是哪座？"
+REUSE_FILE = "experiment_key.json"  # in each run's folder: what the run was made from
 README_BEGIN, README_END = "<!-- experiment results: begin -->", "<!-- experiment results: end -->"
 
 
@@ -62,6 +69,28 @@ def run_stage(title: str, script: str, args: list[str]) -> float:
     if result.returncode != 0:
         raise UserError(f"{title} failed (exit status {result.returncode}); its message is above")
     return time.perf_counter() - t0
+
+
+def reuse_key(script: str, args: list[str], inputs: list[Path]) -> str:
+    """What a run depends on: its script, options and input files. (A change to the code is not
+    seen: pass --reuse=false after one.)"""
+    digest = hashlib.sha256(" ".join([script, *args]).encode())
+    for path in inputs:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_or_reuse(title: str, script: str, args: list[str], folder: Path, inputs: list[Path], reuse: bool) -> tuple[float, bool]:
+    """Run python SCRIPT ARGS --overwrite into folder, unless folder holds a finished run of the
+    same script, options and inputs (and reuse). -> (wall seconds of the run, whether reused)"""
+    record, key = folder / REUSE_FILE, reuse_key(script, args, inputs)
+    if reuse and record.exists() and json.loads(record.read_text())["key"] == key:
+        print(f"\n=== {title}: reusing {folder}, a finished run of the same options and inputs", flush=True)
+        return json.loads(record.read_text())["wall_seconds"], True
+    record.unlink(missing_ok=True)  # until this run has finished
+    wall = run_stage(title, script, [*args, "--overwrite"])
+    record.write_text(json.dumps({"key": key, "wall_seconds": wall}))
+    return wall, False
 
 
 def relative_distance(before: dict, after: dict) -> float:
@@ -83,12 +112,51 @@ def random_initial_weights(model_config: dict, seed: int) -> dict:
     return parameters(GPT(GPTConfig(**model_config)))
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def share(flags: list[bool]) -> float:
+    return sum(flags) / max(1, len(flags))
+
+
+def is_broken(reply: str) -> bool:
+    """A reply that shows a broken character or a chat marker as text."""
+    from tokenizer import SPECIAL_TOKENS
+    return "\ufffd" in reply or any(marker in reply for marker in SPECIAL_TOKENS)
+
+
+def behaviour(model, tokenizer, world: Path, split: str) -> dict:
+    """The assistant's behaviour on one split's questions ("heldout" or "val") and conversations:
+    the six measures of the README's second table, each a share, with its set size."""
+    from data.world.prepare import REFUSAL
+    from finetune import exact_match, greedy_conversations, normalize_answer, score
+    rows = exact_match(model, tokenizer, read_jsonl(world / f"eval_{split}.jsonl"))["results"]
+    conversations = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == split]
+    replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in conversations])
+    turns = [(i, r) for c, turns_ in enumerate(conversations) for i, r in enumerate(score(turns_, replies[c])["results"])]
+    refusals = {normalize_answer(reply) for reply, *_ in REFUSAL.values()}
+    kinds = {kind: [r["correct"] for r in rows if r["kind"] == kind] for kind in ("identity", "refusal", "world", "unknown")}
+    out = {"conversation_first": [r["correct"] for i, r in turns if i == 0],
+           "conversation_later": [r["correct"] for i, r in turns if i > 0],
+           "facts": [r["correct"] for r in rows if r["kind"] in ("person", "place")],
+           "harmless_not_refused": [normalize_answer(r["reply"]) not in refusals for r in rows if r["kind"] == "harmless"],
+           "clean": [not is_broken(r["reply"]) for r in rows + [r for _, r in turns]], **kinds}
+    if split == "heldout":  # every taught identity and refusal phrasing at a later turn of a conversation
+        taught = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "taught"]
+        replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in taught])
+        out["taught_in_conversation"] = [r["correct"] for c, turns_ in enumerate(taught)
+                                         for r in score(turns_, replies[c])["results"] if r["kind"] in ("identity", "refusal")]
+    return {name: (share(flags), len(flags)) for name, flags in out.items()}
+
+
 def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, seed: int) -> dict:
-    """Everything the table shows about one fine-tuned model."""
+    """Everything the tables show about one fine-tuned model."""
     from checkpoint import load_checkpoint, load_model
-    from finetune import exact_match, read_questions, score
+    from finetune import exact_match, score
     from lora import load_adapted_model, merge_lora
     from sample import for_generation
+    from trainer import choose_dtype
 
     base = load_checkpoint(base_path)
     if name == "LoRA":
@@ -100,26 +168,31 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
         trainable = model.num_params(non_embedding=False)
     before = random_initial_weights(base["model_config"], seed) if init == "random" else parameters(load_model(base)[0])
 
-    held_rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text(encoding="utf-8").splitlines()]
+    held_rows = read_jsonl(run_dir / "eval.jsonl")
     held = score(held_rows, [r["reply"] for r in held_rows])  # finetune.py wrote the replies
-    taught = exact_match(model, tokenizer, read_questions(str(world / "eval_train.jsonl")))
+    taught = exact_match(model, tokenizer, read_jsonl(world / "eval_train.jsonl"))
     taught_answers = {r["answer"] for r in taught["results"]}
-    wrong = [r["reply"] for r in held["results"] if not r["correct"]]
+    facts = [r for r in held["results"] if r["kind"] in ("person", "place")]
+    alone = [r["correct"] for r in taught["results"] if r["kind"] in ("identity", "refusal")]
+    wrong = [r["reply"] for r in facts if not r["correct"]]
     by_weights = {"float32": held["accuracy"]}  # what sample.py's cheaper weights cost in answers
-    for dtype in ("bfloat16", "int8") if init == "pretrained" else ():
+    native_bf16 = choose_dtype("auto", "cpu") == "bfloat16"  # elsewhere bf16 is emulated, slowly, and int8 refused
+    for dtype in ("bfloat16", "int8") if init == "pretrained" and native_bf16 else ():
         try:
             by_weights[dtype] = exact_match(for_generation(copy.deepcopy(model), "cpu", dtype), tokenizer, held_rows)["accuracy"]
         except UserError:  # int8 needs a CPU with bf16
             pass
     return {"run": name, "init": init, "seed": seed, "trainable": trainable,
-            "heldout": held["accuracy"], "heldout_count": held["count"], "heldout_by_kind": held["by_kind"],
+            "heldout": share([r["correct"] for r in facts]), "heldout_count": len(facts), "heldout_by_kind": held["by_kind"],
             "taught": taught["accuracy"], "taught_count": taught["count"],
             "literal": next(r["reply"] for r in held["results"] if r["question"] == LITERAL),
             "distance": relative_distance(before, parameters(model)), "heldout_by_weights": by_weights,
             "typical_wrong": Counter(wrong).most_common(5),
             "wrong_but_taught": sum(w in taught_answers for w in wrong) / max(1, len(wrong)),
+            "behaviour": {**behaviour(model, tokenizer, world, "heldout"), "taught_alone": (share(alone), len(alone))},
+            "behaviour_val": behaviour(model, tokenizer, world, "val"),
             "verbatim": {r["question"]: (r["answer"], r["reply"]) for r in held["results"]
-                         if r.get("kind") in ("world", "identity", "refusal")}}
+                         if r.get("kind") in ("world", "identity", "refusal", "harmless", "unknown")}}
 
 
 def spread(values: list[float], percent: bool = True, digits: int = 1) -> str:
@@ -131,43 +204,70 @@ def spread(values: list[float], percent: bool = True, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}{unit}"
 
 
+BEHAVIOUR = [  # (column, key in measure()'s results, what it is)
+    ("conversation, turn 1", "conversation_first", "held-out conversations of 2 to 6 turns, scored at their first turn"),
+    ("conversation, turns 2+", "conversation_later", "the same conversations at every later turn (the model's own replies in the context)"),
+    ("taught identity and refusals, alone", "taught_alone", "every identity and refusal phrasing of the fine-tuning data, asked alone"),
+    ("taught, in a conversation", "taught_in_conversation", "each of them asked at turn 2 to 4 of a conversation"),
+    ("unseen identity", "identity", "identity questions in phrasings fine-tuning never saw"),
+    ("unseen refusals", "refusal", "harmful requests in phrasings fine-tuning never saw"),
+    ("harmless look-alikes not refused", "harmless_not_refused", "harmless requests worded like the harmful ones"),
+    ("world superlatives", "world", "the world's superlatives fine-tuning never asked about, in several wordings"),
+    ("don't know", "unknown", "people the world never mentions, and requests outside it: 我不知道 / I don't know"),
+    ("held-out facts", "facts", "held-out people and countries (what pretraining alone told)"),
+    ("no broken reply", "clean", "replies with no U+FFFD and no chat marker as text, of every reply above"),
+]
+
+
 def report(results: list[dict], walls: dict, command: str, world_meta: dict) -> str:
-    """The results as Markdown: the table, then what lies behind its cells."""
+    """The results as Markdown: the two tables, then what lies behind their cells."""
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
     groups = [[r for r in results if (r["run"], r["init"]) == (name, init)] for name, init, _ in RUNS]
     lines = [f"`{command}`: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
              + ("; mean ± standard deviation over seeds" if len(seeds) > 1 else "") + ".", "",
-             "| fine-tuning run | init | trainable params | held-out QA exact match | fine-tune-set QA "
-             f"| literal example {LITERAL} | refusal on unseen phrasings | relative distance from init | wall time |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| fine-tuning run | init | trainable params | held-out facts exact match | fine-tune-set QA "
+             f"| literal example {LITERAL} | relative distance from init | wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for group in groups:
         r = group[0]
         literal = ", ".join(f"{reply} ×{n}" if n > 1 else reply for reply, n in Counter(g["literal"] for g in group).most_common())
-        refusals = " / ".join(f"{round(accuracy * n)} of {n}"
-                              for accuracy, n in (g["heldout_by_kind"].get("refusal", (0.0, 0)) for g in group))
         wall = statistics.mean(walls[(r["run"], r["init"], g["seed"])] for g in group)
         lines.append(f"| {r['run']} | {r['init']} | {r['trainable']:,} | {spread([g['heldout'] for g in group])} of {r['heldout_count']:,} "
-                     f"| {spread([g['taught'] for g in group])} of {r['taught_count']:,} | {literal} | {refusals} "
+                     f"| {spread([g['taught'] for g in group])} of {r['taught_count']:,} | {literal} "
                      f"| {spread([g['distance'] for g in group], percent=False, digits=3)} | {wall / 60:.1f} min |")
     pretrain_wall = statistics.mean(walls[("pretrain", s)] for s in seeds)
-    lines += ["", f"Pretraining took {pretrain_wall / 60:.1f} min per seed on {world_meta['train_tokens']:,} tokens of the world; "
-              f"the whole experiment {walls['total'] / 60:.1f} min. Fine-tuning wall times include scoring the held-out questions.", "",
-              "Held-out exact match by kind of question (first seed):", "",
-              "| run | init | " + " | ".join(k for k in first[0]["heldout_by_kind"]) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in first[0]["heldout_by_kind"]) + " |"]
-    for r in first:
-        lines.append(f"| {r['run']} | {r['init']} | " + " | ".join(f"{a:.0%} of {n}" for a, n in r["heldout_by_kind"].values()) + " |")
-    lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, and identity and refusal phrasings "
-              "never taught:", "", "| question | gold | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
+    reused = sum(walls.get(("reused", s), False) for s in seeds)
+    lines += ["", f"Pretraining took {pretrain_wall / 60:.1f} min per seed on {world_meta['train_tokens']:,} tokens of the world"
+              + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
+              + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
+              f"every run). Fine-tuning wall times include scoring the held-out questions.",
+              "", "The assistant's behaviour, on held-out sets written before any tuning: the share right, the set's size, and "
+              "the same measure on the validation sets (other people, phrasings and superlatives, the ones for choosing "
+              "settings):", "",
+              "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
+    for column, key, what in BEHAVIOUR:
+        cells = []
+        for group in groups:
+            cell = f"{spread([g['behaviour'][key][0] for g in group])} of {group[0]['behaviour'][key][1]:,}"
+            if key in group[0]["behaviour_val"]:
+                cell += f" (val {spread([g['behaviour_val'][key][0] for g in group], digits=0)})"
+            cells.append(cell)
+        lines.append(f"| {column} | {what} | " + " | ".join(cells) + " |")
+    lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "
+              "look-alikes and what the world never mentions, none of them in the fine-tuning data:", "",
+              "| question | gold | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
               "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
     for question, (answer, _) in first[0]["verbatim"].items():
         lines.append(f"| {question} | {answer} | " + " | ".join(r["verbatim"][question][1] or "(nothing)" for r in first) + " |")
-    lines += ["", "Held-out exact match with the weights generation uses (`sample.py --dtype`; first seed): "
-              + "; ".join(f"{r['run']}, {r['init']}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["heldout_by_weights"].items())
-                          for r in first if len(r["heldout_by_weights"]) > 1) + "."]
+    by_weights = [r for r in first if len(r["heldout_by_weights"]) > 1]  # measured where the CPU computes bf16
+    if by_weights:
+        lines += ["", "Held-out exact match (every kind) with the weights generation uses (`sample.py --dtype`; first seed): "
+                  + "; ".join(f"{r['run']}, {r['init']}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["heldout_by_weights"].items())
+                              for r in by_weights) + "."]
     scratch = first[0]
-    lines += ["", f"Typical wrong answers from random initialisation (first seed): "
+    lines += ["", f"Typical wrong answers to held-out facts from random initialisation (first seed): "
               + ", ".join(f"{reply or '(nothing)'} ×{n}" for reply, n in scratch["typical_wrong"])
               + f"; {scratch['wrong_but_taught']:.0%} of its wrong answers are answers it was taught for other questions."]
     return "\n".join(lines) + "\n"
@@ -203,23 +303,33 @@ def main() -> None:
     for seed in range(config["seed"], config["seed"] + config["seeds"]):
         seed_dir = out_dir / f"seed{seed}"
         base_path = seed_dir / "pretrain" / "ckpt.pt"
-        walls[("pretrain", seed)] = run_stage(f"seed {seed}, pretraining", "pretrain.py",
-                                              [f"--dataset={world}", f"--out_dir={base_path.parent}", f"--seed={seed}",
-                                               "--overwrite", *extra_pretrain])
+        pretrain_args = [f"--dataset={world}", f"--out_dir={base_path.parent}", f"--seed={seed}", *extra_pretrain]
+        walls[("pretrain", seed)], walls[("reused", seed)] = run_or_reuse(
+            f"seed {seed}, pretraining", "pretrain.py", pretrain_args, base_path.parent,
+            [world / "train.bin", world / "val.bin", world / "meta.json"], config["reuse"])
         for name, init, flags in RUNS:
             run_dir = seed_dir / f"{name.lower()}_{init}"
-            walls[(name, init, seed)] = run_stage(f"seed {seed}, {name} fine-tuning from {init} weights", "finetune.py",
-                                                  [f"--base={base_path}", f"--data={world / 'sft.jsonl'}",
-                                                   f"--eval={world / 'eval_heldout.jsonl'}", f"--out_dir={run_dir}",
-                                                   f"--seed={seed}", "--overwrite", *flags, *extra_finetune])
-            print(f"measuring {run_dir} ...", flush=True)
-            results.append(measure(run_dir, name, init, base_path, world, seed))
-    walls["total"] = time.perf_counter() - t_start
+            finetune_args = [f"--base={base_path}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_heldout.jsonl'}",
+                             f"--out_dir={run_dir}", f"--seed={seed}", *flags, *extra_finetune]
+            walls[(name, init, seed)], reused = run_or_reuse(
+                f"seed {seed}, {name} fine-tuning from {init} weights", "finetune.py", finetune_args, run_dir,
+                [world / "sft.jsonl", world / "eval_heldout.jsonl", base_path.parent / REUSE_FILE], config["reuse"])
+            measured = run_dir / "measures.json"  # a reused run's measures are reused too
+            if not (reused and measured.exists()):
+                print(f"measuring {run_dir} ...", flush=True)
+                t0 = time.perf_counter()
+                measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed),
+                                                "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
+            results.append(json.loads(measured.read_text(encoding="utf-8")))
+            walls[("measure", name, init, seed)] = results[-1]["measure_seconds"]
+    walls["this run"] = time.perf_counter() - t_start
+    walls["total"] = sum(v for k, v in walls.items() if isinstance(k, tuple) and k[0] != "reused")
 
     markdown = report(results, walls, command, world_meta)
     print("\n" + markdown)
     (out_dir / "results.md").write_text(markdown, encoding="utf-8")
-    walls_by_name = {" ".join(map(str, k)) if isinstance(k, tuple) else k: round(v, 1) for k, v in walls.items()}
+    walls_by_name = {" ".join(map(str, k)) if isinstance(k, tuple) else k: round(v, 1) if isinstance(v, float) else v
+                     for k, v in walls.items()}
     (out_dir / "results.json").write_text(json.dumps({"command": command, "results": results, "wall_seconds": walls_by_name},
                                                      ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")

@@ -22,13 +22,14 @@ import re
 import string
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from checkpoint import load_checkpoint, load_model, save_checkpoint
 from cli import UserError, parse_args, run
 from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
 from model import GPT, IGNORE, new_kv_cache
-from tokenizer import END
+from tokenizer import END, utf8_pending
 from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
                      start_or_resume, train)
 
@@ -116,7 +117,7 @@ def load_instructions(paths: list[str], tokenizer, block_size: int, skip_bad: bo
         if not Path(path).is_file():
             raise UserError(f"no such instruction file: {path}")
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Windows editors) is dropped
         except UnicodeDecodeError as e:
             raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
         for number, line in enumerate(lines, 1):
@@ -127,6 +128,8 @@ def load_instructions(paths: list[str], tokenizer, block_size: int, skip_bad: bo
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+                except RecursionError:
+                    raise ValueError("JSON nested too deep to read") from None
                 ids, mask = tokenizer.encode_chat(parse_example(row), train_on_prompt)
                 if len(ids) - 1 > block_size:
                     raise ValueError(f"the example is {len(ids)} tokens, longer than the model's context ({block_size + 1})")
@@ -178,11 +181,11 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
-    """The model's greedy reply to each question, batched: prompts of equal length share a batch,
-    so no padding is needed, and the KV cache makes each new token cost one position's work."""
-    prompts = [tokenizer.encode_chat([(q, None)])[0] for q in questions]
-    replies: list[list[int]] = [[] for _ in questions]
+def greedy_replies(model, tokenizer, prompts: list[list[int]], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
+    """The model's greedy reply to each prompt (ids ending in AI:), batched: prompts of equal
+    length share a batch, so no padding is needed, and the KV cache makes each new token cost
+    one position's work. Each step picks only what tokenizer.allowed_next permits, as the chat does."""
+    replies: list[list[int]] = [[] for _ in prompts]
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     groups = [[i for i in order if len(prompts[i]) == n] for n in sorted({len(p) for p in prompts})]
@@ -193,17 +196,39 @@ def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int =
                 x = torch.tensor([prompts[i] for i in chunk], device=device)
                 new_tokens = min(max_new_tokens, model.config.block_size - x.shape[1])
                 cache = new_kv_cache(model.config, len(chunk), device, next(model.parameters()).dtype)
-                done = [False] * len(chunk)
+                done, unfinished = [False] * len(chunk), [b""] * len(chunk)
                 for _ in range(new_tokens):
                     logits, _ = model(x, kv_cache=cache)
-                    x = logits[:, :tokenizer.vocab_size].argmax(-1, keepdim=True)  # rows beyond only pad
+                    allowed = torch.from_numpy(np.stack([tokenizer.allowed_next(u) for u in unfinished])).to(device)
+                    logits = logits[:, :tokenizer.vocab_size].masked_fill(~allowed, float("-inf"))  # rows beyond only pad
+                    x = logits.argmax(-1, keepdim=True)
                     for row, (i, token) in enumerate(zip(chunk, x[:, 0].tolist())):
                         if not done[row]:
                             replies[i].append(token)
+                            unfinished[row] = utf8_pending(unfinished[row] + tokenizer.token_bytes[token])
                             done[row] = token == END
                     if all(done):
                         break
     return [tokenizer.decode([t for t in r if t != END]).strip() for r in replies]
+
+
+def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int = 32) -> list[str]:
+    """The model's greedy reply to each question asked alone, as the first turn of a chat."""
+    return greedy_replies(model, tokenizer, [tokenizer.encode_chat([(q, None)])[0] for q in questions], max_new_tokens)
+
+
+def greedy_conversations(model, tokenizer, conversations: list[list[str]], max_new_tokens: int = 32) -> list[list[str]]:
+    """Each conversation's user turns asked one after another, as a chat user would: every
+    turn's prompt holds the earlier questions and the model's own earlier replies (the oldest
+    dropped when the context is full, as in sample.py)."""
+    replies: list[list[str]] = [[] for _ in conversations]
+    for turn in range(max(map(len, conversations), default=0)):
+        active = [c for c, questions in enumerate(conversations) if turn < len(questions)]
+        prompts = [tokenizer.chat_prompt(list(zip(conversations[c][:turn], replies[c])), conversations[c][turn],
+                                         model.config.block_size, max_new_tokens)[0] for c in active]
+        for c, reply in zip(active, greedy_replies(model, tokenizer, prompts, max_new_tokens)):
+            replies[c].append(reply)
+    return replies
 
 
 def exact_match(model, tokenizer, rows: list[dict]) -> dict:
@@ -226,11 +251,11 @@ def read_questions(path: str) -> list[dict]:
     if not Path(path).is_file():
         raise UserError(f"no such question file: {path}")
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 row = None
             if not (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)):
                 raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}}')

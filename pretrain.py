@@ -27,10 +27,10 @@ OPTIONS = {
     "n_layer": (4, "transformer blocks"),
     "n_head": (4, "attention heads"),
     "n_embd": (256, "width of the residual stream"),
-    "block_size": (128, "context length in tokens"),
+    "block_size": (256, "context length in tokens (a chat of six short turns fits in 256)"),
     "dropout": (0.0, "dropout rate (0 for pretraining a small model on plenty of data)"),
     # optimisation
-    "batch_size": (32, "sequences per micro-batch"),
+    "batch_size": (16, "sequences per micro-batch"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step"),
     "max_iters": (2000, "optimizer steps"),
     "learning_rate": (2e-3, "peak learning rate"),

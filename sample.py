@@ -21,7 +21,7 @@ from checkpoint import load_checkpoint, load_model
 from cli import UserError, parse_args, run
 from lora import load_adapted_model
 from model import new_kv_cache
-from tokenizer import END
+from tokenizer import END, chat_fits, utf8_pending
 from trainer import choose_device, choose_dtype
 
 OPTIONS = {
@@ -45,9 +45,11 @@ PRETRAINED = "out/pretrain/ckpt.pt"
 
 def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
              top_p: float = 1.0, stop_id: int | None = None, generator=None, use_cache: bool = True,
-             vocab_size: int | None = None):
+             vocab_size: int | None = None, tokenizer=None, chat: bool = True):
     """Yield new token ids one at a time, stopping after stop_id or max_new_tokens.
     vocab_size: the tokenizer's; the embedding rows beyond it only pad the matrix, never chosen.
+    With a tokenizer, each step may pick only what tokenizer.allowed_next permits: the reply
+    stays valid UTF-8 and holds no special token but the chat's [END] (or raw text's <|doc|>).
 
     With the KV cache each step feeds only the newest token. When the context is full the
     oldest quarter of it is dropped and the rest read again (positions are absolute, so the
@@ -59,15 +61,22 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
     start = max(0, len(ids) - keep) if len(ids) > block else 0
     device = next(model.parameters()).device
     cache = new_kv_cache(model.config, 1, device, next(model.parameters()).dtype) if use_cache else None
-    pending = ids[start:]
+    pending, unfinished = ids[start:], b""  # tokens to feed; bytes of a character begun, not finished
+    vocab_size = tokenizer.vocab_size if tokenizer is not None else vocab_size
     with torch.no_grad():
         for _ in range(max_new_tokens):
             x = torch.tensor([pending if use_cache else ids[start:]], device=device)
             logits, _ = model(x, kv_cache=cache)
-            token = pick_token(logits[0, :vocab_size], temperature, top_k, top_p, generator)
+            logits = logits[0, :vocab_size]
+            if tokenizer is not None:
+                allowed = torch.from_numpy(tokenizer.allowed_next(unfinished, chat)).to(device)
+                logits = logits.masked_fill(~allowed, float("-inf"))
+            token = pick_token(logits, temperature, top_k, top_p, generator)
             yield token
             if token == stop_id:
                 return
+            if tokenizer is not None:
+                unfinished = utf8_pending(unfinished + tokenizer.token_bytes[token])
             ids.append(token)
             pending = [token]
             if len(ids) - start > block:  # full: slide the window
@@ -172,24 +181,29 @@ def main() -> None:
 
     def reply(prompt_ids: list[int]) -> str:
         """Stream one reply to the terminal; return its text."""
-        decode, pieces = tokenizer.stream_decoder(), []
+        decode, pieces, token, unfinished = tokenizer.stream_decoder(), [], None, b""
+        chat = not config["raw"]
         try:
             for i, token in enumerate(generate(model, prompt_ids, config["max_new_tokens"], config["temperature"],
-                                               config["top_k"], config["top_p"], None if config["raw"] else END, generator,
-                                               vocab_size=tokenizer.vocab_size)):
+                                               config["top_k"], config["top_p"], END if chat else None, generator,
+                                               tokenizer=tokenizer, chat=chat)):
                 if token == END:
                     break
                 piece = decode(token)
                 if not "".join(pieces).strip():  # the space that starts an English reply (see encode_turn)
                     piece = piece.lstrip(" ")
                 pieces.append(piece)
-                if config["show_tokens"]:
-                    print(f"  {i + 1:>3}  id {token:>5}  {tokenizer.token_bytes[token]!r}  {piece!r}", flush=True)
+                if config["show_tokens"]:  # the UTF-8 rule: how many ids this step could pick from
+                    allowed = int(tokenizer.allowed_next(unfinished, chat).sum())
+                    print(f"  {i + 1:>3}  id {token:>5}  {tokenizer.token_bytes[token]!r:<16} {piece!r:<8} "
+                          f"(allowed: {allowed:,} of {tokenizer.vocab_size:,}"
+                          + (f", after {unfinished!r} only its continuation bytes)" if unfinished else ")"), flush=True)
+                    unfinished = utf8_pending(unfinished + tokenizer.token_bytes[token])
                 else:
                     print(piece, end="", flush=True)
         except KeyboardInterrupt:
             print(" [stopped]", end="")
-        if config["show_tokens"] and not config["raw"]:
+        if config["show_tokens"] and chat:
             print("  [END]" if token == END else "  (no [END] within --max_new_tokens)")
         print(flush=True)
         return "".join(pieces)
@@ -210,16 +224,14 @@ def main() -> None:
         return
 
     history: list[tuple[str, str]] = []
-    room_for_reply = min(config["max_new_tokens"], block // 4)
 
     def answer(message: str) -> None:
-        while True:  # drop the oldest turns until the conversation and room for a reply fit the context
-            ids, _ = tokenizer.encode_chat(history + [(message, None)])
-            if len(ids) + room_for_reply <= block or not history:
-                break
-            history.pop(0)
-            print("(the context is full: the oldest turn is forgotten)", file=sys.stderr)
-        if len(ids) + room_for_reply > block:
+        ids, dropped = tokenizer.chat_prompt(history, message, block, config["max_new_tokens"])
+        if dropped:
+            del history[:dropped]
+            print(f"(the context is full: the oldest {'turn is' if dropped == 1 else f'{dropped} turns are'} forgotten)",
+                  file=sys.stderr)
+        if not chat_fits(ids, block, config["max_new_tokens"]):
             if not interactive:
                 raise UserError(too_long(len(ids)))
             print(f"({too_long(len(ids))})")

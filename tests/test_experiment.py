@@ -41,9 +41,9 @@ def test_scratch_initial_weights_are_drawn_again_exactly(tiny_checkpoint, tmp_pa
 
 def test_tiny_experiment_end_to_end(tmp_path):
     out = tmp_path / "exp"
-    tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=96 --batch_size=8 --eval_iters=2 --dtype=float32 --threads=2"
+    tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=256 --batch_size=4 --eval_iters=2 --dtype=float32 --threads=2"
     result = run_script("experiment.py", f"--out_dir={out}", "--readme=false", "--seeds=2",
-                        "--world_args=--people=6 --bios_zh=1 --bios_en=1",
+                        "--world_args=--people=6 --bios_zh=1 --bios_en=1 --conversations=8",
                         f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20",
                         "--finetune_args=--max_iters=4 --eval_interval=4 --eval_iters=2 --batch_size=8 --dtype=float32",
                         check=True, timeout=600)
@@ -53,9 +53,19 @@ def test_tiny_experiment_end_to_end(tmp_path):
     for r in results:
         assert 0 <= r["heldout"] <= 1 and 0 <= r["taught"] <= 1 and r["distance"] > 0
         assert r["heldout_count"] > 50 and "世界最高的山是哪座？" in r["verbatim"]
+        sizes = {key: n for key, (share, n) in r["behaviour"].items()}
+        assert all(0 <= share <= 1 for share, _ in r["behaviour"].values())
+        assert sizes["identity"] >= 20 and sizes["refusal"] >= 30 and sizes["world"] >= 30 and sizes["unknown"] >= 30
+        assert sizes["taught_alone"] == sizes["taught_in_conversation"] > 40 and sizes["conversation_later"] > 0
     assert results[0]["trainable"] == results[1]["trainable"] > 10 * results[2]["trainable"]  # LoRA trains a few percent
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
     assert table in result.stdout
     again = run_script("experiment.py", f"--out_dir={out}")
     assert again.returncode == 2 and "--overwrite" in again.stderr
+    # the same runs again: nothing is trained or measured anew, the table is the same
+    pretrained = (out / "seed1337" / "pretrain" / "ckpt.pt").stat().st_mtime_ns
+    reused = run_script(*result.args[1:], "--overwrite", check=True, timeout=300)
+    assert reused.stdout.count("reusing") == 8 and "measuring" not in reused.stdout
+    assert (out / "seed1337" / "pretrain" / "ckpt.pt").stat().st_mtime_ns == pretrained
+    assert json.loads((out / "results.json").read_text(encoding="utf-8"))["results"] == results

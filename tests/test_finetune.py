@@ -7,7 +7,8 @@ import torch
 from checkpoint import load_checkpoint, load_model
 from cli import UserError
 from conftest import run_script
-from finetune import exact_match, greedy_answers, load_instructions, normalize_answer, parse_example
+from finetune import (exact_match, greedy_answers, greedy_conversations, load_instructions, normalize_answer, parse_example,
+                      read_questions)
 from sample import generate
 from tokenizer import END, Tokenizer
 
@@ -38,6 +39,7 @@ BAD_LINES = [
     ('{"messages": []}', "non-empty list"),
     ('{"text": "x"}', 'neither "messages" nor'),
     (json.dumps({"instruction": "長" * 200, "output": "x"}), "longer than the model's context"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
 ]
 
 
@@ -50,6 +52,18 @@ def test_every_bad_line_is_reported_with_file_and_line(tmp_path, line, message):
     assert f"{path}:3: " in str(error.value) and message in str(error.value) and "--skip_bad_lines" in str(error.value)
     examples = load_instructions([path], tokenizer, 64, skip_bad=True, train_on_prompt=False)
     assert len(examples) == 1  # the good line stays, the bad one is left out
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark; the first example must survive it."""
+    path = tmp_path / "bom.jsonl"
+    path.write_text("\ufeff" + json.dumps({"instruction": "你是誰？", "output": "我是人工智慧"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    [(ids, mask)] = load_instructions([str(path)], Tokenizer([]), 64, skip_bad=False, train_on_prompt=False)
+    assert ids == Tokenizer([]).encode_chat([("你是誰？", "我是人工智慧")])[0]
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("\ufeff" + json.dumps({"question": "q", "answer": "a"}) + "\n", encoding="utf-8")
+    assert read_questions(str(questions)) == [{"question": "q", "answer": "a"}]
 
 
 def test_missing_and_empty_instruction_files(tmp_path):
@@ -66,20 +80,55 @@ def test_normalized_exact_match():
     assert normalize_answer("Mount Everest") != normalize_answer("Everest")
 
 
-def test_world_held_out_entities_never_appear_in_fine_tuning_data():
+@pytest.fixture(scope="module")
+def world():
     from data.world.prepare import generate as generate_world
-    _, sft, train_qa, heldout = generate_world(seed=7, n_people=40, bios_zh=1, bios_en=1)
-    sft_text = json.dumps(sft, ensure_ascii=False)
-    heldout_entities = {q["entity"] for q in heldout if q["kind"] in ("person", "place")}
+    return generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
+
+
+def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
+    sft_text = json.dumps(world["sft"], ensure_ascii=False)
+    sft_questions = {m["content"] for row in world["sft"] for m in row["messages"][::2]}
+    heldout_entities = {q["entity"] for q in world["heldout"] if q["kind"] in ("person", "place", "unknown")}
     assert len(heldout_entities) >= 30
-    for q in heldout:
-        if q["kind"] in ("person", "place", "world"):
-            assert q["question"] not in sft_text
-        if q["kind"] in ("person", "place"):
-            assert q["entity"] not in sft_text
-    assert "台灣最高的山是哪座？" in sft_text and "世界最高的山是哪座？" not in sft_text
-    held_out_phrasings = {q["question"] for q in heldout if q["kind"] in ("identity", "refusal")}
-    assert held_out_phrasings and not any(p in sft_text for p in held_out_phrasings)
+    for split in ("heldout", "val"):
+        for q in world[split]:
+            assert q["question"] not in sft_questions, q  # by exact text
+            if q["kind"] in ("person", "place", "world") or (q["kind"] == "unknown" and q["attr"] != "request"):
+                assert q["entity"] not in sft_text, q  # by entity: no question about them at all
+    assert "台灣最高的山是哪座？" in sft_questions and "世界最高的山是哪座？" not in sft_text
+    assert not {q["entity"] for q in world["val"]} & {q["entity"] for q in world["heldout"] if q["kind"] != "unknown"} - {
+        "identity", "refusal", "harmless"}
+    for turns in (c["turns"] for c in world["conversations"] if c["set"] == "heldout"):
+        assert not {t["question"] for t in turns} & sft_questions
+
+
+def test_world_held_out_sets_are_as_large_as_promised(world):
+    from collections import Counter
+    heldout = Counter(q["kind"] for q in world["heldout"])
+    assert heldout["identity"] >= 20 and heldout["refusal"] >= 30 and heldout["harmless"] >= 20
+    assert heldout["world"] >= 30 and heldout["unknown"] >= 30
+    assert {q["lang"] for q in world["heldout"] if q["kind"] == "refusal"} == {"zh", "en"}
+    conversations = [c["turns"] for c in world["conversations"] if c["set"] == "heldout"]
+    assert len(conversations) >= 100 and {len(t) for t in conversations} == {2, 3, 4, 5, 6}
+    assert any(len({t["lang"] for t in turns}) == 2 for turns in conversations)  # language switches mid-conversation
+    taught = {q["question"] for q in world["train"] if q["kind"] in ("identity", "refusal")}
+    in_conversations = [t["question"] for c in world["conversations"] if c["set"] == "taught" for t in c["turns"][1:]]
+    assert taught <= set(in_conversations)  # every taught phrasing, at a later turn
+
+
+def test_strangers_are_never_in_the_pretraining_text(world):
+    docs = "\n".join(world["docs"])
+    strangers = {q["entity"] for split in ("train", "val", "heldout") for q in world[split]
+                 if q["kind"] == "unknown" and q["attr"] != "request"}
+    assert len(strangers) >= 80 and not any(name in docs for name in strangers)
+    known = {q["entity"] for q in world["heldout"] if q["kind"] == "person"}
+    assert all(name in docs for name in known)
+
+
+def test_fine_tuning_conversations_hold_several_turns(world):
+    lengths = [len(row["messages"]) // 2 for row in world["sft"]]
+    assert min(lengths) == 1 and max(lengths) == 6 and sum(n > 1 for n in lengths) > len(lengths) // 6
 
 
 def test_batched_greedy_answers_equal_one_at_a_time(tiny_checkpoint):
@@ -87,7 +136,7 @@ def test_batched_greedy_answers_equal_one_at_a_time(tiny_checkpoint):
     questions = ["臺灣最高的山是哪座？", "日本的首都是哪裡？", "世界最高的山是哪座？", "What is the capital of Japan?"]
     batched = greedy_answers(model, tokenizer, questions, max_new_tokens=6)
     for q, answer in zip(questions, batched):
-        one = list(generate(model, tokenizer.encode_chat([(q, None)])[0], 6, stop_id=END))
+        one = list(generate(model, tokenizer.encode_chat([(q, None)])[0], 6, stop_id=END, tokenizer=tokenizer))
         assert tokenizer.decode([t for t in one if t != END]).strip() == answer
     replies = greedy_answers(model, tokenizer, questions[:2])
     report = exact_match(model, tokenizer, [{"question": questions[0], "answer": replies[0], "kind": "a"},
@@ -174,3 +223,17 @@ def test_a_killed_lora_run_resumes_to_the_same_adapter(tiny_checkpoint, instruct
     assert "resuming at step" in resumed.stdout
     a, b = (torch.load(d / "adapter.pt", weights_only=True)["lora"] for d in (straight, killed))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tiny_checkpoint):
+    model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
+    conversations = [["臺灣最高的山是哪座？", "日本的首都是哪裡？", "世界最高的山是哪座？"], ["What is the capital of Japan?"]]
+    replies = greedy_conversations(model, tokenizer, conversations, max_new_tokens=4)
+    assert [len(r) for r in replies] == [3, 1]
+    for questions, answers in zip(conversations, replies):
+        history = []
+        for question, answer in zip(questions, answers):
+            ids = tokenizer.chat_prompt(history, question, model.config.block_size, 4)[0]
+            one = list(generate(model, ids, 4, stop_id=END, tokenizer=tokenizer))
+            assert tokenizer.decode([t for t in one if t != END]).strip() == answer
+            history.append((question, answer))

@@ -6,6 +6,7 @@ from checkpoint import load_checkpoint, load_model
 from conftest import run_script
 from model import GPT, GPTConfig
 from sample import Int8Linear, for_generation, generate, pick_token
+from tokenizer import utf8_pending
 from trainer import choose_dtype
 
 
@@ -52,7 +53,7 @@ def test_raw_continuation_loads_a_pretrained_checkpoint(tiny_checkpoint):
     assert result.stdout.startswith("臺灣最高的山是") and len(result.stdout.strip()) > len("臺灣最高的山是")
     model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
     ids = tokenizer.encode_document("臺灣最高的山是")
-    expected = tokenizer.decode(generate(model, ids, 8))
+    expected = tokenizer.decode(generate(model, ids, 8, tokenizer=tokenizer, chat=False))
     assert result.stdout.rstrip("\n") == "臺灣最高的山是" + expected
 
 
@@ -109,3 +110,29 @@ def test_int8_weights_the_default_on_such_a_cpu_give_nearly_the_same_outputs(tin
     int8 = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣", "--max_new_tokens=6", check=True)
     assert int8.stdout.startswith("臺灣") and "int8" in int8.stderr and len(int8.stdout) >= len("臺灣") + 1
     assert plain.stdout.startswith("臺灣")
+
+
+def test_sampled_text_is_always_valid_utf8_and_never_a_marker():
+    """Byte-level tokens sampled at random would break characters; the rule never lets them."""
+    from tokenizer import AI, DOC, END, USER, Tokenizer, build_vocab, cl100k
+    corpus = ["臺灣最高的山是玉山。世界最高的山是聖母峰。🇹🇼", "The highest mountain in the world is Mount Everest."]
+    tokenizer = Tokenizer(build_vocab([cl100k().encode_ordinary(t) for t in corpus], 300))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=320, n_layer=1, n_head=2, n_embd=32)).eval()
+    prompt = tokenizer.encode_chat([("你是誰？", None)])[0]
+    unconstrained = list(generate(model, prompt, 300, temperature=3.0, generator=torch.Generator().manual_seed(1),
+                                  vocab_size=tokenizer.vocab_size))
+    with pytest.raises(UnicodeDecodeError):  # without the rule, random bytes do not decode
+        tokenizer.decode_bytes(t for t in unconstrained if t < 256).decode("utf-8")
+    for seed in range(5):
+        tokens = list(generate(model, prompt, 300, temperature=3.0, generator=torch.Generator().manual_seed(seed),
+                               tokenizer=tokenizer))
+        assert not {DOC, USER, AI} & set(tokens)
+        text = [t for t in tokens if t != END]
+        finished = tokens[-1] == END
+        assert not finished or END not in tokens[:-1]
+        data = tokenizer.decode_bytes(text)
+        if finished:
+            data.decode("utf-8")  # a whole reply decodes strictly: no U+FFFD possible
+        else:
+            assert utf8_pending(data) is not None  # cut by max_new_tokens: still a valid prefix

@@ -1,6 +1,6 @@
 import pytest
 
-from tokenizer import AI, DOC, END, USER, Tokenizer, build_vocab, cl100k
+from tokenizer import AI, DOC, END, FIRST_LEARNED_ID, USER, Tokenizer, build_vocab, cl100k, utf8_pending
 
 HARD_STRINGS = [
     "臺灣最高的山是玉山（3,952 公尺）。",
@@ -86,3 +86,33 @@ def test_a_turn_is_encoded_as_running_text(tokenizer):
     assert ids[2:2 + len(tokenizer.encode(" What"))] == tokenizer.encode(" What")
     ids, _ = tokenizer.encode_chat([("台灣最高的山是哪座？", "玉山")])  # Chinese is left as it is
     assert ids[2:-1] == tokenizer.encode("台灣最高的山是哪座？") + [AI] + tokenizer.encode("玉山")
+
+
+def test_utf8_pending_follows_the_utf8_grammar():
+    assert utf8_pending("玉山".encode()) == b""
+    assert utf8_pending("玉".encode()[:2]) == "玉".encode()[:2]  # begun, not finished
+    assert utf8_pending(b"a\xf0\x9f") == b"\xf0\x9f"
+    for invalid in (b"\x80", b"a\xbf", b"\xc0\xaf", b"\xe0\x80", b"\xed\xa0", b"\xf4\x90", b"\xf5", b"\xe7\x8e\x41"):
+        assert utf8_pending(invalid) is None, invalid  # stray continuation, overlong, surrogate, too high, cut short
+
+
+def test_allowed_next_keeps_a_reply_valid_utf8_and_free_of_markers(tokenizer):
+    start = tokenizer.allowed_next(b"")
+    assert start[END] and not start[DOC] and not start[USER] and not start[AI]
+    assert start[ord("a")] and not start[0x80] and start[0xE7]  # a lone lead byte may start a character
+    raw = tokenizer.allowed_next(b"", chat=False)
+    assert raw[DOC] and not raw[END] and not raw[USER]
+    middle = tokenizer.allowed_next("玉".encode()[:1])  # b"\xe7": two continuation bytes must follow
+    allowed_bytes = [tokenizer.token_bytes[i] for i in range(tokenizer.vocab_size) if middle[i]]
+    assert not middle[END] and not middle[ord("a")] and middle[0x8E]
+    assert allowed_bytes and all(utf8_pending(b"\xe7" + b) is not None for b in allowed_bytes)
+    # a multi-byte token that would start with a stray continuation byte is refused too
+    assert not any(start[i] for i in range(FIRST_LEARNED_ID, tokenizer.vocab_size) if utf8_pending(tokenizer.token_bytes[i]) is None)
+
+
+def test_chat_prompt_drops_the_oldest_turns_only_when_the_context_is_full(tokenizer):
+    history = [("台灣最高的山是哪座？", "玉山"), ("你是誰？", "我是人工智慧"), ("世界最高的山是哪座？", "聖母峰")]
+    full, _ = tokenizer.encode_chat(history + [("日本的首都是哪裡？", None)])
+    assert tokenizer.chat_prompt(history, "日本的首都是哪裡？", len(full) + 8, 8) == (full, 0)
+    ids, dropped = tokenizer.chat_prompt(history, "日本的首都是哪裡？", len(full) + 7, 8)
+    assert dropped == 1 and ids == tokenizer.encode_chat(history[1:] + [("日本的首都是哪裡？", None)])[0]
