@@ -66,6 +66,6 @@ def test_tiny_experiment_end_to_end(tmp_path):
     # the same runs again: nothing is trained or measured anew, the table is the same
     pretrained = (out / "seed1337" / "pretrain" / "ckpt.pt").stat().st_mtime_ns
     reused = run_script(*result.args[1:], "--overwrite", check=True, timeout=300)
-    assert reused.stdout.count("reusing") == 8 and "measuring" not in reused.stdout
+    assert reused.stdout.count("reusing") == 8 and "\nmeasuring " not in reused.stdout
     assert (out / "seed1337" / "pretrain" / "ckpt.pt").stat().st_mtime_ns == pretrained
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["results"] == results
