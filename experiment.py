@@ -126,12 +126,13 @@ def is_broken(reply: str) -> bool:
     return "\ufffd" in reply or any(marker in reply for marker in SPECIAL_TOKENS)
 
 
-def behaviour(model, tokenizer, world: Path, split: str) -> dict:
+def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None = None) -> dict:
     """The assistant's behaviour on one split's questions ("heldout" or "val") and conversations:
-    the six measures of the README's second table, each a share, with its set size."""
+    the six measures of the README's second table, each a share, with its set size. rows: the
+    split's questions already answered and scored, if they are (finetune.py's eval.jsonl)."""
     from data.world.prepare import REFUSAL
     from finetune import exact_match, greedy_conversations, normalize_answer, score
-    rows = exact_match(model, tokenizer, read_jsonl(world / f"eval_{split}.jsonl"))["results"]
+    rows = rows or exact_match(model, tokenizer, read_jsonl(world / f"eval_{split}.jsonl"))["results"]
     conversations = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == split]
     replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in conversations])
     turns = [(i, r) for c, turns_ in enumerate(conversations) for i, r in enumerate(score(turns_, replies[c])["results"])]
@@ -189,7 +190,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
             "distance": relative_distance(before, parameters(model)), "heldout_by_weights": by_weights,
             "typical_wrong": Counter(wrong).most_common(5),
             "wrong_but_taught": sum(w in taught_answers for w in wrong) / max(1, len(wrong)),
-            "behaviour": {**behaviour(model, tokenizer, world, "heldout"), "taught_alone": (share(alone), len(alone))},
+            "behaviour": {**behaviour(model, tokenizer, world, "heldout", held["results"]), "taught_alone": (share(alone), len(alone))},
             "behaviour_val": behaviour(model, tokenizer, world, "val"),
             "verbatim": {r["question"]: (r["answer"], r["reply"]) for r in held["results"]
                          if r.get("kind") in ("world", "identity", "refusal", "harmless", "unknown")}}
