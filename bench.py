@@ -28,12 +28,13 @@ from cli import UserError, parse_args, run
 OPTIONS = {
     "rows": ("pretrain,finetune,lora,generate", "which rows to run"),
     "configs": ("small,ref,large", "model sizes: small (4x256), ref (6x384), large (8x512); all with vocabulary 8192"),
-    "dtype": ("auto", "auto (bfloat16 where supported), bfloat16, float32, or both"),
-    "steps": (7, "timed training steps per row (after warm-up); the median counts"),
-    "warmup": (3, "untimed steps first"),
-    "batch_size": (16, "sequences per step"),
+    "dtype": ("auto", "auto (bfloat16 where supported), bfloat16, float32, or both",
+              ("auto", "bfloat16", "float32", "both")),
+    "steps": (7, "timed training steps per row (after warm-up); the median counts", "[1, inf)"),
+    "warmup": (3, "untimed steps first", "[0, inf)"),
+    "batch_size": (16, "sequences per step", "[1, inf)"),
     "compile": (False, "torch.compile the model (compile time is reported separately)"),
-    "device": ("auto", "auto, cpu, cuda"),
+    "device": ("auto", "auto, cpu, cuda", ("auto", "cpu", "cuda")),
     "json": ("", "also write the results to this JSON file"),
     "profile": (False, "after each training row, where its step's time goes (torch.profiler, the top operations)"),
     "row": ("", "(internal) run one row in this process and print it as JSON"),
@@ -156,7 +157,7 @@ def run_row(spec: dict) -> dict:
 
 
 def main() -> None:
-    config, _ = parse_args(OPTIONS, "python bench.py [--rows=...] [--configs=...] [--json=FILE]", __doc__)
+    config, _, _ = parse_args(OPTIONS, "python bench.py [--rows=...] [--configs=...] [--json=FILE]", __doc__)
     if config["row"]:
         print(json.dumps(run_row(json.loads(config["row"]))))
         return

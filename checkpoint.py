@@ -5,43 +5,47 @@ Written atomically; read with weights_only=True, so that no file can run code as
 """
 from __future__ import annotations
 
-import os
+import pickle
 from pathlib import Path
 
 import torch
 
-from cli import UserError
+from cli import UserError, atomic_write
 from model import GPT, GPTConfig
 from tokenizer import Tokenizer
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:
-    """Write to a temporary file beside the target, flush it to disk, then rename over the
-    target: a crash at any moment leaves the old checkpoint or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Atomically: a crash or a full disk leaves the old checkpoint, never half of a new one."""
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
-def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "model_config")) -> dict:
+def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "model_config", "vocab"),
+                    option: str = "") -> dict:
     """Load a checkpoint (or, with other required keys, a LoRA adapter) written by this project.
-    weights_only=True: tensors and plain values only, so a file from elsewhere cannot run code."""
+    weights_only=True: tensors and plain values only, so a file from elsewhere cannot run code.
+    option: the command-line option that names this file, for the messages."""
     path = Path(path)
     if path.is_dir():
         path = path / "ckpt.pt"
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: run python pretrain.py first, or point --ckpt at one")
+        raise UserError(f"no checkpoint at {path}: run python pretrain.py first"
+                        + (f", or give the path of one with {option}" if option else ""))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, not a checkpoint, or pickled code that weights_only refuses
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise UserError(f"{path} cannot be read as a checkpoint (it may be truncated or corrupt): "
+                            "train it again or use another file") from None
+        raise UserError(f"{path} holds Python objects besides tensors and plain values, and loading such a file "
+                        "could run code: refused. Use a checkpoint written by this project") from None
+    except Exception as e:  # truncated, corrupt, not a checkpoint at all
         raise UserError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
                         "It may be truncated or corrupt: train it again or use another file") from None
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise UserError(f"{path} is not a nanoInstruct {'checkpoint' if 'model' in required else 'LoRA adapter'} "
-                        f"(it lacks {', '.join(k for k in required if not isinstance(checkpoint, dict) or k not in checkpoint)})")
+    missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise UserError(f"{path} is not a nanoInstruct {'checkpoint' if 'model' in required else 'LoRA adapter'}, "
+                        f"or it was altered (it lacks {', '.join(missing)})")
     return checkpoint
 
 
@@ -51,7 +55,8 @@ def load_model(checkpoint: dict, device: str = "cpu", **config_changes) -> tuple
     try:
         model = GPT(GPTConfig(**{**checkpoint["model_config"], **config_changes}))
         model.load_state_dict(checkpoint["model"])
-    except (TypeError, RuntimeError) as e:
+        tokenizer = Tokenizer(checkpoint["vocab"])
+    except (TypeError, RuntimeError, ValueError, KeyError, IndexError, OverflowError) as e:
         raise UserError(f"the checkpoint's weights do not match its model config ({str(e).splitlines()[0][:200]}): "
                         "the file was altered or comes from another program") from None
-    return model.to(device).eval(), Tokenizer(checkpoint["vocab"])
+    return model.to(device).eval(), tokenizer

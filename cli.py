@@ -1,17 +1,32 @@
 """
-Command-line options and user-facing errors, shared by every script.
+Command-line options, user-facing errors, and writing a file without ever losing the old one:
+shared by every script.
 
-Each script keeps its options at the top as a plain dict, name -> (default, what it means),
-and any of them can be overridden as --name=value (or --name value; a bare --flag sets a
-boolean). Values take the type of their default. A user's mistake raises UserError, which
-run() prints as one line, "error: ...", and exits with status 2: never a traceback.
+Each script keeps its options at the top as a plain dict, name -> (default, what it means) or
+(default, what it means, valid values), and any of them can be overridden as --name=value (or
+--name value; a bare --flag sets a boolean). Values take the type of their default and are
+checked here, once, against their valid values:
+    "[1, inf)", "(0, 1]", ...     a range (brackets include the bound, parentheses do not)
+    "auto or float [0, inf)"      the word auto, or a number of that kind in the range
+    ("strict", "replace")         one of these words
+    DEVICE                        auto, cpu, mps, cuda or cuda:N
+A user's mistake raises UserError, which run() prints as one line, "error: ...", and exits with
+status 2: never a traceback. Anything else is a bug: its traceback, and a line asking to report it.
 This module imports nothing heavy, so that --help answers at once.
 """
 from __future__ import annotations
 
 import difflib
+import errno
+import math
+import os
+import re
 import sys
-from typing import Any, Callable
+import traceback
+from pathlib import Path
+from typing import IO, Any, Callable
+
+DEVICE = "auto, cpu, mps, cuda or cuda:N"
 
 
 class UserError(Exception):
@@ -28,6 +43,23 @@ def run(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("\nstopped.", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise_as_bug()
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        hint = ("free some space and run the command again (a training run continues from its last checkpoint "
+                "with --resume)" if full else "choose a place you can write to")
+        print(f"error: {e.strerror}: {e.filename or 'a file being written'}. Nothing was lost: {hint}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:  # a bug, not the user's mistake: show where, and ask for a report
+        raise_as_bug()
+
+
+def raise_as_bug() -> None:
+    traceback.print_exc()
+    print("\nThis is a bug in nanoInstruct, not something you did wrong: please report it, with the command "
+          "you ran and the lines above.", file=sys.stderr)
+    sys.exit(1)
 
 
 def _convert(name: str, text: str, default: Any) -> Any:
@@ -46,22 +78,88 @@ def _convert(name: str, text: str, default: Any) -> Any:
     return text  # strings, and options whose default is None
 
 
-def help_text(options: dict[str, tuple[Any, str]], usage: str, about: str) -> str:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """write(file) into a temporary file beside path, flushed to disk, then renamed over path: a
+    crash at any moment leaves the old file or the new one, never half of one. If writing fails
+    (a full disk, say), the partial file is removed, so it does not keep the disk full."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:  # say which file could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+
+
+def describe(valid) -> str:
+    """Valid values in words: "(0, 1]" -> "above 0 and at most 1"."""
+    if isinstance(valid, tuple):
+        return "one of " + ", ".join(valid)
+    if valid == DEVICE:
+        return DEVICE
+    auto, kind, low_bracket, low, high, high_bracket = parse_range(valid)
+    words = [f"{'above' if low_bracket == '(' else 'at least'} {low}"] if low != "-inf" else []
+    words += [f"{'below' if high_bracket == ')' else 'at most'} {high}"] if high != "inf" else []
+    kind = {"int": "an integer ", "float": "a number ", "": ""}[kind]
+    return ("auto or " if auto else "") + kind + " and ".join(words or ["any value"])
+
+
+def parse_range(valid: str) -> tuple[bool, str, str, str, str, str]:
+    match = re.fullmatch(r"(auto or )?(int |float )?([\[(])(\S+), (\S+)([\])])", valid)
+    if not match:
+        raise ValueError(f"not a range: {valid!r}")  # a mistake in a script's OPTIONS, not the user's
+    auto, kind, low_bracket, low, high, high_bracket = match.groups()
+    return bool(auto), (kind or "").strip(), low_bracket, low, high, high_bracket
+
+
+def check(name: str, value: Any, valid) -> Any:
+    """value if it is among the valid values, converted where valid names the kind; else UserError."""
+    if valid is None:
+        return value
+    if isinstance(valid, tuple) or valid == DEVICE:
+        ok = value in valid if isinstance(valid, tuple) else re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(value))
+        if not ok:
+            raise UserError(f"--{name} must be {describe(valid)}; got {value!r}")
+        return value
+    auto, kind, low_bracket, low, high, high_bracket = parse_range(valid)
+    if auto and value == "auto":
+        return value
+    if kind:
+        try:
+            value = _convert(name, str(value), 0 if kind == "int" else 0.0)
+        except UserError:
+            raise UserError(f"--{name} must be {describe(valid)}; got {value!r}") from None
+    low, high = float(low), float(high)
+    inside = (math.isfinite(value) and (value > low if low_bracket == "(" else value >= low)
+              and (value < high if high_bracket == ")" else value <= high))
+    if not inside:
+        raise UserError(f"--{name} must be {describe(valid)}; got {value}")
+    return value
+
+
+def help_text(options: dict[str, tuple], usage: str, about: str) -> str:
     width = max(len(n) for n in options) + 2
     lines = [f"usage: {usage}", "", about.strip(), "", "options (--name=value; default in brackets):"]
-    for name, (default, meaning) in options.items():
-        lines.append(f"  --{name:<{width}} {meaning} [{default}]")
+    for name, (default, meaning, *valid) in options.items():
+        lines.append(f"  --{name:<{width}} {meaning} [{default}]" + (f" ({describe(valid[0])})" if valid else ""))
     lines.append(f"  --{'help':<{width}} show this message and exit")
     return "\n".join(lines)
 
 
-def parse_args(options: dict[str, tuple[Any, str]], usage: str, about: str,
-               argv: list[str] | None = None, positional: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Options dict -> (config, positional arguments). positional names what bare arguments
-    mean in this script (say, "input files"); None means the script takes none."""
+def parse_args(options: dict[str, tuple], usage: str, about: str, argv: list[str] | None = None,
+               positional: str | None = None) -> tuple[dict[str, Any], list[str], set[str]]:
+    """Options dict -> (config, positional arguments, the names of the options typed). positional
+    names what bare arguments mean in this script (say, "input files"); None: it takes none.
+    What was typed matters on --resume: a value typed equal to its default still counts."""
     argv = sys.argv[1:] if argv is None else argv
-    config = {name: default for name, (default, _) in options.items()}
+    config = {name: spec[0] for name, spec in options.items()}
     rest: list[str] = []
+    typed: set[str] = set()
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -89,5 +187,6 @@ def parse_args(options: dict[str, tuple[Any, str]], usage: str, about: str,
                 i += 1
             else:
                 raise UserError(f"--{name} needs a value, as --{name}=VALUE")
-        config[name] = _convert(name, value, default)
-    return config, rest
+        config[name] = check(name, _convert(name, value, default), options[name][2] if len(options[name]) > 2 else None)
+        typed.add(name)
+    return config, rest, typed

@@ -42,7 +42,7 @@ from cli import UserError, parse_args, run
 ROOT = Path(__file__).resolve().parent
 OPTIONS = {
     "out_dir": ("out/experiment", "where the world, every run, results.md and results.json go"),
-    "seeds": (1, "how many seeds to run (seed, seed+1, ...): the table then shows mean and spread"),
+    "seeds": (1, "how many seeds to run (seed, seed+1, ...): the table then shows mean and spread", "[1, inf)"),
     "seed": (1337, "the first seed (model initialisation and batch order; the world stays the same)"),
     "world_args": ("", "options for data/world/prepare.py, e.g. '--people=200'"),
     "pretrain_args": ("", "options added to every pretrain.py run, e.g. '--max_iters=500'"),
@@ -286,14 +286,12 @@ def update_readme(markdown: str) -> bool:
 
 
 def main() -> None:
-    config, _ = parse_args(OPTIONS, "python experiment.py [--seeds=3 ...]", __doc__)
+    config, _, _ = parse_args(OPTIONS, "python experiment.py [--seeds=3 ...]", __doc__)
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
-    if config["seeds"] < 1:
-        raise UserError(f"--seeds must be at least 1, got {config['seeds']}")
     out_dir = Path(config["out_dir"])
     if (out_dir / "results.json").exists() and not config["overwrite"]:
         raise UserError(f"{out_dir} already holds results: pass --overwrite to run again, or choose another --out_dir")
-    world_config, _ = parse_args(WORLD_OPTIONS, "--world_args", "", argv=shlex.split(config["world_args"]))
+    world_config, _, _ = parse_args(WORLD_OPTIONS, "--world_args", "", argv=shlex.split(config["world_args"]))
     extra_pretrain, extra_finetune = shlex.split(config["pretrain_args"]), shlex.split(config["finetune_args"])
     command = "python experiment.py" + "".join(f" {a}" for a in sys.argv[1:] if a != "--overwrite")
 

@@ -26,16 +26,17 @@ import numpy as np
 import torch
 
 from checkpoint import load_checkpoint, load_model, save_checkpoint
-from cli import UserError, parse_args, run
-from lora import add_lora, lora_state_dict, merge_lora, weights_fingerprint
+from cli import DEVICE, UserError, parse_args, run
+from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
 from model import GPT, IGNORE, new_kv_cache
 from tokenizer import END, utf8_pending
 from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
-                     start_or_resume, train)
+                     start_or_resume, train, writable_folder)
 
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
-    "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape"),
+    "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape",
+                  ("pretrained", "scratch")),
     "data": ("", "instruction JSONL file(s), comma-separated (default: data/world/sft.jsonl)"),
     "eval": ("", "question/answer JSONL for exact-match accuracy (default with the world data: data/world/eval_heldout.jsonl)"),
     "out_dir": ("", "output folder (default: out/sft, out/lora, or out/sft_scratch)"),
@@ -43,33 +44,38 @@ OPTIONS = {
     "resume": (False, "continue the run saved in out_dir (stopped with Ctrl-C, or killed)"),
     "skip_bad_lines": (False, "leave out bad lines of the data (reported) instead of stopping"),
     "train_on_prompt": (False, "let the user's text count in the loss too (can help with little data and short replies)"),
-    "val_fraction": (0.05, "share of the examples held out for validation loss"),
+    "val_fraction": (0.05, "share of the examples held out for validation loss", "[0, 1)"),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
-    "lora_rank": (8, "rank r of the update B A"),
-    "lora_alpha": (16.0, "the update is scaled by alpha / r"),
-    "lora_dropout": (0.0, "dropout on the LoRA path's input (0: off, as in peft; it also saves time)"),
+    "lora_rank": (8, "rank r of the update B A", "[1, inf)"),
+    "lora_alpha": (16.0, "the update is scaled by alpha / r", "(0, inf)"),
+    "lora_dropout": (0.0, "dropout on the LoRA path's input (0: off, as in peft; it also saves time)", "[0, 1)"),
     "lora_targets": ("c_attn,c_proj,c_fc", "linear layers to adapt, by name ending (attention and MLP projections)"),
     "merge": (False, "with --lora: also write merged.pt, a plain checkpoint with the adapter folded in"),
     # optimisation
-    "batch_size": (32, "examples per batch (batches are grouped by length: next to no padding)"),
-    "gradient_accumulation_steps": (1, "batches per optimizer step"),
-    "max_iters": (0, "optimizer steps (0: 300 from pretrained weights, beyond which they overfit; 1200 from scratch)"),
-    "learning_rate": (0.0, "peak learning rate (0: 1e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)"),
-    "min_lr": (0.0, "final learning rate (0: a tenth of the peak)"),
-    "warmup_iters": (50, "steps of linear warm-up"),
-    "weight_decay": (0.0, "AdamW weight decay on matrices"),
-    "beta2": (0.99, "AdamW beta2"),
-    "grad_clip": (1.0, "clip the gradient norm to this (0: off)"),
-    "dropout": (0.0, "dropout in the model during full fine-tuning"),
-    "eval_interval": (100, "steps between validations (and checkpoints)"),
-    "eval_iters": (10, "batches per validation estimate"),
+    "batch_size": (32, "examples per batch (batches are grouped by length: next to no padding)", "[1, inf)"),
+    "gradient_accumulation_steps": (1, "batches per optimizer step", "[1, inf)"),
+    "max_iters": ("auto", "optimizer steps (auto: 300 from pretrained weights, beyond which they overfit; 1200 from scratch)",
+                  "auto or int [1, inf)"),
+    "learning_rate": ("auto", "peak learning rate (auto: 1e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)",
+                      "auto or float (0, inf)"),
+    "min_lr": ("auto", "final learning rate (auto: a tenth of the peak)", "auto or float [0, inf)"),
+    "warmup_iters": (50, "steps of linear warm-up", "[0, inf)"),
+    "weight_decay": (0.0, "AdamW weight decay on matrices", "[0, inf)"),
+    "beta2": (0.99, "AdamW beta2", "[0, 1)"),
+    "grad_clip": (1.0, "clip the gradient norm to this (0: off)", "[0, inf)"),
+    "dropout": (0.0, "dropout in the model's layers (full fine-tuning and LoRA alike)", "[0, 1)"),
+    "eval_interval": (100, "steps between validations (and checkpoints)", "[1, inf)"),
+    "eval_iters": (10, "batches per validation estimate", "[1, inf)"),
     "seed": (1337, "random seed"),
-    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
-    "dtype": ("auto", "auto (bfloat16 where supported, else float32), bfloat16, float32"),
-    "threads": (0, "CPU threads for torch (0: one per core)"),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ...", DEVICE),
+    "dtype": ("auto", "auto (bfloat16 where supported, else float32), bfloat16, float32",
+              ("auto", "bfloat16", "float32")),
+    "threads": (0, "CPU threads for torch (0: one per core)", "[0, inf)"),
 }
 WORLD = Path(__file__).resolve().parent / "data" / "world"
+FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets")
+RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
 
 
 # ----------------------------------------------------------------------------- instruction data
@@ -265,25 +271,33 @@ def read_questions(path: str) -> list[dict]:
 
 # ----------------------------------------------------------------------------- the run
 def main() -> None:
-    config, _ = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
-    if config["init_from"] not in ("pretrained", "scratch"):
-        raise UserError(f"--init_from must be pretrained or scratch, got {config['init_from']!r}")
-    scratch, use_lora = config["init_from"] == "scratch", config["lora"]
-    out_dir = Path(config["out_dir"] or ("out/lora" if use_lora else "out/sft_scratch" if scratch else "out/sft"))
+    config, _, typed = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
+    default_dir = "out/lora" if config["lora"] else "out/sft_scratch" if config["init_from"] == "scratch" else "out/sft"
+    out_dir = Path(config["out_dir"] or default_dir)
+    config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"))
+    scratch, use_lora = config["init_from"] == "scratch", config["lora"]  # a resumed run's, as saved
     result_file = out_dir / ("adapter.pt" if use_lora else "ckpt.pt")
     if result_file.exists() and not (config["overwrite"] or config["resume"]):
         raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "
                         "pass --overwrite to replace it, or choose another --out_dir")
-
-    config, checkpoint = start_or_resume(config, OPTIONS, out_dir, ("base", "init_from", "lora", "lora_rank", "lora_targets"))
-    config["learning_rate"] = config["learning_rate"] or (2e-3 if use_lora or scratch else 1e-4)
-    config["max_iters"] = config["max_iters"] or (1200 if scratch else 300)
-    config["min_lr"] = config["min_lr"] or config["learning_rate"] / 10
+    data_files = config["data"].split(",") if config["data"] else [str(WORLD / "sft.jsonl")]
+    eval_file = config["eval"] or ("" if config["data"] else str(WORLD / "eval_heldout.jsonl"))
+    for path in [config["base"], *data_files, eval_file]:
+        if path and Path(path).resolve().parent == out_dir.resolve() and Path(path).name in RUN_FILES:
+            raise UserError(f"{path} is an input of this run and would be written over by it: "
+                            "choose another --out_dir")
+    writable_folder(out_dir)
+    if config["learning_rate"] == "auto":
+        config["learning_rate"] = 2e-3 if use_lora or scratch else 1e-4
+    if config["max_iters"] == "auto":
+        config["max_iters"] = 1200 if scratch else 300
+    if config["min_lr"] == "auto":
+        config["min_lr"] = config["learning_rate"] / 10
     rank, world, config["device"] = init_distributed(choose_device(config["device"]))
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     if config["threads"] > 0:
         torch.set_num_threads(config["threads"])
-    base = load_checkpoint(config["base"])
+    base = load_checkpoint(config["base"], option="--base")
     model, tokenizer = load_model(base, dropout=config["dropout"])
     torch.manual_seed(config["seed"])  # the scratch model's weights (experiment.py redraws them), LoRA's A, dropout
     if scratch:  # the same shape and vocabulary, none of the knowledge
@@ -293,8 +307,6 @@ def main() -> None:
     if not config["data"] and not (WORLD / "sft.jsonl").exists():
         from data.world.prepare import prepare_world
         prepare_world()
-    data_files = config["data"].split(",") if config["data"] else [str(WORLD / "sft.jsonl")]
-    eval_file = config["eval"] or ("" if config["data"] else str(WORLD / "eval_heldout.jsonl"))
     questions = read_questions(eval_file) if eval_file else []
     examples = load_instructions(data_files, tokenizer, block_size, config["skip_bad_lines"], config["train_on_prompt"])
     permutation = torch.randperm(len(examples), generator=torch.Generator().manual_seed(config["seed"])).tolist()
@@ -335,9 +347,6 @@ def main() -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None and rank == 0:
-        (out_dir / "log.jsonl").unlink(missing_ok=True)
 
     n_tokens = sum(len(ids) - 1 for ids, _ in train_examples)
     say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
@@ -346,7 +355,8 @@ def main() -> None:
     say(f"{'LoRA' if use_lora else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
         f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
           + (f", resuming at step {start_step}" if start_step else ""))
-    train(model, optimizer, get_batch, config, out_dir, start_step, extra, weights_to_save)
+    train(model, optimizer, get_batch, config, out_dir, start_step, extra, weights_to_save,
+          old_results=RUN_FILES)
     if world > 1:
         torch.distributed.destroy_process_group()
         if rank > 0:
@@ -357,10 +367,8 @@ def main() -> None:
         save_checkpoint(adapter, result_file)
         print(f"adapter: {result_file} ({result_file.stat().st_size / 1024:.0f} KiB), for the base {config['base']}")
         if config["merge"]:
-            merged = out_dir / "merged.pt"
-            save_checkpoint({"model": merge_lora(model).state_dict(), "model_config": base["model_config"],
-                             "vocab": base["vocab"], "kind": "merged"}, merged)
-            print(f"merged checkpoint: {merged}")
+            save_checkpoint(merged_checkpoint(model, tokenizer), out_dir / "merged.pt")
+            print(f"merged checkpoint: {out_dir / 'merged.pt'}")
     else:
         print(f"checkpoint: {result_file}")
     if questions:

@@ -48,8 +48,6 @@ class LoRALinear(nn.Module):
 def add_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float) -> list[str]:
     """Wrap every nn.Linear whose name ends with one of targets (e.g. "c_attn", "mlp.c_proj").
     Freezes the whole model except the new LoRA matrices. Returns the wrapped layers' names."""
-    if rank < 1:
-        raise UserError(f"--lora_rank must be at least 1, got {rank}")
     for p in model.parameters():
         p.requires_grad_(False)
     wrapped = []
@@ -99,30 +97,43 @@ def weights_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_adapted_model(adapter_path: str | Path, base_path: str | Path | None = None, device: str = "cpu"):
-    """The base model with its LoRA adapter on top, checked to be the base it was trained on."""
-    adapter = load_checkpoint(adapter_path, required=("lora", "lora_config", "base_fingerprint"))
-    base = load_checkpoint(base_path or adapter["base_path"])
+def load_adapted_model(adapter_path: str | Path, base_path: str | Path | None = None, device: str = "cpu",
+                       base_option: str = "--ckpt"):
+    """The base model with its LoRA adapter on top, checked to be the base it was trained on.
+    base_option: the command-line option that names the base, for the messages.
+    -> (model, tokenizer, the base's path)"""
+    adapter = load_checkpoint(adapter_path, required=("lora", "lora_config", "base_fingerprint", "base_path"),
+                              option="--adapter")
+    base_path = base_path or adapter["base_path"]
+    base = load_checkpoint(base_path, option=base_option)
     if weights_fingerprint(base["model"]) != adapter["base_fingerprint"]:
-        raise UserError(f"the adapter {adapter_path} was trained on another base model than {base_path or adapter['base_path']} "
-                        "(their weights differ): give the base it was trained on with --ckpt, or train the adapter again")
+        raise UserError(f"the adapter {adapter_path} was trained on another base model than {base_path} "
+                        f"(their weights differ): give the base it was trained on with {base_option}, or train the adapter again")
     model, tokenizer = load_model(base, device)
     cfg = adapter["lora_config"]
     add_lora(model, cfg["targets"], cfg["rank"], cfg["alpha"], 0.0)
     load_lora_state(model, adapter["lora"])
-    return model.to(device).eval(), tokenizer, base
+    return model.to(device).eval(), tokenizer, str(base_path)
+
+
+def merged_checkpoint(model: nn.Module, tokenizer) -> dict:
+    """A plain checkpoint of the model with every LoRA update folded in: sample.py runs it with
+    no LoRA code. (The model is changed in place.)"""
+    return {"model": merge_lora(model).state_dict(), "model_config": model.config.__dict__, "vocab": tokenizer.vocab,
+            "kind": "merged"}
 
 
 def main() -> None:
-    options = {"out": ("", "where to write the merged checkpoint (default: merged.pt beside the adapter)")}
-    config, args = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
+    options = {"out": ("", "where to write the merged checkpoint (default: merged.pt beside the adapter)"),
+               "base": ("", "the base checkpoint (default: the one the adapter was trained on, as it records)")}
+    config, args, _ = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
     if len(args) != 2 or args[0] != "merge":
         raise UserError("usage: python lora.py merge out/lora/adapter.pt")
-    model, _, base = load_adapted_model(args[1])
-    merge_lora(model)
     out = Path(config["out"]) if config["out"] else Path(args[1]).with_name("merged.pt")
-    save_checkpoint({"model": model.state_dict(), "model_config": base["model_config"], "vocab": base["vocab"],
-                     "kind": "merged"}, out)
+    model, tokenizer, base_path = load_adapted_model(args[1], config["base"] or None, base_option="--base")
+    if out.resolve() in (Path(args[1]).resolve(), Path(base_path).resolve()):
+        raise UserError(f"--out={out} would write over an input of the merge: choose another path")
+    save_checkpoint(merged_checkpoint(model, tokenizer), out)
     print(f"merged {args[1]} into its base: {out} (a plain checkpoint: python sample.py --ckpt={out})")
 
 

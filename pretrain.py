@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from cli import UserError, parse_args, run
+from cli import DEVICE, UserError, parse_args, run
 
 OPTIONS = {
     # data and output
@@ -24,28 +24,29 @@ OPTIONS = {
     "resume": (False, "continue the run saved in out_dir"),
     "overwrite": (False, "start a new run even though out_dir holds one (it is replaced)"),
     # model
-    "n_layer": (4, "transformer blocks"),
-    "n_head": (4, "attention heads"),
-    "n_embd": (256, "width of the residual stream"),
-    "block_size": (256, "context length in tokens (a chat of six short turns fits in 256)"),
-    "dropout": (0.0, "dropout rate (0 for pretraining a small model on plenty of data)"),
+    "n_layer": (4, "transformer blocks", "[1, inf)"),
+    "n_head": (4, "attention heads", "[1, inf)"),
+    "n_embd": (256, "width of the residual stream", "[1, inf)"),
+    "block_size": (256, "context length in tokens (a chat of six short turns fits in 256)", "[1, inf)"),
+    "dropout": (0.0, "dropout rate (0 for pretraining a small model on plenty of data)", "[0, 1)"),
     # optimisation
-    "batch_size": (16, "sequences per micro-batch"),
-    "gradient_accumulation_steps": (1, "micro-batches per optimizer step"),
-    "max_iters": (2000, "optimizer steps"),
-    "learning_rate": (2e-3, "peak learning rate"),
-    "min_lr": (2e-4, "learning rate at the end of the cosine decay"),
-    "warmup_iters": (50, "steps of linear warm-up"),
-    "weight_decay": (0.1, "AdamW weight decay on matrices"),
-    "beta2": (0.99, "AdamW beta2"),
-    "grad_clip": (1.0, "clip the gradient norm to this (0: off)"),
+    "batch_size": (16, "sequences per micro-batch", "[1, inf)"),
+    "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),
+    "max_iters": (2000, "optimizer steps", "[1, inf)"),
+    "learning_rate": (2e-3, "peak learning rate", "(0, inf)"),
+    "min_lr": (2e-4, "learning rate at the end of the cosine decay", "[0, inf)"),
+    "warmup_iters": (50, "steps of linear warm-up", "[0, inf)"),
+    "weight_decay": (0.1, "AdamW weight decay on matrices", "[0, inf)"),
+    "beta2": (0.99, "AdamW beta2", "[0, 1)"),
+    "grad_clip": (1.0, "clip the gradient norm to this (0: off)", "[0, inf)"),
     # evaluation, system
-    "eval_interval": (100, "steps between validations (and checkpoints)"),
-    "eval_iters": (20, "batches per validation estimate"),
+    "eval_interval": (100, "steps between validations (and checkpoints)", "[1, inf)"),
+    "eval_iters": (20, "batches per validation estimate", "[1, inf)"),
     "seed": (1337, "random seed for initialisation and batches"),
-    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ..."),
-    "dtype": ("auto", "auto (bfloat16 where the hardware supports it, else float32), bfloat16, float32"),
-    "threads": (0, "CPU threads for torch (0: torch's default, one per core)"),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...", DEVICE),
+    "dtype": ("auto", "auto (bfloat16 where the hardware supports it, else float32), bfloat16, float32",
+              ("auto", "bfloat16", "float32")),
+    "threads": (0, "CPU threads for torch (0: torch's default, one per core)", "[0, inf)"),
 }
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -66,15 +67,19 @@ def dataset_folder(dataset: str) -> Path:
 
 
 def main() -> None:
-    config, _ = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
+    config, _, typed = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
     import numpy as np
     import torch
     from model import GPT, GPTConfig
     from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
-                         start_or_resume, train)
+                         start_or_resume, train, writable_folder)
 
     out_dir = Path(config["out_dir"])
-    config, checkpoint = start_or_resume(config, OPTIONS, out_dir, MODEL_KEYS)
+    config, checkpoint = start_or_resume(config, typed, out_dir, MODEL_KEYS, kinds=("pretrain",))
+    if config["n_embd"] % config["n_head"]:
+        raise UserError(f"--n_embd={config['n_embd']} must be a multiple of --n_head={config['n_head']} "
+                        "(each head takes an equal share of the width)")
+    writable_folder(out_dir)
 
     folder = dataset_folder(config["dataset"])
     meta = json.loads((folder / "meta.json").read_text())
@@ -108,9 +113,6 @@ def main() -> None:
     model = GPT(model_config).to(config["device"])
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if checkpoint is None and rank == 0:
-        (out_dir / "log.jsonl").unlink(missing_ok=True)
 
     tokens_per_step = B * T * config["gradient_accumulation_steps"] * world
     say(f"dataset {folder}: {len(train_data):,} train / {len(val_data):,} val tokens, vocabulary {meta['vocab_size']:,}")

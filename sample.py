@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from checkpoint import load_checkpoint, load_model
-from cli import UserError, parse_args, run
+from cli import DEVICE, UserError, parse_args, run
 from lora import load_adapted_model
 from model import new_kv_cache
 from tokenizer import END, chat_fits, utf8_pending
@@ -29,15 +29,16 @@ OPTIONS = {
     "adapter": ("", "a LoRA adapter to put on its base checkpoint (the base it names, or --ckpt)"),
     "raw": (False, "continue text with no chat template (for a pretrained-only model)"),
     "prompt": ("", "answer (or continue) this one text and exit"),
-    "temperature": (0.0, "0: always the most likely token (greedy); higher: more varied"),
-    "top_k": (0, "sample only among the k most likely tokens (0: all)"),
-    "top_p": (1.0, "sample only among the most likely tokens whose probabilities sum to p (1: all)"),
-    "max_new_tokens": (100, "stop a reply after this many tokens if [END] has not come"),
+    "temperature": (0.0, "0: always the most likely token (greedy); higher: more varied", "[0, inf)"),
+    "top_k": (0, "sample only among the k most likely tokens (0: all)", "[0, inf)"),
+    "top_p": (1.0, "sample only among the most likely tokens whose probabilities sum to p (1: all)", "(0, 1]"),
+    "max_new_tokens": (100, "stop a reply after this many tokens if [END] has not come", "[1, inf)"),
     "seed": (1337, "random seed: the same seed gives the same reply"),
     "show_tokens": (False, "print every generated token id and its text, one per line"),
-    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ..."),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ...", DEVICE),
     "dtype": ("auto", "weights for generation: int8 (linear layers; CPUs with bf16), bfloat16, float32, or auto: "
-                      "int8 on a CPU with bf16, bfloat16 on a GPU with it, else float32"),
+                      "int8 on a CPU with bf16, bfloat16 on a GPU with it, else float32",
+              ("auto", "int8", "bfloat16", "float32")),
 }
 FINE_TUNED = ["out/lora/adapter.pt", "out/sft/ckpt.pt"]  # where finetune.py writes; the newest is loaded
 PRETRAINED = "out/pretrain/ckpt.pt"
@@ -119,8 +120,6 @@ def for_generation(model: torch.nn.Module, device: str, dtype: str = "auto") -> 
     """The model as generation runs it. At batch 1 every new token reads every weight, so speed
     follows the bytes read: bf16 weights are half of fp32 (and need no casts per layer, as autocast
     does), int8 linear layers a quarter, at next to no cost in answers (experiment.py measures it)."""
-    if dtype not in ("auto", "int8", "bfloat16", "float32"):
-        raise UserError(f"--dtype must be auto, int8, bfloat16 or float32, got {dtype!r}")
     native = choose_dtype("auto", device)  # bfloat16 where the hardware computes it
     int8_ok = device.startswith("cpu") and native == "bfloat16"
     if dtype == "int8" and not int8_ok:
@@ -159,7 +158,7 @@ def find_model(config: dict) -> tuple[str, str]:
 
 
 def main() -> None:
-    config, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
+    config, _, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
 
     ckpt, adapter = find_model(config)
     device = choose_device(config["device"])
@@ -167,7 +166,7 @@ def main() -> None:
         model, tokenizer, _ = load_adapted_model(adapter, ckpt or None, device)
         path = f"{adapter} (LoRA) on {ckpt or 'its base'}"
     else:
-        model, tokenizer = load_model(load_checkpoint(ckpt), device)
+        model, tokenizer = load_model(load_checkpoint(ckpt, option="--ckpt"), device)
         path = ckpt
     generator = torch.Generator().manual_seed(config["seed"])
     block = model.config.block_size

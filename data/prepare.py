@@ -20,16 +20,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from cli import UserError, parse_args, run  # noqa: E402
+from cli import UserError, atomic_write, parse_args, run  # noqa: E402
 from tokenizer import DOC, Tokenizer, build_vocab, cl100k  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent
 OPTIONS = {
     "name": ("", "dataset name: written to data/NAME/ (default: the first input's name)"),
     "out_dir": ("", "write the dataset here instead of data/NAME/"),
-    "vocab_size": (8192, "compact vocabulary size: 256 bytes + 4 special tokens + the most frequent tokens"),
-    "val_fraction": (0.05, "share of the tokens held out for validation"),
-    "errors": ("strict", "strict: stop at text that is not UTF-8; replace: replace bad bytes with U+FFFD"),
+    "vocab_size": (8192, "compact vocabulary size: 256 bytes + 4 special tokens + the most frequent tokens (ids are stored as uint16)",
+                   "[260, 65536]"),
+    "val_fraction": (0.05, "share of the tokens held out for validation", "(0, 1)"),
+    "errors": ("strict", "strict: stop at text that is not UTF-8; replace: replace bad bytes with U+FFFD",
+               ("strict", "replace")),
     "overwrite": (False, "replace an existing dataset of the same name"),
 }
 
@@ -70,8 +72,6 @@ def read_text_files(inputs: list[str], errors: str = "strict") -> list[str]:
 
 def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction: float, sources: list[str]) -> dict:
     """Tokenize documents, pick the compact vocabulary, write train.bin, val.bin and meta.json."""
-    if not 260 <= vocab_size <= 65536:
-        raise UserError(f"--vocab_size must be between 260 and 65536 (ids are stored as uint16), got {vocab_size}")
     if not 0 < val_fraction < 1:
         raise UserError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
     cl100k_docs = cl100k().encode_ordinary_batch(docs, num_threads=os.cpu_count() or 1)
@@ -81,17 +81,15 @@ def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"vocab": tokenizer.vocab, "vocab_size": tokenizer.vocab_size, "documents": len(docs),
             "train_tokens": int(len(ids) - n_val), "val_tokens": n_val, "sources": sources}
-    # write each file beside its final name and rename: a crash never leaves half a dataset
+    # each file atomically: a crash or a full disk never leaves half a dataset
     for name, array in (("train.bin", ids[:-n_val]), ("val.bin", ids[-n_val:])):
-        array.tofile(out_dir / f"{name}.tmp")
-        os.replace(out_dir / f"{name}.tmp", out_dir / name)
-    (out_dir / "meta.json.tmp").write_text(json.dumps(meta))
-    os.replace(out_dir / "meta.json.tmp", out_dir / "meta.json")
+        atomic_write(out_dir / name, array.tofile)
+    atomic_write(out_dir / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
     return meta
 
 
 def main() -> None:
-    config, inputs = parse_args(OPTIONS, "python data/prepare.py FILE_OR_FOLDER [...] [--name=NAME]", __doc__,
+    config, inputs, _ = parse_args(OPTIONS, "python data/prepare.py FILE_OR_FOLDER [...] [--name=NAME]", __doc__,
                                 positional="input files")
     docs = read_text_files(inputs, config["errors"])
     name = config["name"] or Path(inputs[0].rstrip("/")).stem

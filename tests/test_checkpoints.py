@@ -76,7 +76,7 @@ def test_a_checkpoint_holding_code_is_refused_and_the_code_never_runs(tmp_path):
     MARKER = str(tmp_path / "pwned")
     torch.save({"model": RunsCode(), "model_config": {}}, tmp_path / "evil.pt")
     result = run_script("sample.py", f"--ckpt={tmp_path / 'evil.pt'}", "--prompt=hi")
-    assert result.returncode == 2 and "cannot be read as a checkpoint" in result.stderr
+    assert result.returncode == 2 and "could run code: refused" in result.stderr
     assert not os.path.exists(MARKER)
 
 
@@ -98,15 +98,3 @@ def test_resuming_on_a_dataset_with_another_vocabulary_is_refused(tiny_dataset, 
     run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=3", check=True)
     result = run_script("pretrain.py", f"--out_dir={out}", "--resume", f"--dataset={other}", "--max_iters=6")
     assert result.returncode == 2 and "another vocabulary" in result.stderr
-
-
-def test_overwrite_drops_the_old_checkpoint_at_once(tiny_dataset, tmp_path):
-    out = tmp_path / "run"
-    run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=3", check=True)
-    (out / "log.jsonl").unlink()  # so that the wait below sees the new run's steps
-    process = start([f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=100000",
-                     "--eval_interval=100000", "--overwrite"])
-    wait_for_log_lines(out / "log.jsonl", 3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "ckpt.pt").exists()  # nothing that --resume could mistake for the new run

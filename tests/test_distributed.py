@@ -1,5 +1,6 @@
 """Data-parallel training with torchrun on CPU (gloo): two processes train as one process with
 twice the gradient accumulation would, and a two-process run resumes."""
+import contextlib
 import json
 import os
 import subprocess
@@ -39,3 +40,52 @@ def test_two_processes_match_one_with_accumulation_and_resume(tiny_dataset, tmp_
     log = [json.loads(line) for line in (two / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert [r["step"] for r in log] == list(range(1, 11))  # one log, written once, not once per process
     assert log[-1]["loss"] < 0.92 * log[0]["loss"]  # it learns
+
+
+def tiny_gpt():
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
+
+
+def uneven_batches():
+    """Two micro-batches of masked targets: one with a single supervised target, one with twelve."""
+    from model import IGNORE
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randint(64, (2, 2, 8), generator=generator)
+    y = torch.randint(64, (2, 2, 8), generator=generator)
+    y[0].view(-1)[1:] = IGNORE
+    y[1, :, :2] = IGNORE
+    return [(x[0], y[0]), (x[1], y[1])]
+
+
+def gradients(model):
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def two_processes(rank, init_file, out):
+    from trainer import weighted_backward
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    model = tiny_gpt()
+    weighted_backward(torch.nn.parallel.DistributedDataParallel(model), [uneven_batches()[rank]], contextlib.nullcontext(),
+                      distributed=True)
+    if rank == 0:
+        torch.save(gradients(model), out)
+    torch.distributed.destroy_process_group()
+
+
+def test_every_supervised_token_weighs_the_same_however_the_step_is_split(tmp_path):
+    from trainer import weighted_backward
+    batches = uneven_batches()
+    big = tiny_gpt()  # one batch holding both
+    big(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))[1].backward()
+    accumulated = tiny_gpt()  # one process, two micro-batches
+    weighted_backward(accumulated, batches, contextlib.nullcontext(), distributed=False)
+    torch.multiprocessing.spawn(two_processes, args=(tmp_path / "init", tmp_path / "grads.pt"), nprocs=2)
+    for other in (gradients(accumulated), torch.load(tmp_path / "grads.pt")):
+        for name, grad in gradients(big).items():
+            assert torch.allclose(grad, other[name], atol=1e-6, rtol=1e-4), name
+    means = tiny_gpt()  # a mean of micro-batch means weighs the lone target twelve times more: not the same
+    for x, y in batches:
+        (means(x, y)[1] / 2).backward()
+    assert not torch.allclose(gradients(means)["transformer.wte.weight"], gradients(big)["transformer.wte.weight"], atol=1e-6, rtol=1e-4)

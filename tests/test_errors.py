@@ -1,9 +1,12 @@
 """A user's mistake gets one clear line and exit status 2, never a traceback; nothing is overwritten."""
 import importlib.util
+import json
+import time
 
 import pytest
 import torch
 
+from checkpoint import load_checkpoint
 from conftest import ROOT, TINY_MODEL, run_script
 
 SCRIPTS = ["pretrain.py", "sample.py", "data/prepare.py", "data/world/prepare.py"]
@@ -23,7 +26,7 @@ def test_help_lists_every_option_with_its_default(script):
     spec.loader.exec_module(module)
     result = run_script(script, "--help")
     assert result.returncode == 0
-    for name, (default, _) in module.OPTIONS.items():
+    for name, (default, *_) in module.OPTIONS.items():
         assert f"--{name}" in result.stdout and f"[{default}]" in result.stdout
 
 
@@ -94,3 +97,203 @@ def test_a_single_enormous_line_prepares_fine(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_device_that_is_not_there(tmp_path):
     assert_clear_error(run_script("pretrain.py", "--device=cuda", f"--out_dir={tmp_path}/o"), "no CUDA GPU", "--device=cpu")
+
+
+# ----------------------------------------------------------------------------- every bad input, by kind
+# The README's "When things go wrong" table lists these. Each gives one line naming the problem.
+
+def load_script(script):
+    spec = importlib.util.spec_from_file_location(script.replace("/", "_").removesuffix(".py"), ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BAD_OPTIONS = [  # (script, option, what the line must say)
+    ("pretrain.py", "--n_head=0", "at least 1"), ("pretrain.py", "--n_layer=-2", "at least 1"),
+    ("pretrain.py", "--learning_rate=-1", "above 0"), ("pretrain.py", "--block_size=0", "at least 1"),
+    ("pretrain.py", "--block_size=-3", "at least 1"), ("pretrain.py", "--batch_size=0", "at least 1"),
+    ("finetune.py", "--batch_size=0", "at least 1"), ("pretrain.py", "--eval_interval=0", "at least 1"),
+    ("pretrain.py", "--eval_iters=0", "at least 1"), ("pretrain.py", "--gradient_accumulation_steps=0", "at least 1"),
+    ("pretrain.py", "--dropout=1.5", "below 1"), ("finetune.py", "--lora_dropout=2", "below 1"),
+    ("pretrain.py", "--device=tpu", "cuda:N"), ("pretrain.py", "--max_iters=0", "at least 1"),
+    ("pretrain.py", "--max_iters=-1", "at least 1"), ("finetune.py", "--max_iters=0", "auto or an integer"),
+    ("finetune.py", "--learning_rate=inf", "above 0"), ("finetune.py", "--init_from=nowhere", "pretrained, scratch"),
+    ("finetune.py", "--lora_rank=0", "at least 1"), ("pretrain.py", "--dtype=fp16", "bfloat16, float32"),
+    ("data/prepare.py", "--errors=foo", "strict, replace"), ("data/prepare.py", "--vocab_size=100", "at least 260"),
+    ("sample.py", "--top_p=-1", "above 0 and at most 1"), ("sample.py", "--top_p=2", "at most 1"),
+    ("sample.py", "--temperature=nan", "at least 0"), ("sample.py", "--temperature=-1", "at least 0"),
+    ("sample.py", "--max_new_tokens=0", "at least 1"), ("experiment.py", "--seeds=0", "at least 1"),
+]
+
+
+@pytest.mark.parametrize("script,option,words", BAD_OPTIONS)
+def test_every_option_is_checked_against_its_range_where_it_is_parsed(script, option, words):
+    from cli import UserError, parse_args
+    with pytest.raises(UserError) as error:
+        parse_args(load_script(script).OPTIONS, "", "", argv=[option])
+    assert str(error.value).startswith(f"{option.split('=')[0]} must be") and words in str(error.value)
+
+
+@pytest.mark.parametrize("script", ["pretrain.py", "finetune.py", "sample.py"])
+def test_every_number_option_declares_its_valid_values(script):
+    unchecked = [name for name, (default, *rest) in load_script(script).OPTIONS.items()
+                 if (isinstance(default, (int, float)) and not isinstance(default, bool) or default == "auto")
+                 and len(rest) < 2 and name != "seed"]
+    assert not unchecked
+
+
+def test_a_bad_value_reaches_the_user_as_one_line_and_auto_allows_zero(tiny_checkpoint, tmp_path):
+    assert_clear_error(run_script("sample.py", "--top_p=2"), "--top_p must be above 0 and at most 1; got 2.0")
+    assert_clear_error(run_script("pretrain.py", "--n_embd=7", "--n_head=2", f"--out_dir={tmp_path}/o"), "multiple of --n_head")
+    from cli import parse_args
+    config, _, typed = parse_args(load_script("finetune.py").OPTIONS, "", "", argv=["--min_lr=0"])
+    assert config["min_lr"] == 0.0 and config["max_iters"] == "auto" and typed == {"min_lr"}
+
+
+def test_an_out_dir_that_cannot_be_written(tiny_dataset, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    assert_clear_error(run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={tmp_path}/a_file/run", *TINY_MODEL),
+                       "cannot write to --out_dir")
+
+
+# ----------------------------------------------------------------------------- nothing is lost
+QA = [("你是誰？", "我是人工智慧"), ("日本的首都是哪裡？", "東京")]
+
+
+@pytest.fixture()
+def sft_files(tmp_path):
+    rows = [{"instruction": q, "output": a} for q, a in QA] * 8
+    (tmp_path / "sft.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    return tmp_path / "sft.jsonl"
+
+
+FT = ["--batch_size=4", "--eval_iters=1", "--dtype=float32", "--threads=2", "--warmup_iters=1"]
+
+
+def pretrain_run(tiny_dataset, out, *args, check=False):
+    return run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--eval_interval=2",
+                      *args, check=check)
+
+
+def test_overwrite_never_deletes_before_the_inputs_are_read(tiny_dataset, tiny_checkpoint, sft_files, tmp_path):
+    run = tmp_path / "run"
+    pretrain_run(tiny_dataset, run, "--max_iters=2", check=True)
+    before = {name: (run / name).read_bytes() for name in ("ckpt.pt", "log.jsonl")}
+    assert_clear_error(pretrain_run(tiny_dataset.parent / "mistyped", run, "--overwrite"), "not prepared")
+    assert_clear_error(run_script("finetune.py", f"--base={run}/ckpt.pt", f"--out_dir={run}", "--overwrite",
+                                  f"--data={sft_files}", *FT), "would be written over")
+    assert_clear_error(run_script("finetune.py", f"--base={tiny_checkpoint}", f"--out_dir={run}", "--overwrite",
+                                  f"--data={tmp_path}/mistyped.jsonl", *FT), "no such instruction file")
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_overwrite_replaces_the_old_run_at_the_first_checkpoint_only(tiny_dataset, tmp_path):
+    import subprocess
+    import sys
+    run = tmp_path / "run"
+    pretrain_run(tiny_dataset, run, "--max_iters=3", check=True)
+    old = (run / "ckpt.pt").read_bytes(), (run / "log.jsonl").read_bytes()
+    # a new run killed before its first checkpoint: the old run is whole
+    process = subprocess.Popen([sys.executable, "pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={run}", *TINY_MODEL,
+                                "--max_iters=100000", "--eval_interval=100000", "--overwrite"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert "model:" in process.stdout.readline() + process.stdout.readline()
+    time.sleep(1.5)  # training steps, no checkpoint yet
+    process.kill()
+    process.wait()
+    assert ((run / "ckpt.pt").read_bytes(), (run / "log.jsonl").read_bytes()) == old
+    # a new run that reaches its first checkpoint replaces the old one, log and all
+    pretrain_run(tiny_dataset, run, "--max_iters=2", "--overwrite", check=True)
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [1, 2]
+
+
+# ----------------------------------------------------------------------------- resuming
+def test_resume_takes_what_was_typed_even_when_it_equals_the_default(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    pretrain_run(tiny_dataset, run, "--max_iters=2", check=True)
+    pretrain_run(tiny_dataset, run, "--resume", "--max_iters=4", "--eval_interval=100", check=True)  # 100 is the default
+    saved = load_checkpoint(run / "ckpt.pt")
+    assert saved["step"] == 4 and saved["config"]["eval_interval"] == 100
+    assert_clear_error(pretrain_run(tiny_dataset, run, "--resume", "--max_iters=6", "--n_layer=4"),
+                       "--n_layer cannot change", "(the run has 2)")
+    assert_clear_error(pretrain_run(tiny_dataset, run, "--resume", "--max_iters=4"), "at step 4", "larger --max_iters")
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resume_without_retyping_lora_and_runs_of_another_kind(tiny_dataset, tiny_checkpoint, sft_files, tmp_path):
+    lora = tmp_path / "lora"
+    run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={sft_files}", f"--out_dir={lora}", "--lora",
+               "--max_iters=2", "--eval_interval=2", *FT, check=True)
+    resumed = run_script("finetune.py", "--resume", f"--out_dir={lora}", "--max_iters=4", check=True)
+    assert "LoRA" in resumed.stdout and load_checkpoint(lora / "ckpt.pt")["step"] == 4
+    assert_clear_error(run_script("finetune.py", "--resume", f"--out_dir={lora}", "--max_iters=6", "--lora_alpha=32"),
+                       "--lora_alpha cannot change")
+    assert_clear_error(run_script("pretrain.py", "--resume", f"--out_dir={lora}"),
+                       "holds a LoRA fine-tuning run", f"python finetune.py --resume --out_dir={lora}")
+    assert_clear_error(run_script("finetune.py", "--resume", f"--out_dir={tiny_checkpoint.parent}"),
+                       "holds a pretraining run", "python pretrain.py --resume")
+
+
+# ----------------------------------------------------------------------------- files and disk
+def test_a_full_disk_keeps_the_old_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    import errno
+    from checkpoint import save_checkpoint
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint({"step": 1}, path)
+    old = path.read_bytes()
+
+    def full_disk(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as error:
+        save_checkpoint({"step": 2}, path)
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(path)
+    assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_run_turns_a_full_disk_into_one_line_and_a_bug_into_a_report(capsys):
+    import errno
+    from cli import run
+
+    def fails(exception):
+        def main():
+            raise exception
+        return main
+    with pytest.raises(SystemExit) as exit_status:
+        run(fails(OSError(errno.ENOSPC, "No space left on device", "out/pretrain/ckpt.pt")))
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2 and err.count("\n") == 1 and "free some space" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_status:
+        run(fails(ZeroDivisionError("a bug")))
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 1 and "Traceback" in err and "please report it" in err
+
+
+def test_hand_edited_checkpoints_name_what_is_missing(tiny_checkpoint, tmp_path):
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    del checkpoint["vocab"]
+    torch.save(checkpoint, tmp_path / "no_vocab.pt")
+    assert_clear_error(run_script("sample.py", f"--ckpt={tmp_path}/no_vocab.pt", "--prompt=hi"), "lacks vocab")
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    del checkpoint["optimizer"]
+    torch.save(checkpoint, run / "ckpt.pt")
+    assert_clear_error(run_script("pretrain.py", "--resume", f"--out_dir={run}"), "lacks optimizer")
+
+
+def test_messages_never_give_unsafe_or_wrong_advice(tmp_path):
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("true",))
+    torch.save({"model": RunsCode()}, tmp_path / "code.pt")
+    result = run_script("sample.py", f"--ckpt={tmp_path}/code.pt", "--prompt=hi")
+    assert_clear_error(result, "could run code")
+    assert "weights_only" not in result.stderr
+    assert_clear_error(run_script("finetune.py", f"--base={tmp_path}/none.pt"), "--base")

@@ -90,3 +90,13 @@ def test_fingerprint_tells_bases_apart():
 def test_targets_that_match_nothing_are_refused():
     with pytest.raises(UserError):
         add_lora(GPT(CONFIG), ["q_proj"], 4, 8, 0.0)
+
+
+def test_weight_decay_reaches_the_lora_matrices():
+    from trainer import make_optimizer
+    model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
+    add_lora(model, ["c_attn"], rank=2, alpha=4.0, dropout=0.0)
+    decayed, not_decayed = make_optimizer(model, 1e-3, 0.1, 0.99).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)].split(".")[-1] for p in decayed["params"]) == ["lora_A", "lora_B"]
+    assert decayed["weight_decay"] == 0.1 and not not_decayed["params"]  # the frozen base trains nothing

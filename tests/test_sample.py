@@ -71,7 +71,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_an_unknown_weight_type_is_a_clear_error(tiny_checkpoint):
     result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--prompt=hi", "--dtype=int4")
-    assert result.returncode == 2 and "--dtype must be auto, int8, bfloat16 or float32" in result.stderr
+    assert result.returncode == 2 and "--dtype must be one of auto, int8, bfloat16, float32" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -32,13 +32,15 @@ from tokenizer import Tokenizer  # noqa: E402
 WORLD_DIR = Path(__file__).resolve().parent
 OPTIONS = {
     "seed": (1337, "random seed: the same seed writes the same files"),
-    "people": (300, "number of invented people (half for fine-tuning, half held out)"),
-    "bios_zh": (8, "Chinese biographies per person, each with its own wording and sentence order"),
-    "bios_en": (10, "English biographies per person"),
-    "vocab_size": (4096, "largest compact vocabulary (the corpus may need fewer)"),
-    "val_fraction": (0.05, "share of the pretraining tokens held out for validation loss"),
-    "conversations": (150, "held-out conversations to score turn by turn (and 4 in 15 as many for validation)"),
-    "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns"),
+    "people": (300, "number of invented people (half for fine-tuning, half held out)", "[20, inf)"),
+    "bios_zh": (8, "Chinese biographies per person, each with its own wording and sentence order", "[0, inf)"),
+    "bios_en": (10, "English biographies per person", "[0, inf)"),
+    "vocab_size": (4096, "largest compact vocabulary (the corpus may need fewer)", "[260, 65536]"),
+    "val_fraction": (0.05, "share of the pretraining tokens held out for validation loss", "(0, 1)"),
+    "conversations": (150, "held-out conversations to score turn by turn (and 4 in 15 as many for validation)",
+                      "[1, inf)"),
+    "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
+                "[32, inf)"),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -550,7 +552,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
 
 
 def main() -> None:
-    config, _ = parse_args(OPTIONS, "python data/world/prepare.py [--seed=N ...]", __doc__)
+    config, _, _ = parse_args(OPTIONS, "python data/world/prepare.py [--seed=N ...]", __doc__)
     prepare_world(config)
 
 
