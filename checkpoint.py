@@ -17,7 +17,7 @@ from tokenizer import Tokenizer
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:
     """Atomically: a crash or a full disk leaves the old checkpoint, never half of a new one."""
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
+    atomic_write({path: lambda f: torch.save(checkpoint, f)})
 
 
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "model_config", "vocab"),

@@ -78,22 +78,26 @@ def _convert(name: str, text: str, default: Any) -> Any:
     return text  # strings, and options whose default is None
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """write(file) into a temporary file beside path, flushed to disk, then renamed over path: a
-    crash at any moment leaves the old file or the new one, never half of one. If writing fails
-    (a full disk, say), the partial file is removed, so it does not keep the disk full."""
-    tmp = path.with_name(path.name + ".tmp")
+def atomic_write(files: dict[Path, Callable[[IO[bytes]], Any]]) -> None:
+    """For each path, write(file) into a temporary file beside it, flushed to disk; once all are
+    written, rename each over its path. A crash or a full disk while writing leaves the old
+    files whole (never half of one, nor a new file beside old ones), and the partial temporary
+    files are removed, so that they do not keep the disk full."""
+    tmps = {path: path.with_name(path.name + ".tmp") for path in files}
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, write in files.items():
+            with open(tmps[path], "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
         if isinstance(e, OSError) and not e.filename:  # say which file could not be written
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
+    for path, tmp in tmps.items():
+        os.replace(tmp, path)
 
 
 def describe(valid) -> str:

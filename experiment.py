@@ -220,8 +220,12 @@ BEHAVIOUR = [  # (column, key in measure()'s results, what it is)
 ]
 
 
-def report(results: list[dict], walls: dict, command: str, world_meta: dict) -> str:
-    """The results as Markdown: the two tables, then what lies behind their cells."""
+README_VERBATIM = 12  # rows of the verbatim table in the README (the first: the world's superlatives); results.md has all
+
+
+def report(results: list[dict], walls: dict, command: str, world_meta: dict, verbatim_rows: int | None = None) -> str:
+    """The results as Markdown: the two tables, then what lies behind their cells (verbatim_rows:
+    how many of the verbatim replies to show; None: all)."""
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
     groups = [[r for r in results if (r["run"], r["init"]) == (name, init)] for name, init, _ in RUNS]
@@ -256,11 +260,15 @@ def report(results: list[dict], walls: dict, command: str, world_meta: dict) -> 
                 cell += f" (val {spread([g['behaviour_val'][key][0] for g in group], digits=0)})"
             cells.append(cell)
         lines.append(f"| {column} | {what} | " + " | ".join(cells) + " |")
+    verbatim = list(first[0]["verbatim"].items())
+    shown = verbatim[:verbatim_rows]
     lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "
-              "look-alikes and what the world never mentions, none of them in the fine-tuning data:", "",
+              "look-alikes and what the world never mentions, none of them in the fine-tuning data"
+              + (f" (the first {len(shown)} of {len(verbatim)}; all in out/experiment/results.md)" if len(shown) < len(verbatim)
+                 else "") + ":", "",
               "| question | gold | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
               "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
-    for question, (answer, _) in first[0]["verbatim"].items():
+    for question, (answer, _) in shown:
         lines.append(f"| {question} | {answer} | " + " | ".join(r["verbatim"][question][1] or "(nothing)" for r in first) + " |")
     by_weights = [r for r in first if len(r["heldout_by_weights"]) > 1]  # measured where the CPU computes bf16
     if by_weights:
@@ -333,7 +341,8 @@ def main() -> None:
                                                      ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
     if config["readme"]:
-        print("README.md updated" if update_readme(markdown) else "README.md has no experiment markers: left as it is")
+        updated = update_readme(report(results, walls, command, world_meta, README_VERBATIM))
+        print("README.md updated" if updated else "README.md has no experiment markers: left as it is")
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ def cut_log(path: Path, step: int) -> None:
                 kept.append(line.rstrip("\n") + "\n")
         except (ValueError, KeyError, TypeError):
             pass
-    atomic_write(path, lambda f: f.write("".join(kept).encode()))
+    atomic_write({path: lambda f: f.write("".join(kept).encode())})
 
 
 def weighted_backward(model, batches: list[Batch], ctx, distributed: bool) -> torch.Tensor:

@@ -81,10 +81,9 @@ def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"vocab": tokenizer.vocab, "vocab_size": tokenizer.vocab_size, "documents": len(docs),
             "train_tokens": int(len(ids) - n_val), "val_tokens": n_val, "sources": sources}
-    # each file atomically: a crash or a full disk never leaves half a dataset
-    for name, array in (("train.bin", ids[:-n_val]), ("val.bin", ids[-n_val:])):
-        atomic_write(out_dir / name, array.tofile)
-    atomic_write(out_dir / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
+    # together and atomically: a crash or a full disk never leaves half a dataset, nor a mix of two
+    atomic_write({out_dir / "train.bin": ids[:-n_val].tofile, out_dir / "val.bin": ids[-n_val:].tofile,
+                  out_dir / "meta.json": lambda f: f.write(json.dumps(meta).encode())})
     return meta
 
 

@@ -32,7 +32,7 @@ from tokenizer import Tokenizer  # noqa: E402
 WORLD_DIR = Path(__file__).resolve().parent
 OPTIONS = {
     "seed": (1337, "random seed: the same seed writes the same files"),
-    "people": (300, "number of invented people (half for fine-tuning, half held out)", "[20, inf)"),
+    "people": (300, "number of invented people (half for fine-tuning, half held out)", "[1, inf)"),
     "bios_zh": (8, "Chinese biographies per person, each with its own wording and sentence order", "[0, inf)"),
     "bios_en": (10, "English biographies per person", "[0, inf)"),
     "vocab_size": (4096, "largest compact vocabulary (the corpus may need fewer)", "[260, 65536]"),

@@ -1,0 +1,69 @@
+"""
+Choose fine-tuning settings on the validation split, never on the held-out one: each setting
+fine-tunes the experiment's pretrained model (seed 1337) and is scored on the world's validation
+questions and conversations (other people, phrasings and superlatives than the held-out sets).
+
+    python experiment.py                 # first: the world and the pretrained model it reuses
+    python docs/tune_finetune.py         # then: one row per setting, to the screen and out/tune/results.md
+"""
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from cli import parse_args, run  # noqa: E402
+
+OPTIONS = {
+    "experiment": ("out/experiment", "the experiment's folder (its world and seed1337/pretrain are used)"),
+    "out_dir": ("out/tune", "where each setting's run and results.md go"),
+    "only": ("", "comma-separated setting names to run (default: all)"),
+}
+SETTINGS = {  # name: finetune.py options
+    "full 300 steps 1e-4 (default)": [],
+    "full 600 steps 1e-4": ["--max_iters=600"],
+    "full 300 steps 3e-4": ["--learning_rate=3e-4"],
+    "full 600 steps 3e-4": ["--max_iters=600", "--learning_rate=3e-4"],
+    "LoRA 300 steps 2e-3 r8 (default)": ["--lora"],
+    "LoRA 600 steps 2e-3 r8": ["--lora", "--max_iters=600"],
+    "LoRA 300 steps 2e-3 r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],
+    "LoRA 600 steps 3e-3 r16": ["--lora", "--lora_rank=16", "--lora_alpha=32", "--max_iters=600", "--learning_rate=3e-3"],
+}
+MEASURES = ["conversation_first", "conversation_later", "identity", "refusal", "harmless_not_refused", "world",
+            "unknown", "facts"]
+
+
+def main() -> None:
+    config, _, _ = parse_args(OPTIONS, "python docs/tune_finetune.py", __doc__)
+    from checkpoint import load_checkpoint, load_model
+    from experiment import behaviour, read_jsonl
+    from finetune import score
+    from lora import load_adapted_model
+
+    world, base = Path(config["experiment"]) / "world", Path(config["experiment"]) / "seed1337" / "pretrain" / "ckpt.pt"
+    names = [n for n in SETTINGS if not config["only"] or n in config["only"].split(",")]
+    lines = ["| setting | " + " | ".join(MEASURES) + " | mean |", "|" + " --- |" * (len(MEASURES) + 2)]
+    for name in names:
+        out = Path(config["out_dir"]) / name.replace(" ", "_").replace("(", "").replace(")", "")
+        args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}", f"--out_dir={out}",
+                "--overwrite", *SETTINGS[name]]
+        print(f"\n=== {name}: python finetune.py {shlex.join(args)}", flush=True)
+        subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        if "--lora" in args:
+            model, tokenizer, _ = load_adapted_model(out / "adapter.pt", base)
+        else:
+            model, tokenizer = load_model(load_checkpoint(out / "ckpt.pt"))
+        rows = read_jsonl(out / "eval.jsonl")
+        measured = behaviour(model, tokenizer, world, "val", score(rows, [r["reply"] for r in rows])["results"])
+        shares = [measured[m][0] for m in MEASURES]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * s:.0f}% of {measured[m][1]}" for s, m in zip(shares, MEASURES))
+                     + f" | {100 * sum(shares) / len(shares):.1f}% |")
+        print(lines[-1], flush=True)
+    (Path(config["out_dir"]) / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+
+
+if __name__ == "__main__":
+    run(main)
