@@ -10,6 +10,7 @@ checked here, once, against their valid values:
     "auto or float [0, inf)"      the word auto, or a number of that kind in the range
     ("strict", "replace")         one of these words
     DEVICE                        auto, cpu, mps, cuda or cuda:N
+    DURATION                      90s, 10m, 1.5h: converted to seconds
 A user's mistake raises UserError, which run() prints as one line, "error: ...", and exits with
 status 2: never a traceback. Anything else is a bug: its traceback, and a line asking to report it.
 This module imports nothing heavy, so that --help answers at once.
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 DEVICE = "auto, cpu, mps, cuda or cuda:N"
+DURATION = "a duration such as 90s, 10m or 1.5h"
+SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
 class UserError(Exception):
@@ -34,7 +37,8 @@ class UserError(Exception):
 
 
 def run(main: Callable[[], Any]) -> None:
-    """Run a script's main(), turning a UserError into one clear line and exit status 2."""
+    """Run a script's main(), turning a UserError (or a file that cannot be read or written) into
+    one clear line and exit status 2; anything else is a bug, reported as one."""
     try:
         main()
     except UserError as e:
@@ -43,13 +47,15 @@ def run(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("\nstopped.", file=sys.stderr)
         sys.exit(130)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+    except OSError as e:  # a file that cannot be read or written: the disk, a path, a permission
+        if not e.filename:
             raise_as_bug()
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        hint = ("free some space and run the command again (a training run continues from its last checkpoint "
-                "with --resume)" if full else "choose a place you can write to")
-        print(f"error: {e.strerror}: {e.filename or 'a file being written'}. Nothing was lost: {hint}", file=sys.stderr)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = ("The file being written was removed and the previous one kept: free some space and run the "
+                    "command again (a training run continues from its last checkpoint with --resume)")
+        else:
+            hint = "Check the path, and that you may read and write there"
+        print(f"error: {e.strerror}: {e.filename}. {hint}", file=sys.stderr)
         sys.exit(2)
     except Exception:  # a bug, not the user's mistake: show where, and ask for a report
         raise_as_bug()
@@ -104,8 +110,8 @@ def describe(valid) -> str:
     """Valid values in words: "(0, 1]" -> "above 0 and at most 1"."""
     if isinstance(valid, tuple):
         return "one of " + ", ".join(valid)
-    if valid == DEVICE:
-        return DEVICE
+    if valid in (DEVICE, DURATION):
+        return valid
     auto, kind, low_bracket, low, high, high_bracket = parse_range(valid)
     words = [f"{'above' if low_bracket == '(' else 'at least'} {low}"] if low != "-inf" else []
     words += [f"{'below' if high_bracket == ')' else 'at most'} {high}"] if high != "inf" else []
@@ -125,6 +131,11 @@ def check(name: str, value: Any, valid) -> Any:
     """value if it is among the valid values, converted where valid names the kind; else UserError."""
     if valid is None:
         return value
+    if valid == DURATION:
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh])", str(value).strip())
+        if not match or float(match[1]) <= 0:
+            raise UserError(f"--{name} must be {DURATION}; got {value!r}")
+        return float(match[1]) * SECONDS[match[2]]
     if isinstance(valid, tuple) or valid == DEVICE:
         ok = value in valid if isinstance(valid, tuple) else re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(value))
         if not ok:

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from cli import DEVICE, UserError, parse_args, run
+from cli import DEVICE, DURATION, UserError, parse_args, run
 
 OPTIONS = {
     # data and output
@@ -33,6 +33,8 @@ OPTIONS = {
     "batch_size": (16, "sequences per micro-batch", "[1, inf)"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),
     "max_iters": (2000, "optimizer steps", "[1, inf)"),
+    "time": ("", "train for this long instead (90s, 10m, 1.5h): the step count is fitted from the first steps' time",
+             DURATION),
     "learning_rate": (2e-3, "peak learning rate", "(0, inf)"),
     "min_lr": (2e-4, "learning rate at the end of the cosine decay", "[0, inf)"),
     "warmup_iters": (50, "steps of linear warm-up", "[0, inf)"),
@@ -75,7 +77,12 @@ def main() -> None:
                          start_or_resume, train, writable_folder)
 
     out_dir = Path(config["out_dir"])
+    if "time" in typed and ("max_iters" in typed or config["resume"]):
+        raise UserError("--time sets the length of a new run: give it alone, without --max_iters or --resume "
+                        "(a resumed run keeps the step count its --time fitted; extend it with --max_iters)")
     config, checkpoint = start_or_resume(config, typed, out_dir, MODEL_KEYS, kinds=("pretrain",))
+    if config["time"] and checkpoint is None:
+        config["max_iters"] = 10**9  # until fitted to the budget after the first steps
     if config["n_embd"] % config["n_head"]:
         raise UserError(f"--n_embd={config['n_embd']} must be a multiple of --n_head={config['n_head']} "
                         "(each head takes an equal share of the width)")
@@ -118,7 +125,8 @@ def main() -> None:
     say(f"dataset {folder}: {len(train_data):,} train / {len(val_data):,} val tokens, vocabulary {meta['vocab_size']:,}")
     say(f"model: {model.num_params() / 1e6:.2f}M parameters ({config['n_layer']} layers, {config['n_head']} heads, "
         f"{config['n_embd']} wide, context {T}); {config['device']}, {config['dtype']}; "
-        f"{tokens_per_step:,} tokens per step, {config['max_iters']:,} steps"
+        f"{tokens_per_step:,} tokens per step, "
+        + (f"as many steps as fit in {config['time']:g} s" if config["time"] and checkpoint is None else f"{config['max_iters']:,} steps")
         + (f", {world} processes" if world > 1 else "") + (f", resuming at step {start_step}" if start_step else ""))
     extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder)}
     losses = train(model, optimizer, get_batch, config, out_dir, start_step, extra)

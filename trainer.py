@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -201,6 +202,25 @@ def estimate_loss(model, get_batch: Callable[[str, int, int], Batch], eval_iters
     return out
 
 
+FIT_STEPS = 10  # with a time budget: steps timed before the step count is fitted to it
+
+
+def fit_to_time(config: dict, done: int, step_seconds: list[float], eval_seconds: float, elapsed: float) -> None:
+    """Set config["max_iters"] so that the run, with a validation every eval_interval steps, ends
+    when config["time"] seconds have passed since it started: first after FIT_STEPS steps (in the
+    warm-up, 50 steps by default, whose learning rates do not depend on max_iters), then again at
+    every validation, from the median step so far (a change of a few steps bends the cosine
+    schedule a little, where a first estimate alone can miss by a tenth)."""
+    per_step = statistics.median(step_seconds[1:] or step_seconds)  # the first step also warms up the kernels
+    left = config["time"] - elapsed - eval_seconds  # the final validation
+    first = not config.get("time_fitted")
+    steps = max(1 if first else 0, int(left / (per_step + eval_seconds / config["eval_interval"])))  # 0: stop now
+    config.update(max_iters=done + steps, time_fitted=True)
+    if first:
+        tqdm.write(f"--time={config['time']:g}s: {done + steps:,} steps fitted ({per_step:.3f} s a step, "
+                   f"{eval_seconds:.1f} s a validation; fitted again at each validation)")
+
+
 def cut_log(path: Path, step: int) -> None:
     """Keep the log's rows up to step (and none half-written by a kill)."""
     if not path.exists():
@@ -240,7 +260,8 @@ def weighted_backward(model, batches: list[Batch], ctx, distributed: bool) -> to
 def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config: dict, out_dir: Path,
           start_step: int = 0, checkpoint_extra: dict | None = None, weights_to_save: Callable[[], dict] | None = None,
           old_results: tuple[str, ...] = ()) -> dict:
-    """Run steps start_step .. max_iters-1; save out_dir/ckpt.pt at every evaluation, at the end,
+    """Run steps start_step .. max_iters-1 (with config["time"], a budget in seconds: as many as fit
+    in it, fit_to_time); save out_dir/ckpt.pt at every evaluation, at the end,
     and when Ctrl-C asks to stop (after the step in progress). weights_to_save gives the tensors
     to keep (default: the whole model; LoRA keeps only the adapter). Returns the last losses.
 
@@ -311,8 +332,11 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
     bar = tqdm(total=config["max_iters"], initial=start_step, desc="training", unit="step", dynamic_ncols=True,
                disable=not main_process)
     model.train()
+    t_start, step_seconds = time.perf_counter(), []
+    fits_to_time = bool(config.get("time")) and not config.get("time_fitted")  # a resumed run keeps its saved count
     try:
-        for step in range(start_step, config["max_iters"]):
+        step = start_step
+        while step < config["max_iters"]:  # with a time budget, max_iters is fitted after the first steps
             t0 = time.perf_counter()
             lr = learning_rate_at(step, config)
             for group in optimizer.param_groups:
@@ -328,21 +352,36 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
             seconds = time.perf_counter() - t0
             tokens_per_s = sum(x.numel() for x, _ in batches) * world / seconds
             done = step + 1
+            step_seconds.append(seconds)
+            evaluating = done % config["eval_interval"] == 0 or done == config["max_iters"]
+            fitting = fits_to_time and (done == start_step + FIT_STEPS
+                                        or (evaluating and start_step + FIT_STEPS < done < config["max_iters"]))
             stopping = stop_now()
             if main_process:
                 log_lines.append(json.dumps({"step": done, "loss": round(train_loss, 5), "lr": lr,
                                              "seconds": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1)}) + "\n")
                 bar.update(1)
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-                if done % config["eval_interval"] == 0 or done == config["max_iters"]:
+                if evaluating or fitting:
+                    t_eval = time.perf_counter()
                     losses = estimate_loss(model, get_batch, config["eval_iters"], ctx)
                     tqdm.write(f"step {done}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                     log_lines.append(json.dumps({"step": done, "train_loss": round(losses["train"], 5),
                                                  "val_loss": round(losses["val"], 5)}) + "\n")
+                    if fitting:  # before the checkpoint, which then holds the fitted count: --resume continues it
+                        fit_to_time(config, done, step_seconds, time.perf_counter() - t_eval, time.perf_counter() - t_start)
                     checkpoint_now(done)
                 elif stopping:
                     checkpoint_now(done)
                 write_log()
+            if fitting and distributed:  # process 0 fitted the step count: every process takes it
+                fitted = torch.tensor([config["max_iters"] if main_process else 0], device=config["device"])
+                torch.distributed.all_reduce(fitted, op=torch.distributed.ReduceOp.MAX)
+                config.update(max_iters=int(fitted.item()), time_fitted=True)
+            if fitting:
+                bar.total = config["max_iters"]
+                bar.refresh()
+            step += 1
             if stopping:
                 bar.close()
                 if main_process:

@@ -54,3 +54,20 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tiny_dataset, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
     losses = lambda d: [r["loss"] for r in read_log(d) if "loss" in r]  # noqa: E731
     assert losses(straight) == losses(stopped)  # every step's loss too: same batches, same order
+
+
+def test_a_time_budget_fits_the_step_count_and_resume_keeps_it(tiny_dataset, tmp_path):
+    out = tmp_path / "timed"
+    args = ["pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--eval_interval=40"]
+    t0 = time.time()
+    result = run_script(*args, "--time=4s", check=True)
+    wall = time.time() - t0
+    saved = load_checkpoint(out / "ckpt.pt")
+    fitted = saved["config"]["max_iters"]
+    assert "steps fitted" in result.stdout and saved["step"] == fitted > 10
+    assert [r["step"] for r in read_log(out) if "loss" in r] == list(range(1, fitted + 1))
+    assert wall < 4 + 20  # the steps keep to the budget; starting the interpreter and torch adds seconds (loose: shared CPU)
+    run_script(*args[:3], "--resume", f"--max_iters={fitted + 3}", check=True)  # a fitted run resumes like any other
+    assert load_checkpoint(out / "ckpt.pt")["step"] == fitted + 3
+    result = run_script(*args, "--time=4s", "--max_iters=100", "--overwrite")
+    assert result.returncode == 2 and "without --max_iters" in result.stderr

@@ -536,7 +536,7 @@ def fit_context(row: dict, tokenizer: Tokenizer, context: int) -> dict:
 
 def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict:
     """Generate and tokenize the world into out_dir; config defaults to OPTIONS' defaults."""
-    config = config or {name: default for name, (default, _) in OPTIONS.items()}
+    config = config or {name: spec[0] for name, spec in OPTIONS.items()}
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
