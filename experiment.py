@@ -321,11 +321,12 @@ def main() -> None:
             walls[(name, init, seed)], reused = run_or_reuse(
                 f"seed {seed}, {name} fine-tuning from {init} weights", "finetune.py", finetune_args, run_dir,
                 [world / "sft.jsonl", world / "eval_heldout.jsonl", base_path.parent / REUSE_FILE], config["reuse"])
-            measured = run_dir / "measures.json"  # a reused run's measures are reused too
-            if not (reused and measured.exists()):
+            measured = run_dir / "measures.json"  # a reused run's measures too, if they used the same sets
+            sets = reuse_key("measure", [], [world / f for f in ("eval_train.jsonl", "eval_val.jsonl", "eval_conversations.jsonl")])
+            if not (reused and measured.exists() and json.loads(measured.read_text(encoding="utf-8")).get("sets") == sets):
                 print(f"measuring {run_dir} ...", flush=True)
                 t0 = time.perf_counter()
-                measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed),
+                measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed), "sets": sets,
                                                 "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
             results.append(json.loads(measured.read_text(encoding="utf-8")))
             walls[("measure", name, init, seed)] = results[-1]["measure_seconds"]

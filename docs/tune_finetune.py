@@ -19,17 +19,21 @@ from cli import parse_args, run  # noqa: E402
 OPTIONS = {
     "experiment": ("out/experiment", "the experiment's folder (its world and seed1337/pretrain are used)"),
     "out_dir": ("out/tune", "where each setting's run and results.md go"),
-    "only": ("", "comma-separated setting names to run (default: all)"),
+    "only": ("", "setting names to run, separated by | (default: all)"),
 }
-SETTINGS = {  # name: finetune.py options
-    "full 300 steps 1e-4 (default)": [],
-    "full 600 steps 1e-4": ["--max_iters=600"],
-    "full 300 steps 3e-4": ["--learning_rate=3e-4"],
-    "full 600 steps 3e-4": ["--max_iters=600", "--learning_rate=3e-4"],
+SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
+    "full 300 steps 1e-4": ["--learning_rate=1e-4"],
+    "full 600 steps 1e-4": ["--learning_rate=1e-4", "--max_iters=600"],
+    "full 300 steps 3e-4 (default)": [],
+    "full 600 steps 3e-4": ["--max_iters=600"],
     "LoRA 300 steps 2e-3 r8 (default)": ["--lora"],
     "LoRA 600 steps 2e-3 r8": ["--lora", "--max_iters=600"],
     "LoRA 300 steps 2e-3 r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],
     "LoRA 600 steps 3e-3 r16": ["--lora", "--lora_rank=16", "--lora_alpha=32", "--max_iters=600", "--learning_rate=3e-3"],
+    "full, 3 times the conversations": ([], ["--sft_conversations=1"]),
+    "full, strangers asked 4 times": ([], ["--stranger_repeats=4"]),
+    "LoRA, 3 times the conversations": (["--lora"], ["--sft_conversations=1"]),
+    "LoRA, strangers asked 4 times": (["--lora"], ["--stranger_repeats=4"]),
 }
 MEASURES = ["conversation_first", "conversation_later", "identity", "refusal", "harmless_not_refused", "world",
             "unknown", "facts"]
@@ -43,15 +47,22 @@ def main() -> None:
     from lora import load_adapted_model
 
     world, base = Path(config["experiment"]) / "world", Path(config["experiment"]) / "seed1337" / "pretrain" / "ckpt.pt"
-    names = [n for n in SETTINGS if not config["only"] or n in config["only"].split(",")]
+    from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
+    names = [n for n in SETTINGS if not config["only"] or n in config["only"].split("|")]
     lines = ["| setting | " + " | ".join(MEASURES) + " | mean |", "|" + " --- |" * (len(MEASURES) + 2)]
     for name in names:
-        out = Path(config["out_dir"]) / name.replace(" ", "_").replace("(", "").replace(")", "")
-        args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}", f"--out_dir={out}",
-                "--overwrite", *SETTINGS[name]]
+        out = Path(config["out_dir"]) / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+        finetune_args, world_args = SETTINGS[name] if isinstance(SETTINGS[name], tuple) else (SETTINGS[name], [])
+        data = world / "sft.jsonl"
+        if world_args:  # the same world (its validation sets included), other instruction data
+            world_config, _, _ = parse_args(WORLD_OPTIONS, "", "", argv=world_args)
+            prepare_world(world_config, out / "world")
+            data = out / "world" / "sft.jsonl"
+        args = [f"--base={base}", f"--data={data}", f"--eval={world / 'eval_val.jsonl'}", f"--out_dir={out}",
+                "--overwrite", *finetune_args]
         print(f"\n=== {name}: python finetune.py {shlex.join(args)}", flush=True)
         subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        if "--lora" in args:
+        if "--lora" in finetune_args:
             model, tokenizer, _ = load_adapted_model(out / "adapter.pt", base)
         else:
             model, tokenizer = load_model(load_checkpoint(out / "ckpt.pt"))

@@ -237,3 +237,11 @@ def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tin
             one = list(generate(model, ids, 4, stop_id=END, tokenizer=tokenizer))
             assert tokenizer.decode([t for t in one if t != END]).strip() == answer
             history.append((question, answer))
+
+
+def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set_alone(world):
+    from data.world.prepare import generate as generate_world
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1.0, stranger_repeats=4)
+    assert len(other["sft"]) > len(world["sft"]) + len(world["train"]) // 2  # more conversations, strangers asked again
+    for part in ("docs", "train", "val", "heldout", "conversations"):
+        assert other[part] == world[part], part

@@ -39,6 +39,10 @@ OPTIONS = {
     "val_fraction": (0.05, "share of the pretraining tokens held out for validation loss", "(0, 1)"),
     "conversations": (150, "held-out conversations to score turn by turn (and 4 in 15 as many for validation)",
                       "[1, inf)"),
+    "sft_conversations": ("auto", "training conversations of 2 to 6 turns per training question (auto: a third)",
+                          "auto or float [0, inf)"),
+    "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
+                         "[0, inf)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -457,9 +461,12 @@ def by_kind(rows: list[dict]) -> dict:
     return pool
 
 
-def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150) -> dict:
+def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
+             sft_conversations: float = 1 / 3, stranger_repeats: int = 1) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
-    questions with answers, "conversations": multi-turn conversations to score turn by turn}"""
+    questions with answers, "conversations": multi-turn conversations to score turn by turn}.
+    sft_conversations: training conversations per training question; stranger_repeats: how often
+    each question about a person the world never mentions is in the instruction data."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -500,15 +507,19 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # Instruction data: every training question once (each behaviour's phrasings four times: a
     # handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
     fixed_reply = ("identity", "refusal", "harmless")
-    sft_turns = [[q] for q in train for _ in range(4 if q["kind"] in fixed_reply or q["attr"] == "request" else 1)]
+    repeats = {q["question"]: 4 if q["kind"] in fixed_reply or q["attr"] == "request" else
+               stranger_repeats if q["kind"] == "unknown" else 1 for q in train}
+    sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
-    sft_turns += [conversation(rng, train_pool, rng.randint(2, 6)) for _ in range(len(train) // 3)]
+    sft_turns += [conversation(rng, train_pool, rng.randint(2, 6)) for _ in range(int(len(train) * sft_conversations))]
     sft = [{"messages": [m for q in turns for m in ({"role": "user", "content": q["question"]},
                                                      {"role": "assistant", "content": q["answer"]})]} for turns in sft_turns]
     rng.shuffle(sft)
 
     # Conversations to score turn by turn: held-out ones (what the held-out questions ask, mixed),
     # ones for validation, and each taught identity and refusal phrasing at a later turn of one.
+    # From a stream of their own: the instruction data above can change and leave them as they are.
+    rng = random.Random(f"{seed}/conversations")
     heldout_pool = by_kind([q for q in heldout if q["kind"] in ("person", "place", "world", "identity", "refusal")])
     conversations = [{"set": "heldout", "turns": conversation(rng, heldout_pool, rng.randint(2, 6))} for _ in range(n_conversations)]
     conversations += [{"set": "val", "turns": conversation(rng, by_kind([q for q in val if q["kind"] != "harmless"]),
@@ -537,7 +548,9 @@ def fit_context(row: dict, tokenizer: Tokenizer, context: int) -> dict:
 def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict:
     """Generate and tokenize the world into out_dir; config defaults to OPTIONS' defaults."""
     config = config or {name: spec[0] for name, spec in OPTIONS.items()}
-    world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"])
+    sft_conversations = 1 / 3 if config["sft_conversations"] == "auto" else config["sft_conversations"]
+    world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
+                     sft_conversations, config["stranger_repeats"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
