@@ -14,6 +14,8 @@ optimizer state). Rows:
     finetune   full fine-tuning on chat-like rows where half the targets are prompt (ignored)
     lora       the same through LoRA (rank 8, attention and MLP projections)
     generate   batch 1, 255 new tokens with the KV cache (and without it, for comparison)
+    serve      a chat reply as sample.py generates it (template, [END], the UTF-8 rule), then the same
+               reply streamed through serve.py's API over HTTP: what the server costs
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import time
 from cli import UserError, parse_args, run
 
 OPTIONS = {
-    "rows": ("pretrain,finetune,lora,generate", "which rows to run"),
+    "rows": ("pretrain,finetune,lora,generate,serve", "which rows to run"),
     "configs": ("small,ref,large", "model sizes: small (4x256), ref (6x384), large (8x512); all with vocabulary 8192"),
     "dtype": ("auto", "auto (bfloat16 where supported), bfloat16, float32, or both",
               ("auto", "bfloat16", "float32", "both")),
@@ -109,6 +111,47 @@ def run_row(spec: dict) -> dict:
         result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
         return result
 
+    if kind == "serve":  # the server in its own process, as a browser or the openai client meets it
+        import http.client
+        import tempfile
+        from pathlib import Path
+
+        from checkpoint import save_checkpoint
+        from sample import for_generation, generate
+        from tokenizer import END, Tokenizer
+
+        path = Path(tempfile.mkdtemp()) / "sft" / "ckpt.pt"
+        path.parent.mkdir()
+        save_checkpoint({"model": model.state_dict(), "model_config": model.config.__dict__, "kind": "sft",
+                         "vocab": list(range(1000, 1000 + VOCAB - 260))}, path)  # any 7,932 cl100k tokens
+        tokenizer, question = Tokenizer(list(range(1000, 1000 + VOCAB - 260))), "台灣最高的山是哪座？"
+        ids, _ = tokenizer.chat_prompt([], question, BLOCK_SIZE, 255)
+        generating = for_generation(model.eval(), device, spec["dtype"])
+        server = subprocess.Popen([sys.executable, "serve.py", f"--models_dir={path.parent.parent}", "--port=0",
+                                   f"--dtype={spec['dtype']}", f"--device={device}"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent)
+        port = int(server.stdout.readline().split(":")[2].split()[0])
+        body = json.dumps({"messages": [{"role": "user", "content": question}], "max_tokens": 255, "stream": True})
+
+        def direct() -> int:
+            return len(list(generate(generating, ids, 255, stop_id=END, tokenizer=tokenizer)))
+
+        def served() -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", port)
+            connection.request("POST", "/v1/chat/completions", body=body)
+            return connection.getresponse().read().count(b'"content"') - 1  # the first chunk only says the role
+
+        for name, reply in (("tokens_per_s", direct), ("serve_tokens_per_s", served)) * 2:  # interleaved: the second pass counts
+            runs = []
+            for i in range(6):
+                start = time.perf_counter()
+                n = reply()
+                runs.append(n / (time.perf_counter() - start))
+            result[name] = round(statistics.median(runs[1:]), 1)  # the first run warms up
+        server.terminate()
+        result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
+        return result
+
     if kind == "lora":
         from lora import add_lora
         add_lora(model, ["c_attn", "c_proj", "c_fc"], rank=8, alpha=16, dropout=0.0)
@@ -182,7 +225,7 @@ def main() -> None:
     print("-" * len(header))
     results = []
     for row in rows:
-        for name in configs if row != "generate" else ["ref"]:
+        for name in configs if row not in ("generate", "serve") else ["ref"]:
             for dtype in dtypes:
                 spec = {"kind": row, "config": name, "dtype": dtype, "compile": config["compile"], "device": device,
                         "steps": config["steps"], "warmup": config["warmup"], "batch_size": config["batch_size"],
@@ -193,9 +236,11 @@ def main() -> None:
                     raise SystemExit(f"row {row}/{name}/{dtype} failed:\n{done.stderr[-2000:]}")
                 r = json.loads(done.stdout.strip().splitlines()[-1])
                 results.append(r)
-                if row == "generate":
-                    notes = f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s" \
-                            + (f"; int8 weights {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
+                if row in ("generate", "serve"):
+                    notes = (f"a chat reply as sample.py makes it; through serve.py's API {r['serve_tokens_per_s']:,.0f} "
+                             f"tokens/s, {r['serve_tokens_per_s'] / r['tokens_per_s']:.0%} of it") if row == "serve" else \
+                        f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s" \
+                        + (f"; int8 weights {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
                     print(f"{row:<9} {name:<6} {dtype:<9} {str(r['compile']):<7} {r['tokens_per_s']:>9,.0f} {'':>8} {'':>7} "
                           f"{r['peak_memory_MB']:>8,}  {notes}")
                 else:

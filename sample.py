@@ -44,13 +44,21 @@ FINE_TUNED = ["out/lora/adapter.pt", "out/sft/ckpt.pt"]  # where finetune.py wri
 PRETRAINED = "out/pretrain/ckpt.pt"
 
 
-def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
-             top_p: float = 1.0, stop_id: int | None = None, generator=None, use_cache: bool = True,
-             vocab_size: int | None = None, tokenizer=None, chat: bool = True):
-    """Yield new token ids one at a time, stopping after stop_id or max_new_tokens.
-    vocab_size: the tokenizer's; the embedding rows beyond it only pad the matrix, never chosen.
-    With a tokenizer, each step may pick only what tokenizer.allowed_next permits: the reply
-    stays valid UTF-8 and holds no special token but the chat's [END] (or raw text's <|doc|>).
+def generate(*args, **options):
+    """Yield new token ids one at a time (generate_steps without the logits)."""
+    for token, _ in generate_steps(*args, **options):
+        yield token
+
+
+def generate_steps(model, ids: list[int], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
+                   top_p: float = 1.0, stop_id: int | None = None, generator=None, use_cache: bool = True,
+                   vocab_size: int | None = None, tokenizer=None, chat: bool = True, unfinished: bytes = b""):
+    """Yield (new token id, the logits it was chosen from) one step at a time, stopping after
+    stop_id or max_new_tokens. vocab_size: the tokenizer's; the embedding rows beyond it only
+    pad the matrix, never chosen. With a tokenizer, each step may pick only what
+    tokenizer.allowed_next permits (the logits of the rest are -inf): the reply stays valid
+    UTF-8 and holds no special token but the chat's [END] (or raw text's <|doc|>). unfinished:
+    the bytes of a character the end of ids begins (a reply continued from a chosen token).
 
     With the KV cache each step feeds only the newest token. When the context is full the
     oldest quarter of it is dropped and the rest read again (positions are absolute, so the
@@ -62,7 +70,7 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
     start = max(0, len(ids) - keep) if len(ids) > block else 0
     device = next(model.parameters()).device
     cache = new_kv_cache(model.config, 1, device, next(model.parameters()).dtype) if use_cache else None
-    pending, unfinished = ids[start:], b""  # tokens to feed; bytes of a character begun, not finished
+    pending = ids[start:]  # the tokens to feed next
     vocab_size = tokenizer.vocab_size if tokenizer is not None else vocab_size
     with torch.no_grad():
         for _ in range(max_new_tokens):
@@ -73,7 +81,7 @@ def generate(model, ids: list[int], max_new_tokens: int, temperature: float = 0.
                 allowed = torch.from_numpy(tokenizer.allowed_next(unfinished, chat)).to(device)
                 logits = logits.masked_fill(~allowed, float("-inf"))
             token = pick_token(logits, temperature, top_k, top_p, generator)
-            yield token
+            yield token, logits
             if token == stop_id:
                 return
             if tokenizer is not None:
@@ -157,26 +165,30 @@ def find_model(config: dict) -> tuple[str, str]:
     return ("", newest) if newest.endswith("adapter.pt") else (newest, "")
 
 
-def main() -> None:
-    config, _, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
-
-    ckpt, adapter = find_model(config)
-    device = choose_device(config["device"])
+def load_for_generation(ckpt: str, adapter: str, device: str, dtype: str = "auto"):
+    """A checkpoint (or an adapter on its base) ready to generate. -> (model, tokenizer, description)"""
     if adapter:
         model, tokenizer, _ = load_adapted_model(adapter, ckpt or None, device)
         path = f"{adapter} (LoRA) on {ckpt or 'its base'}"
     else:
         model, tokenizer = load_model(load_checkpoint(ckpt, option="--ckpt"), device)
         path = ckpt
+    n_params = model.num_params()
+    model = for_generation(model, device, dtype)
+    weights = str(next(model.parameters()).dtype).removeprefix("torch.")
+    weights = f"int8 linear layers, {weights}" if any(isinstance(m, Int8Linear) for m in model.modules()) else weights
+    return model, tokenizer, f"{path} ({n_params / 1e6:.2f}M parameters, {weights})"
+
+
+def main() -> None:
+    config, _, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
+
+    ckpt, adapter = find_model(config)
+    model, tokenizer, description = load_for_generation(ckpt, adapter, choose_device(config["device"]), config["dtype"])
     generator = torch.Generator().manual_seed(config["seed"])
     block = model.config.block_size
     interactive = not config["prompt"] and sys.stdin.isatty()
-    n_params = model.num_params()
-    model = for_generation(model, device, config["dtype"])
-    weights = str(next(model.parameters()).dtype).removeprefix("torch.")
-    weights = f"int8 linear layers, {weights}" if any(isinstance(m, Int8Linear) for m in model.modules()) else weights
-    print(f"loaded {path} ({n_params / 1e6:.2f}M parameters, {weights})"
-          + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
+    print(f"loaded {description}" + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
 
     def reply(prompt_ids: list[int]) -> str:
         """Stream one reply to the terminal; return its text."""

@@ -1,0 +1,371 @@
+"""
+See the model think: a local web page, and an OpenAI-compatible API, from one small server.
+
+    python serve.py                        # then open http://127.0.0.1:8000
+    python serve.py --models_dir=out/experiment --port=8080
+
+The page (serve.html, served from here: nothing is fetched from the internet) has
+  Chat            a conversation streamed token by token, with temperature, top-k, top-p, reset;
+  文字接龍         for each token of the reply, its top candidates and their probabilities as bars:
+                  click one and the reply goes on from it, as the lecture draws generation;
+  Side by side    one question to every model found under --models_dir (a pretrained model
+                  continues the text: it has never seen the chat template);
+  Training curves the loss and validation loss of every run's log.jsonl.
+
+The API speaks OpenAI's chat completions, so the openai client and curl work unchanged:
+    GET  /v1/models
+    POST /v1/chat/completions   {"model": ..., "messages": [{"role": "user", "content": "你是誰？"}],
+                                 "stream": false, "max_tokens": 100, "temperature": 0, "top_p": 1,
+                                 "stop": [...], "seed": 1, "logprobs": false, "top_logprobs": 0}
+A reply always stops at [END]. Extensions: "top_k"; "prefix_ids", token ids the reply starts
+with (the page's forced candidate); each logprobs entry carries the token's "id". System
+messages are skipped (the template has no place for them); temperature defaults to 0 (greedy,
+as sample.py). A conversation longer than the context loses its oldest turns, as in sample.py.
+The standard library's threading HTTP server: each request has its own thread and its own KV
+cache, and a client that leaves mid-stream stops its generation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import torch
+
+from cli import DEVICE, UserError, parse_args, run
+from sample import FINE_TUNED, generate_steps, load_for_generation
+from tokenizer import END, chat_fits, utf8_pending
+from trainer import choose_device
+
+OPTIONS = {
+    "host": ("127.0.0.1", "the address to listen on; anything but 127.0.0.1 lets other machines in (a warning says so)"),
+    "port": (8000, "the port (0: any free one)", "[0, 65535]"),
+    "models_dir": ("out", "serve every checkpoint and LoRA adapter found under this folder"),
+    "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ...", DEVICE),
+    "dtype": ("auto", "weights for generation, as in sample.py", ("auto", "int8", "bfloat16", "float32")),
+    "threads": (0, "CPU threads for generation (0: one per core but one, which the HTTP side and the browser need: "
+                   "a reply computed on every core stalls whenever another program takes one)", "[0, inf)"),
+}
+PAGE = Path(__file__).with_name("serve.html")
+MAX_BODY = 1 << 20  # bytes of one request
+MAX_TOKENS = 4096  # the most tokens one reply may ask for
+CURVE_POINTS = 400  # training-loss points per run sent to the page
+
+
+class RequestError(Exception):
+    """A request the server refuses: answered with this HTTP status and a JSON error."""
+
+    def __init__(self, status: int, message: str, code: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def find_models(folder: Path) -> dict[str, dict]:
+    """Every model under folder -> {name: {"ckpt", "adapter", "chat"}}, the newest fine-tuned first
+    (the one sample.py would pick). A LoRA run's folder is served by its adapter; a pretraining
+    checkpoint is served as text continuation (chat: False)."""
+    found = []
+    for path in sorted(folder.rglob("*.pt")):
+        if path.name == "adapter.pt":
+            found.append((path, {"ckpt": "", "adapter": str(path), "chat": True}))
+        elif path.name in ("ckpt.pt", "merged.pt") and not (path.parent / "adapter.pt").exists():
+            try:  # mmap: reads the small "kind" value, not the weights
+                kind = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("kind")
+            except Exception:
+                print(f"skipped {path}: not a readable checkpoint", file=sys.stderr)
+                continue
+            if kind in ("pretrain", "sft", "merged"):
+                found.append((path, {"ckpt": str(path), "adapter": "", "chat": kind != "pretrain"}))
+    newest = lambda item: (not item[1]["chat"], -item[0].stat().st_mtime)
+    return {str(path): entry for path, entry in sorted(found, key=newest)}
+
+
+def read_request(body: dict, models: dict) -> dict:
+    """A chat completion request, checked -> the settings generation takes."""
+    name = body.get("model") or next(iter(models), "")
+    if name not in models:
+        raise RequestError(404, f"no model {name!r}: GET /v1/models lists them", "model_not_found")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                 for m in messages):
+        raise RequestError(400, "messages must be a list of {\"role\": ..., \"content\": \"text\"}")
+    turns = [m for m in messages if m.get("role") != "system"]
+    roles = [m.get("role") for m in turns]
+    if not turns or roles != ["user", "assistant"] * (len(turns) // 2) + ["user"] * (len(turns) % 2) or roles[-1] != "user":
+        raise RequestError(400, "messages must alternate user and assistant, and end with the user's")
+
+    def number(key, default, low, high, kind=float):
+        value = body.get(key, default)
+        if value is None:
+            value = default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high or (kind is int and value != int(value)):
+            raise RequestError(400, f"{key} must be a {'whole ' if kind is int else ''}number from {low} to {high}")
+        return kind(value)
+
+    stop = body.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+        raise RequestError(400, "stop must be a string or a list of at most 4 non-empty strings")
+    prefix_ids = body.get("prefix_ids") or []
+    if not isinstance(prefix_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in prefix_ids):
+        raise RequestError(400, "prefix_ids must be a list of token ids")
+    if number("n", 1, 1, 1, int) != 1:
+        raise RequestError(400, "n must be 1")
+    return {"model": name, "turns": [m["content"] for m in turns], "stop": stop, "prefix_ids": prefix_ids,
+            "stream": bool(body.get("stream")), "logprobs": bool(body.get("logprobs")),
+            "max_tokens": number("max_completion_tokens", number("max_tokens", 100, 1, MAX_TOKENS, int), 1, MAX_TOKENS, int),
+            "temperature": number("temperature", 0.0, 0, 2), "top_p": number("top_p", 1.0, 0, 1),
+            "top_k": number("top_k", 0, 0, 1 << 30, int), "top_logprobs": number("top_logprobs", 0, 0, 20, int),
+            "seed": number("seed", int.from_bytes(os.urandom(4), "little"), 0, (1 << 63) - 1, int)}
+
+
+def prompt_ids(request: dict, tokenizer, block: int, chat: bool) -> list[int]:
+    """The ids the reply continues: the chat template (oldest turns dropped to fit), or for a
+    pretrained model the last message as plain text; then the given prefix of the reply."""
+    turns, prefix = request["turns"], request["prefix_ids"]
+    if chat:
+        history = list(zip(turns[:-1:2], turns[1::2]))
+        ids, _ = tokenizer.chat_prompt(history, turns[-1], block, request["max_tokens"])
+        fits = chat_fits(ids + prefix, block, request["max_tokens"])
+    else:
+        ids = tokenizer.encode_document(turns[-1])
+        fits = len(ids + prefix) < block
+    if not fits:
+        raise RequestError(400, f"the message is {len(ids)} tokens with the template; this model's context holds "
+                                f"{block} and needs room for the reply: shorten it", "context_length_exceeded")
+    if not all(0 <= i < tokenizer.vocab_size for i in prefix) or utf8_pending(tokenizer.decode_bytes(prefix)) is None:
+        raise RequestError(400, "prefix_ids must be ids of this model's vocabulary that start valid UTF-8")
+    return ids + prefix
+
+
+def token_entry(tokenizer, token: int, logprob: float) -> dict:
+    raw = tokenizer.token_bytes[token]
+    return {"id": token, "token": raw.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(raw)}
+
+
+def reply_steps(model, tokenizer, chat: bool, ids: list[int], request: dict):
+    """Generate one reply -> yields (text to add, logprobs entry or None, None) per token, then
+    (the text held back, None, the finish reason: stop or length). The text holds back what might begin a stop
+    string, and the space an English reply starts with (see tokenizer.encode_turn)."""
+    prefix = request["prefix_ids"]
+    if chat and prefix[-1:] == [END]:
+        yield "", None, "stop"
+        return
+    decode = tokenizer.stream_decoder()
+    text = "".join(decode(t) for t in prefix)
+    text = text.lstrip(" ") if chat else text
+    sent = len(text)  # the client has the prefix's text already
+    generator = torch.Generator().manual_seed(request["seed"])
+    for token, logits in generate_steps(model, ids, request["max_tokens"], request["temperature"], request["top_k"],
+                                        request["top_p"], END if chat else None, generator, tokenizer=tokenizer,
+                                        chat=chat, unfinished=utf8_pending(tokenizer.decode_bytes(prefix))):
+        entry = None
+        if request["logprobs"]:
+            logprobs = logits.float().log_softmax(-1)
+            entry = token_entry(tokenizer, token, float(logprobs[token]))
+            top = logprobs.topk(request["top_logprobs"]) if request["top_logprobs"] else ((), ())
+            entry["top_logprobs"] = [token_entry(tokenizer, int(i), float(p)) for p, i in zip(*top)]
+        if token == END:
+            yield text[sent:], entry, None
+            yield "", None, "stop"
+            return
+        text += decode(token)
+        text = text.lstrip(" ") if chat and not sent else text
+        cut = min((text.find(s) for s in request["stop"] if s in text), default=-1)
+        if cut >= 0:
+            yield text[sent:cut], entry, None
+            yield "", None, "stop"
+            return
+        held = max((k for s in request["stop"] for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        yield text[sent:len(text) - held], entry, None
+        sent = max(sent, len(text) - held)
+    yield text[sent:], None, "length"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "nanoInstruct"
+    disable_nagle_algorithm = True  # one small write per token: send each at once, not when the last is acknowledged
+
+    def log_message(self, format, *args):  # one line per reply instead (see complete)
+        pass
+
+    def send_json(self, status: int, value) -> None:
+        body = json.dumps(value, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_json(self, error: RequestError) -> None:
+        self.send_json(error.status, {"error": {"message": str(error), "type": "invalid_request_error",
+                                                "code": error.code}})
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path in ("/", "/index.html"):
+            body = PAGE.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif path == "/v1/models":
+            created = lambda name: int(Path(name).stat().st_mtime)
+            self.send_json(200, {"object": "list", "data": [
+                {"id": name, "object": "model", "created": created(name), "owned_by": "nanoInstruct",
+                 "chat": entry["chat"]} for name, entry in self.server.models.items()]})
+        elif path == "/api/runs":
+            self.send_json(200, training_curves(self.server.models_dir))
+        else:
+            self.send_error_json(RequestError(404, f"nothing at {path}", "not_found"))
+
+    def do_POST(self) -> None:
+        try:
+            if self.path.split("?")[0] != "/v1/chat/completions":
+                raise RequestError(404, f"nothing at {self.path}: POST /v1/chat/completions", "not_found")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise RequestError(413, f"the request is {length:,} bytes; at most {MAX_BODY:,}")
+            try:
+                body = json.loads(self.rfile.read(length) or b"null")
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise RequestError(400, f"the body is not JSON ({e})") from None
+            if not isinstance(body, dict):
+                raise RequestError(400, "the body must be a JSON object")
+            self.complete(read_request(body, self.server.models))
+        except RequestError as e:
+            self.send_error_json(e)
+        except UserError as e:  # a model under models_dir that cannot be loaded
+            self.send_error_json(RequestError(500, str(e), "model_error"))
+
+    def complete(self, request: dict) -> None:
+        """Answer a chat completion: as server-sent events (one chunk per token) or one JSON."""
+        model, tokenizer = self.server.model(request["model"])
+        chat = self.server.models[request["model"]]["chat"]
+        ids = prompt_ids(request, tokenizer, model.config.block_size, chat)
+        reply = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": request["model"]}
+        steps = reply_steps(model, tokenizer, chat, ids, request)
+        started, count, reason, text, logprobs = time.perf_counter(), 0, "client left", [], []
+        try:
+            if request["stream"]:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                self.send_event(reply, {"role": "assistant", "content": ""}, None, None)
+            for piece, entry, finish in steps:
+                count += not finish
+                if request["stream"] and (piece or entry):
+                    self.send_event(reply, {"content": piece}, entry, None)
+                text.append(piece)
+                logprobs += [entry] if entry else []
+                if finish:
+                    reason = finish
+                    break
+            if request["stream"]:
+                self.send_event(reply, {}, None, reason)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            else:
+                self.send_json(200, {**reply, "object": "chat.completion", "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "".join(text)}, "finish_reason": reason,
+                     "logprobs": {"content": logprobs} if request["logprobs"] else None}],
+                    "usage": {"prompt_tokens": len(ids), "completion_tokens": count, "total_tokens": len(ids) + count}})
+        except (BrokenPipeError, ConnectionResetError):
+            reason = "client left"
+        finally:
+            steps.close()
+            seconds = time.perf_counter() - started
+            print(f"{self.client_address[0]} {request['model']}: {count} tokens in {seconds:.2f} s "
+                  f"({count / max(seconds, 1e-9):.0f} tokens/s), {reason}", file=sys.stderr, flush=True)
+
+    def send_event(self, reply: dict, delta: dict, logprobs, reason) -> None:
+        choice = {"index": 0, "delta": delta, "finish_reason": reason}
+        if logprobs:
+            choice["logprobs"] = {"content": [logprobs]}
+        data = json.dumps({**reply, "object": "chat.completion.chunk", "choices": [choice]}, ensure_ascii=False)
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+
+def training_curves(folder: Path) -> dict[str, dict]:
+    """Every run's log.jsonl under folder -> {run: {"train": [[step, loss], ...], "val": [[step, val_loss], ...]}}"""
+    runs = {}
+    for log in sorted(folder.rglob("log.jsonl")):
+        train, val = [], []
+        for line in log.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line being written
+                continue
+            if "loss" in row:
+                train.append([row["step"], row["loss"]])
+            if "val_loss" in row:
+                val.append([row["step"], row["val_loss"]])
+        every = max(1, len(train) // CURVE_POINTS)
+        runs[str(log.parent)] = {"train": train[::every], "val": val}
+    return runs
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True  # Ctrl-C does not wait for replies in progress
+
+    def __init__(self, address: tuple[str, int], models_dir: Path, device: str, dtype: str):
+        super().__init__(address, Handler)
+        self.models_dir, self.device, self.dtype = models_dir, device, dtype
+        self.models = find_models(models_dir)
+        self.loaded: dict[str, tuple] = {}
+        self.loading = threading.Lock()
+
+    def model(self, name: str):
+        """-> (model, tokenizer), loaded on first use and kept."""
+        with self.loading:
+            if name not in self.loaded:
+                entry = self.models[name]
+                model, tokenizer, _ = load_for_generation(entry["ckpt"], entry["adapter"], self.device, self.dtype)
+                self.loaded[name] = model, tokenizer
+            return self.loaded[name]
+
+
+def main() -> None:
+    config, _, _ = parse_args(OPTIONS, "python serve.py [--port=8000] [--models_dir=out] [--key=value ...]", __doc__)
+    torch.set_num_threads(config["threads"] or max(1, (os.cpu_count() or 2) - 1))
+    folder = Path(config["models_dir"])
+    if not folder.is_dir():
+        raise UserError(f"no folder {folder}: train a model first (python pretrain.py, python finetune.py --lora), "
+                        "or give the folder that holds your runs with --models_dir")
+    try:
+        server = Server((config["host"], config["port"]), folder, choose_device(config["device"]), config["dtype"])
+    except OSError as e:
+        raise UserError(f"cannot listen on {config['host']}:{config['port']} ({e.strerror or e}): "
+                        "is a server running there already? choose another --port") from None
+    if not server.models:
+        server.server_close()
+        raise UserError(f"no model under {folder} ({', '.join(FINE_TUNED)}, ...): train one first, "
+                        "or give the folder that holds your runs with --models_dir")
+    if config["host"] not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {config['host']}: other machines can reach this server, and it has no password",
+              file=sys.stderr)
+    server.model(next(iter(server.models)))  # the default model loads now: an unreadable one is said at once
+    host, port = server.server_address[:2]
+    print(f"{len(server.models)} model{'s' * (len(server.models) > 1)} under {folder}; the default is "
+          f"{next(iter(server.models))}", file=sys.stderr)
+    print(f"serving on http://{host}:{port} (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    run(main)
