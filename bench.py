@@ -70,7 +70,9 @@ def run_row(spec: dict) -> dict:
     """One row, in this process: build the model, time it, report."""
     import torch
     from model import GPT, IGNORE, GPTConfig
-    from trainer import autocast, keep_freed_memory, make_optimizer
+    from generation import for_generation, generate
+    from machine import autocast, keep_freed_memory
+    from trainer import make_optimizer
 
     keep_freed_memory()  # as train() does
     device, kind = spec["device"], spec["kind"]
@@ -97,7 +99,6 @@ def run_row(spec: dict) -> dict:
         return statistics.median(times)
 
     if kind == "generate":  # as sample.py runs it: weights in the row's dtype, KV cache, batch 1
-        from sample import for_generation, generate
 
         def tokens_per_s(model, repeats: int, **options) -> float:
             """The median of repeated runs: one slow run on a shared machine does not drag it down."""
@@ -117,7 +118,6 @@ def run_row(spec: dict) -> dict:
         from pathlib import Path
 
         from checkpoint import save_checkpoint
-        from sample import for_generation, generate
         from tokenizer import END, Tokenizer
 
         path = Path(tempfile.mkdtemp()) / "sft" / "ckpt.pt"
@@ -205,7 +205,7 @@ def main() -> None:
         print(json.dumps(run_row(json.loads(config["row"]))))
         return
     import torch
-    from trainer import choose_device, choose_dtype
+    from machine import choose_device, choose_dtype
 
     device = choose_device(config["device"])
     dtypes = ["bfloat16", "float32"] if config["dtype"] == "both" else [choose_dtype(config["dtype"], device)]

@@ -1,7 +1,14 @@
 """
-Checkpoints: one file per run holding the model config and weights, the vocabulary, and (for
-a training run) the optimizer state, step, settings and RNG state needed to resume exactly.
-Written atomically; read with weights_only=True, so that no file can run code as it loads.
+Checkpoints: what each kind of file holds, saving it atomically, and reading it back with
+weights_only=True, so that no file can run code as it loads. Every file holds the vocabulary,
+and all but the adapter the model's config and weights ("model", "model_config", "vocab"):
+
+    ckpt.pt of a run     + "optimizer", "step", "config" (its settings), "kind": what resumes it
+                           (RUN_KINDS); pretraining adds "dataset", fine-tuning "base_path", and
+                           a LoRA run keeps only the adapter's tensors in "model"
+    adapter.pt           "lora" (the A and B tensors), "lora_config", "base_path" and
+                           "base_fingerprint" (the base it needs), "vocab"  (lora.py)
+    merged.pt            a LoRA run folded into plain weights, "kind": "merged"  (lora.merged_checkpoint)
 """
 from __future__ import annotations
 
@@ -13,6 +20,12 @@ import torch
 from cli import UserError, atomic_write
 from model import GPT, GPTConfig
 from tokenizer import Tokenizer
+
+
+RUN_KINDS = {"pretrain": ("a pretraining run", "python pretrain.py --resume --out_dir={}"),
+             "sft": ("a full fine-tuning run", "python finetune.py --resume --out_dir={}"),
+             "lora": ("a LoRA fine-tuning run", "python finetune.py --resume --out_dir={}")}
+RUN_KEYS = ("model", "model_config", "vocab", "optimizer", "step", "config", "kind")  # what a resumable run saves
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:

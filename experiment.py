@@ -131,7 +131,7 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
     the six measures of the README's second table, each a share, with its set size. rows: the
     split's questions already answered and scored, if they are (finetune.py's eval.jsonl)."""
     from data.world.prepare import REFUSAL
-    from finetune import exact_match, greedy_conversations, normalize_answer, score
+    from evaluate import exact_match, greedy_conversations, normalize_answer, score
     rows = rows or exact_match(model, tokenizer, read_jsonl(world / f"eval_{split}.jsonl"))["results"]
     conversations = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == split]
     replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in conversations])
@@ -154,10 +154,10 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
 def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, seed: int) -> dict:
     """Everything the tables show about one fine-tuned model."""
     from checkpoint import load_checkpoint, load_model
-    from finetune import exact_match, score
+    from evaluate import exact_match, score
     from lora import load_adapted_model, merge_lora
-    from sample import for_generation
-    from trainer import choose_dtype
+    from generation import for_generation
+    from machine import choose_dtype
 
     base = load_checkpoint(base_path)
     if name == "LoRA":
@@ -276,7 +276,7 @@ def report(results: list[dict], walls: dict, command: str, world_meta: dict, ver
                   + "; ".join(f"{r['run']}, {r['init']}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["heldout_by_weights"].items())
                               for r in by_weights) + "."]
     scratch = first[0]
-    lines += ["", f"Typical wrong answers to held-out facts from random initialisation (first seed): "
+    lines += ["", "Typical wrong answers to held-out facts from random initialisation (first seed): "
               + ", ".join(f"{reply or '(nothing)'} ×{n}" for reply, n in scratch["typical_wrong"])
               + f"; {scratch['wrong_but_taught']:.0%} of its wrong answers are answers it was taught for other questions."]
     return "\n".join(lines) + "\n"

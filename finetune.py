@@ -9,29 +9,25 @@ small adapter learns the change).
     python finetune.py --init_from=scratch     # the same from random weights: the baseline
     python finetune.py --data=mine.jsonl       # your own examples
 
-Instruction files are JSONL, one example per line, in either shape:
-    {"instruction": "...", "input": "...", "output": "..."}               (Alpaca; input optional)
-    {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}, ...]}
+Instruction files are JSONL, one example per line (instructions.py reads them).
 With the built-in world data, the run ends with exact-match accuracy on held-out questions:
 questions about people and places that fine-tuning never mentions, only pretraining did.
 """
 from __future__ import annotations
 
 import json
-import re
-import string
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from checkpoint import load_checkpoint, load_model, save_checkpoint
 from cli import DEVICE, UserError, parse_args, run
+from evaluate import exact_match, read_questions
+from instructions import collate, length_batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
-from model import GPT, IGNORE, new_kv_cache
-from tokenizer import END, utf8_pending
-from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
-                     start_or_resume, train, writable_folder)
+from machine import choose_device, choose_dtype, init_distributed
+from model import GPT
+from trainer import batch_generator, make_optimizer, restore, start_or_resume, train, writable_folder
 
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
@@ -76,197 +72,6 @@ OPTIONS = {
 WORLD = Path(__file__).resolve().parent / "data" / "world"
 FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets")
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
-
-
-# ----------------------------------------------------------------------------- instruction data
-def parse_example(row) -> list[tuple[str, str]]:
-    """One JSONL row -> [(user, assistant), ...]; raises ValueError saying what is wrong."""
-    if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-    if "messages" in row:
-        messages = row["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise ValueError('"messages" must be a non-empty list')
-        turns, expected = [], "user"
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise ValueError(f'message {i + 1} must be an object with "role" and "content"')
-            if m["role"] not in ("user", "assistant"):
-                raise ValueError(f'message {i + 1} has unknown role {m["role"]!r} (only "user" and "assistant")')
-            if m["role"] != expected:
-                raise ValueError(f'message {i + 1} is {m["role"]!r} where {expected!r} was expected: turns alternate, user first')
-            if not isinstance(m["content"], str) or not m["content"].strip():
-                raise ValueError(f'message {i + 1} has empty or non-text "content"')
-            if expected == "user":
-                turns.append((m["content"], None))
-            else:
-                turns[-1] = (turns[-1][0], m["content"])
-            expected = "assistant" if expected == "user" else "user"
-        if turns[-1][1] is None:
-            raise ValueError("the conversation does not end with an assistant turn")
-        return turns
-    if "instruction" in row or "output" in row:
-        for key in ("instruction", "output"):
-            if not isinstance(row.get(key), str) or not row.get(key, "").strip():
-                raise ValueError(f'"{key}" is missing, empty or not text')
-        extra = row.get("input", "")
-        if not isinstance(extra, str):
-            raise ValueError('"input" must be text')
-        return [(row["instruction"] + ("\n\n" + extra if extra.strip() else ""), row["output"])]
-    raise ValueError('neither "messages" nor "instruction"/"output" found')
-
-
-def load_instructions(paths: list[str], tokenizer, block_size: int, skip_bad: bool, train_on_prompt: bool):
-    """All examples of the files as (ids, loss_mask); every bad line reported with file and line."""
-    examples, problems = [], []
-    for path in paths:
-        if not Path(path).is_file():
-            raise UserError(f"no such instruction file: {path}")
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Windows editors) is dropped
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue  # blank lines separate nothing in JSONL; they are not examples
-            try:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
-                except RecursionError:
-                    raise ValueError("JSON nested too deep to read") from None
-                ids, mask = tokenizer.encode_chat(parse_example(row), train_on_prompt)
-                if len(ids) - 1 > block_size:
-                    raise ValueError(f"the example is {len(ids)} tokens, longer than the model's context ({block_size + 1})")
-                examples.append((ids, mask))
-            except ValueError as e:
-                problems.append(f"{path}:{number}: {e}")
-    if problems and not skip_bad:
-        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise UserError(f"{len(problems)} bad line(s) in the instruction data:\n  {shown}\n"
-                        "Fix them, or pass --skip_bad_lines to train without them.")
-    if problems:
-        print(f"skipped {len(problems)} bad line(s); the first: {problems[0]}")
-    if not examples:
-        raise UserError(f"no examples in {', '.join(paths)}")
-    return examples
-
-
-def length_batches(lengths: list[int], batch_size: int, generator) -> list[list[int]]:
-    """Random batches of examples of similar length: shuffle, sort each pool of 16 batches' worth
-    by length, cut it into batches, shuffle the batches. Next to no padding, and a batch still
-    mixes all kinds of examples (sorting the whole set would fill a batch with near-copies)."""
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    pool = 16 * batch_size
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
-def collate(examples: list, indices: list[int], device: str):
-    """Inputs and targets of a batch; a target counts where the loss mask of its token is 1."""
-    width = max(len(examples[i][0]) for i in indices) - 1
-    x = torch.zeros(len(indices), width, dtype=torch.long)
-    y = torch.full((len(indices), width), IGNORE, dtype=torch.long)
-    for row, i in enumerate(indices):
-        ids, mask = examples[i]
-        x[row, :len(ids) - 1] = torch.tensor(ids[:-1])
-        y[row, :len(ids) - 1] = torch.tensor([t if m else IGNORE for t, m in zip(ids[1:], mask[1:])])
-    return x.to(device), y.to(device)
-
-
-# ----------------------------------------------------------------------------- evaluation
-def normalize_answer(text: str) -> str:
-    """Compare answers as SQuAD does: case, punctuation, articles and spaces do not count."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in string.punctuation and ch not in "，。、！？：；「」『』（）")
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def greedy_replies(model, tokenizer, prompts: list[list[int]], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
-    """The model's greedy reply to each prompt (ids ending in AI:), batched: prompts of equal
-    length share a batch, so no padding is needed, and the KV cache makes each new token cost
-    one position's work. Each step picks only what tokenizer.allowed_next permits, as the chat does."""
-    replies: list[list[int]] = [[] for _ in prompts]
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    groups = [[i for i in order if len(prompts[i]) == n] for n in sorted({len(p) for p in prompts})]
-    with torch.no_grad():
-        for group in groups:
-            for start in range(0, len(group), batch_size):
-                chunk = group[start:start + batch_size]
-                x = torch.tensor([prompts[i] for i in chunk], device=device)
-                new_tokens = min(max_new_tokens, model.config.block_size - x.shape[1])
-                cache = new_kv_cache(model.config, len(chunk), device, next(model.parameters()).dtype)
-                done, unfinished = [False] * len(chunk), [b""] * len(chunk)
-                for _ in range(new_tokens):
-                    logits, _ = model(x, kv_cache=cache)
-                    allowed = torch.from_numpy(np.stack([tokenizer.allowed_next(u) for u in unfinished])).to(device)
-                    logits = logits[:, :tokenizer.vocab_size].masked_fill(~allowed, float("-inf"))  # rows beyond only pad
-                    x = logits.argmax(-1, keepdim=True)
-                    for row, (i, token) in enumerate(zip(chunk, x[:, 0].tolist())):
-                        if not done[row]:
-                            replies[i].append(token)
-                            unfinished[row] = utf8_pending(unfinished[row] + tokenizer.token_bytes[token])
-                            done[row] = token == END
-                    if all(done):
-                        break
-    return [tokenizer.decode([t for t in r if t != END]).strip() for r in replies]
-
-
-def greedy_answers(model, tokenizer, questions: list[str], max_new_tokens: int = 32) -> list[str]:
-    """The model's greedy reply to each question asked alone, as the first turn of a chat."""
-    return greedy_replies(model, tokenizer, [tokenizer.encode_chat([(q, None)])[0] for q in questions], max_new_tokens)
-
-
-def greedy_conversations(model, tokenizer, conversations: list[list[str]], max_new_tokens: int = 32) -> list[list[str]]:
-    """Each conversation's user turns asked one after another, as a chat user would: every
-    turn's prompt holds the earlier questions and the model's own earlier replies (the oldest
-    dropped when the context is full, as in sample.py)."""
-    replies: list[list[str]] = [[] for _ in conversations]
-    for turn in range(max(map(len, conversations), default=0)):
-        active = [c for c, questions in enumerate(conversations) if turn < len(questions)]
-        prompts = [tokenizer.chat_prompt(list(zip(conversations[c][:turn], replies[c])), conversations[c][turn],
-                                         model.config.block_size, max_new_tokens)[0] for c in active]
-        for c, reply in zip(active, greedy_replies(model, tokenizer, prompts, max_new_tokens)):
-            replies[c].append(reply)
-    return replies
-
-
-def exact_match(model, tokenizer, rows: list[dict]) -> dict:
-    """The model's greedy replies to {"question", "answer"} rows, scored."""
-    return score(rows, greedy_answers(model, tokenizer, [r["question"] for r in rows]))
-
-
-def score(rows: list[dict], replies: list[str]) -> dict:
-    """Exact-match accuracy of replies to rows, overall and by "kind" where rows have one."""
-    results = [{**r, "reply": reply, "correct": normalize_answer(reply) == normalize_answer(r["answer"])}
-               for r, reply in zip(rows, replies)]
-    by_kind: dict[str, list[bool]] = {}
-    for r in results:
-        by_kind.setdefault(r.get("kind", "all"), []).append(r["correct"])
-    return {"accuracy": sum(r["correct"] for r in results) / max(1, len(results)), "count": len(results),
-            "by_kind": {k: (sum(v) / len(v), len(v)) for k, v in by_kind.items()}, "results": results}
-
-
-def read_questions(path: str) -> list[dict]:
-    if not Path(path).is_file():
-        raise UserError(f"no such question file: {path}")
-    rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
-                row = None
-            if not (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)):
-                raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}}')
-            rows.append(row)
-    return rows
 
 
 # ----------------------------------------------------------------------------- the run

@@ -153,17 +153,10 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x[:, -1, :]).float(), None
-        # The output layer, the costliest matmul at small scale, runs only where a target counts:
-        # in fine-tuning most positions are prompt and their logits would be thrown away.
-        counts = targets != IGNORE
-        x, targets = x[counts], targets[counts]
-        # It runs on slices of about 16 MB of fp32 logits: a whole batch's (134 MB at 4,096
-        # positions and 8,192 tokens) is more than the C allocator keeps for reuse, so it would
-        # be mapped and faulted in afresh at every step (see trainer.keep_freed_memory).
-        rows = max(64, 2**22 // self.config.vocab_size)
-        loss = sum(F.cross_entropy(self.lm_head(x[i:i + rows]).float(), targets[i:i + rows], reduction="sum")
-                   for i in range(0, max(1, len(targets)), rows))  # one empty slice if none count: a loss of 0
-        return None, loss / max(1, len(targets))
+        # The loss: cross-entropy of the next token, over the targets that count (a fine-tuning
+        # prompt's are IGNORE), the same as F.cross_entropy(self.lm_head(x).flatten(0, 1),
+        # targets.flatten(), ignore_index=IGNORE), computed more frugally:
+        return None, counted_cross_entropy(self.lm_head, x, targets)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; the position table is left out by default, as it does no matmul.
@@ -183,6 +176,20 @@ class GPT(nn.Module):
         linear = 2 * (self.num_params() - output_layer) * positions + 2 * output_layer * counted
         attention = 4 * c.n_layer * c.n_embd * c.block_size * positions
         return (3 if weights_train else 2) * linear + 3 * attention
+
+
+def counted_cross_entropy(lm_head: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy over the targets that are not IGNORE. The output layer, the
+    costliest matmul at small scale, runs only where a target counts (in fine-tuning most
+    positions are prompt), and on slices of about 16 MB of fp32 logits: a whole batch's (134 MB
+    at 4,096 positions and 8,192 tokens) is more than the C allocator keeps for reuse, so it
+    would be mapped and faulted in afresh at every step (machine.keep_freed_memory)."""
+    counts = targets != IGNORE
+    x, targets = x[counts], targets[counts]
+    rows = max(64, 2**22 // lm_head.weight.shape[0])
+    loss = sum(F.cross_entropy(lm_head(x[i:i + rows]).float(), targets[i:i + rows], reduction="sum")
+               for i in range(0, max(1, len(targets)), rows))  # one empty slice if none count: a loss of 0
+    return loss / max(1, len(targets))
 
 
 def new_kv_cache(config: GPTConfig, batch_size: int, device, dtype=torch.float32) -> dict:

@@ -73,8 +73,8 @@ def main() -> None:
     import numpy as np
     import torch
     from model import GPT, GPTConfig
-    from trainer import (batch_generator, choose_device, choose_dtype, init_distributed, make_optimizer, restore,
-                         start_or_resume, train, writable_folder)
+    from machine import choose_device, choose_dtype, init_distributed
+    from trainer import batch_generator, make_optimizer, restore, start_or_resume, train, writable_folder
 
     out_dir = Path(config["out_dir"])
     if "time" in typed and ("max_iters" in typed or config["resume"]):

@@ -17,20 +17,25 @@ The API speaks OpenAI's chat completions, so the openai client and curl work unc
     POST /v1/chat/completions   {"model": ..., "messages": [{"role": "user", "content": "你是誰？"}],
                                  "stream": false, "max_tokens": 100, "temperature": 0, "top_p": 1,
                                  "stop": [...], "seed": 1, "logprobs": false, "top_logprobs": 0}
-A reply always stops at [END]. Extensions: "top_k"; "prefix_ids", token ids the reply starts
-with (the page's forced candidate); each logprobs entry carries the token's "id". System
-messages are skipped (the template has no place for them); temperature defaults to 0 (greedy,
-as sample.py). A conversation longer than the context loses its oldest turns, as in sample.py.
-The standard library's threading HTTP server: each request has its own thread and its own KV
-cache, and a client that leaves mid-stream stops its generation.
+A chat reply stops at [END], a pretrained model's continuation at <|doc|> (its document ends).
+Extensions: "top_k"; "prefix_ids", token ids the reply starts with (the page's clicked
+candidate; the content then continues the prefix's whole characters); each logprobs entry
+carries the token's "id", and the last is [END]'s (the lecture's picture ends with it). System
+and developer messages are skipped (the template has no place for them); temperature defaults
+to 0 (greedy, as sample.py). A conversation longer than the context loses its oldest turns, as
+in sample.py. The standard library's threading HTTP server: each request has its own thread
+and its own KV cache, and a client that leaves stops its generation.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import select
+import socket
 import sys
 import threading
+import traceback
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,9 +44,9 @@ from pathlib import Path
 import torch
 
 from cli import DEVICE, UserError, parse_args, run
-from sample import FINE_TUNED, generate_steps, load_for_generation
-from tokenizer import END, chat_fits, utf8_pending
-from trainer import choose_device
+from generation import generate_steps, load_for_generation
+from machine import choose_device
+from tokenizer import DOC, END, chat_fits, utf8_pending
 
 OPTIONS = {
     "host": ("127.0.0.1", "the address to listen on; anything but 127.0.0.1 lets other machines in (a warning says so)"),
@@ -55,6 +60,7 @@ OPTIONS = {
 PAGE = Path(__file__).with_name("serve.html")
 MAX_BODY = 1 << 20  # bytes of one request
 MAX_TOKENS = 4096  # the most tokens one reply may ask for
+READ_SECONDS = 30  # a client that sends less than it announced is answered after this
 CURVE_POINTS = 400  # training-loss points per run sent to the page
 
 
@@ -89,25 +95,28 @@ def find_models(folder: Path) -> dict[str, dict]:
 def read_request(body: dict, models: dict) -> dict:
     """A chat completion request, checked -> the settings generation takes."""
     name = body.get("model") or next(iter(models), "")
-    if name not in models:
+    if not isinstance(name, str) or name not in models:
         raise RequestError(404, f"no model {name!r}: GET /v1/models lists them", "model_not_found")
     messages = body.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                                 for m in messages):
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise RequestError(400, "messages must be a list of {\"role\": ..., \"content\": \"text\"}")
-    turns = [m for m in messages if m.get("role") != "system"]
+    turns = [m for m in messages if m.get("role") not in ("system", "developer")]
     roles = [m.get("role") for m in turns]
-    if not turns or roles != ["user", "assistant"] * (len(turns) // 2) + ["user"] * (len(turns) % 2) or roles[-1] != "user":
+    if not turns or roles != ["user", "assistant"] * (len(turns) // 2) + ["user"] * (len(turns) % 2):
         raise RequestError(400, "messages must alternate user and assistant, and end with the user's")
 
     def number(key, default, low, high, kind=float):
-        value = body.get(key, default)
-        if value is None:
-            value = default
+        value = body.get(key)
+        value = default if value is None else value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or not low <= value <= high or (kind is int and value != int(value)):
             raise RequestError(400, f"{key} must be a {'whole ' if kind is int else ''}number from {low} to {high}")
         return kind(value)
+
+    def flag(key) -> bool:
+        if not isinstance(body.get(key, False), bool):
+            raise RequestError(400, f"{key} must be true or false")
+        return body.get(key, False)
 
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
@@ -116,20 +125,43 @@ def read_request(body: dict, models: dict) -> dict:
     prefix_ids = body.get("prefix_ids") or []
     if not isinstance(prefix_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in prefix_ids):
         raise RequestError(400, "prefix_ids must be a list of token ids")
-    if number("n", 1, 1, 1, int) != 1:
-        raise RequestError(400, "n must be 1")
-    return {"model": name, "turns": [m["content"] for m in turns], "stop": stop, "prefix_ids": prefix_ids,
-            "stream": bool(body.get("stream")), "logprobs": bool(body.get("logprobs")),
+    number("n", 1, 1, 1, int)
+    top_logprobs = number("top_logprobs", 0, 0, 20, int)
+    if top_logprobs and not flag("logprobs"):
+        raise RequestError(400, "top_logprobs needs logprobs: true")
+    usage = body.get("stream_options") or {}
+    return {"model": name, "turns": [message_text(m) for m in turns], "stop": stop, "prefix_ids": prefix_ids,
+            "stream": flag("stream"), "logprobs": flag("logprobs"), "top_logprobs": top_logprobs,
+            "usage_chunk": isinstance(usage, dict) and usage.get("include_usage") is True,
             "max_tokens": number("max_completion_tokens", number("max_tokens", 100, 1, MAX_TOKENS, int), 1, MAX_TOKENS, int),
             "temperature": number("temperature", 0.0, 0, 2), "top_p": number("top_p", 1.0, 0, 1),
-            "top_k": number("top_k", 0, 0, 1 << 30, int), "top_logprobs": number("top_logprobs", 0, 0, 20, int),
+            "top_k": number("top_k", 0, 0, 1 << 30, int),
             "seed": number("seed", int.from_bytes(os.urandom(4), "little"), 0, (1 << 63) - 1, int)}
+
+
+def message_text(message: dict) -> str:
+    """A message's content: a string, or OpenAI's list of parts, of which text parts only."""
+    content = message.get("content")
+    if isinstance(content, list) and all(isinstance(part, dict) and part.get("type") == "text"
+                                         and isinstance(part.get("text"), str) for part in content):
+        content = "".join(part["text"] for part in content)
+    if not isinstance(content, str):
+        raise RequestError(400, "a message's content must be text, or a list of {\"type\": \"text\", \"text\": ...}")
+    return content
 
 
 def prompt_ids(request: dict, tokenizer, block: int, chat: bool) -> list[int]:
     """The ids the reply continues: the chat template (oldest turns dropped to fit), or for a
-    pretrained model the last message as plain text; then the given prefix of the reply."""
+    pretrained model the last message as plain text; then the given prefix of the reply, which
+    must be what generation itself could have written (tokenizer.allowed_next, [END] only last)."""
     turns, prefix = request["turns"], request["prefix_ids"]
+    pending = b""
+    for i, token in enumerate(prefix):
+        if not (0 <= token < tokenizer.vocab_size and tokenizer.allowed_next(pending, chat)[token]) \
+                or (token in (END, DOC) and i < len(prefix) - 1):
+            raise RequestError(400, f"prefix_ids: token {token} cannot come there (ids of this model's vocabulary, "
+                                    "valid UTF-8, no special token but a last [END])")
+        pending = utf8_pending(pending + tokenizer.token_bytes[token])
     if chat:
         history = list(zip(turns[:-1:2], turns[1::2]))
         ids, _ = tokenizer.chat_prompt(history, turns[-1], block, request["max_tokens"])
@@ -138,10 +170,9 @@ def prompt_ids(request: dict, tokenizer, block: int, chat: bool) -> list[int]:
         ids = tokenizer.encode_document(turns[-1])
         fits = len(ids + prefix) < block
     if not fits:
-        raise RequestError(400, f"the message is {len(ids)} tokens with the template; this model's context holds "
-                                f"{block} and needs room for the reply: shorten it", "context_length_exceeded")
-    if not all(0 <= i < tokenizer.vocab_size for i in prefix) or utf8_pending(tokenizer.decode_bytes(prefix)) is None:
-        raise RequestError(400, "prefix_ids must be ids of this model's vocabulary that start valid UTF-8")
+        raise RequestError(400, f"the message is {len(ids + prefix)} tokens{' with the template' if chat else ''}; "
+                                f"this model's context holds {block} and needs room for the reply: shorten it",
+                           "context_length_exceeded")
     return ids + prefix
 
 
@@ -154,31 +185,32 @@ def reply_steps(model, tokenizer, chat: bool, ids: list[int], request: dict):
     """Generate one reply -> yields (text to add, logprobs entry or None, None) per token, then
     (the text held back, None, the finish reason: stop or length). The text holds back what might begin a stop
     string, and the space an English reply starts with (see tokenizer.encode_turn)."""
-    prefix = request["prefix_ids"]
-    if chat and prefix[-1:] == [END]:
+    prefix, stop_id = request["prefix_ids"], END if chat else DOC
+    if prefix[-1:] == [stop_id]:
         yield "", None, "stop"
         return
     decode = tokenizer.stream_decoder()
     text = "".join(decode(t) for t in prefix)
     text = text.lstrip(" ") if chat else text
-    sent = len(text)  # the client has the prefix's text already
+    sent = given = len(text)  # the client has the prefix's text already
     generator = torch.Generator().manual_seed(request["seed"])
-    for token, logits in generate_steps(model, ids, request["max_tokens"], request["temperature"], request["top_k"],
-                                        request["top_p"], END if chat else None, generator, tokenizer=tokenizer,
-                                        chat=chat, unfinished=utf8_pending(tokenizer.decode_bytes(prefix))):
+    for [token], logits in generate_steps(model, [ids], request["max_tokens"], request["temperature"],
+                                          request["top_k"], request["top_p"], stop_id, generator,
+                                          tokenizer=tokenizer, chat=chat,
+                                          unfinished=utf8_pending(tokenizer.decode_bytes(prefix))):
         entry = None
         if request["logprobs"]:
-            logprobs = logits.float().log_softmax(-1)
+            logprobs = logits[0].float().log_softmax(-1)
             entry = token_entry(tokenizer, token, float(logprobs[token]))
             top = logprobs.topk(request["top_logprobs"]) if request["top_logprobs"] else ((), ())
-            entry["top_logprobs"] = [token_entry(tokenizer, int(i), float(p)) for p, i in zip(*top)]
-        if token == END:
+            entry["top_logprobs"] = [token_entry(tokenizer, int(i), float(p)) for p, i in zip(*top) if p > -math.inf]
+        if token == stop_id:
             yield text[sent:], entry, None
             yield "", None, "stop"
             return
         text += decode(token)
         text = text.lstrip(" ") if chat and not sent else text
-        cut = min((text.find(s) for s in request["stop"] if s in text), default=-1)
+        cut = min((text.find(s, given) for s in request["stop"] if s in text[given:]), default=-1)
         if cut >= 0:
             yield text[sent:cut], entry, None
             yield "", None, "stop"
@@ -192,59 +224,95 @@ def reply_steps(model, tokenizer, chat: bool, ids: list[int], request: dict):
 class Handler(BaseHTTPRequestHandler):
     server_version = "nanoInstruct"
     disable_nagle_algorithm = True  # one small write per token: send each at once, not when the last is acknowledged
+    timeout = READ_SECONDS
 
     def log_message(self, format, *args):  # one line per reply instead (see complete)
         pass
 
-    def send_json(self, status: int, value) -> None:
-        body = json.dumps(value, ensure_ascii=False).encode()
+    def send_body(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, status: int, value) -> None:
+        self.send_body(status, json.dumps(value, ensure_ascii=False).encode(), "application/json; charset=utf-8")
 
     def send_error_json(self, error: RequestError) -> None:
-        self.send_json(error.status, {"error": {"message": str(error), "type": "invalid_request_error",
-                                                "code": error.code}})
+        kind = "server_error" if error.status >= 500 else "invalid_request_error"
+        self.send_json(error.status, {"error": {"message": str(error), "type": kind, "param": None, "code": error.code}})
+
+    def model_entry(self, name: str) -> dict:
+        return {"id": name, "object": "model", "created": int(Path(name).stat().st_mtime), "owned_by": "nanoInstruct",
+                "chat": self.server.models[name]["chat"]}
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
         if path in ("/", "/index.html"):
-            body = PAGE.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_body(200, PAGE.read_bytes(), "text/html; charset=utf-8")
         elif path == "/v1/models":
-            created = lambda name: int(Path(name).stat().st_mtime)
-            self.send_json(200, {"object": "list", "data": [
-                {"id": name, "object": "model", "created": created(name), "owned_by": "nanoInstruct",
-                 "chat": entry["chat"]} for name, entry in self.server.models.items()]})
+            self.send_json(200, {"object": "list", "data": [self.model_entry(name) for name in self.server.models]})
+        elif path.startswith("/v1/models/") and path[len("/v1/models/"):] in self.server.models:
+            self.send_json(200, self.model_entry(path[len("/v1/models/"):]))
         elif path == "/api/runs":
             self.send_json(200, training_curves(self.server.models_dir))
         else:
             self.send_error_json(RequestError(404, f"nothing at {path}", "not_found"))
 
+    do_HEAD = do_GET
+
+    def refuse_method(self) -> None:
+        self.send_error_json(RequestError(405, f"{self.command} is not answered here: GET the page and "
+                                               "/v1/models, POST /v1/chat/completions", "method_not_allowed"))
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method
+
     def do_POST(self) -> None:
         try:
             if self.path.split("?")[0] != "/v1/chat/completions":
                 raise RequestError(404, f"nothing at {self.path}: POST /v1/chat/completions", "not_found")
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise RequestError(413, f"the request is {length:,} bytes; at most {MAX_BODY:,}")
-            try:
-                body = json.loads(self.rfile.read(length) or b"null")
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise RequestError(400, f"the body is not JSON ({e})") from None
-            if not isinstance(body, dict):
-                raise RequestError(400, "the body must be a JSON object")
-            self.complete(read_request(body, self.server.models))
+            self.complete(read_request(self.read_json(), self.server.models))
         except RequestError as e:
             self.send_error_json(e)
         except UserError as e:  # a model under models_dir that cannot be loaded
             self.send_error_json(RequestError(500, str(e), "model_error"))
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the client is gone: nobody to answer
+        except Exception as e:  # a bug: the client hears of it, the server stays up
+            traceback.print_exc()
+            self.send_error_json(RequestError(500, f"the server failed ({type(e).__name__}: {e}): please report it",
+                                              "server_error"))
+
+    def read_json(self) -> dict:
+        if self.headers.get("Transfer-Encoding"):
+            raise RequestError(411, "send the body with a Content-Length, not chunked", "length_required")
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit():
+            raise RequestError(400, f"Content-Length must be a number of bytes, not {length!r}")
+        if int(length) > MAX_BODY:
+            raise RequestError(413, f"the request is {int(length):,} bytes; at most {MAX_BODY:,}")
+        try:
+            data = self.rfile.read(int(length))
+        except TimeoutError:
+            raise RequestError(408, f"the body announced {int(length):,} bytes and did not come within "
+                                    f"{READ_SECONDS} s", "timeout") from None
+        try:
+            body = json.loads(data or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise RequestError(400, f"the body is not JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, "the body must be a JSON object")
+        return body
+
+    def client_left(self) -> bool:
+        """Whether the client closed its side: readable, with nothing to read (it sends nothing more)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def complete(self, request: dict) -> None:
         """Answer a chat completion: as server-sent events (one chunk per token) or one JSON."""
@@ -253,32 +321,36 @@ class Handler(BaseHTTPRequestHandler):
         ids = prompt_ids(request, tokenizer, model.config.block_size, chat)
         reply = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": request["model"]}
         steps = reply_steps(model, tokenizer, chat, ids, request)
-        started, count, reason, text, logprobs = time.perf_counter(), 0, "client left", [], []
+        started, count, reason, text, logprobs = time.perf_counter(), 0, "error", [], []
         try:
             if request["stream"]:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream; charset=utf-8")
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
-                self.send_event(reply, {"role": "assistant", "content": ""}, None, None)
+                self.send_event(reply, [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             for piece, entry, finish in steps:
                 count += not finish
                 if request["stream"] and (piece or entry):
-                    self.send_event(reply, {"content": piece}, entry, None)
+                    choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    self.send_event(reply, [{**choice, "logprobs": {"content": [entry]}} if entry else choice])
+                elif self.client_left():  # a client waiting for the whole reply can leave too
+                    raise ConnectionResetError
                 text.append(piece)
                 logprobs += [entry] if entry else []
                 if finish:
                     reason = finish
                     break
+            usage = {"prompt_tokens": len(ids), "completion_tokens": count, "total_tokens": len(ids) + count}
             if request["stream"]:
-                self.send_event(reply, {}, None, reason)
+                self.send_event(reply, [{"index": 0, "delta": {}, "finish_reason": reason}])
+                if request["usage_chunk"]:
+                    self.send_event(reply, [], usage)
                 self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
             else:
                 self.send_json(200, {**reply, "object": "chat.completion", "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": "".join(text)}, "finish_reason": reason,
-                     "logprobs": {"content": logprobs} if request["logprobs"] else None}],
-                    "usage": {"prompt_tokens": len(ids), "completion_tokens": count, "total_tokens": len(ids) + count}})
+                     "logprobs": {"content": logprobs} if request["logprobs"] else None}], "usage": usage})
         except (BrokenPipeError, ConnectionResetError):
             reason = "client left"
         finally:
@@ -287,13 +359,9 @@ class Handler(BaseHTTPRequestHandler):
             print(f"{self.client_address[0]} {request['model']}: {count} tokens in {seconds:.2f} s "
                   f"({count / max(seconds, 1e-9):.0f} tokens/s), {reason}", file=sys.stderr, flush=True)
 
-    def send_event(self, reply: dict, delta: dict, logprobs, reason) -> None:
-        choice = {"index": 0, "delta": delta, "finish_reason": reason}
-        if logprobs:
-            choice["logprobs"] = {"content": [logprobs]}
-        data = json.dumps({**reply, "object": "chat.completion.chunk", "choices": [choice]}, ensure_ascii=False)
-        self.wfile.write(f"data: {data}\n\n".encode())
-        self.wfile.flush()
+    def send_event(self, reply: dict, choices: list, usage: dict | None = None) -> None:
+        chunk = {**reply, "object": "chat.completion.chunk", "choices": choices, **({"usage": usage} if usage else {})}
+        self.wfile.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
 
 
 def training_curves(folder: Path) -> dict[str, dict]:
@@ -306,9 +374,11 @@ def training_curves(folder: Path) -> dict[str, dict]:
                 row = json.loads(line)
             except json.JSONDecodeError:  # a line being written
                 continue
-            if "loss" in row:
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                continue
+            if isinstance(row.get("loss"), (int, float)):
                 train.append([row["step"], row["loss"]])
-            if "val_loss" in row:
+            if isinstance(row.get("val_loss"), (int, float)):
                 val.append([row["step"], row["val_loss"]])
         every = max(1, len(train) // CURVE_POINTS)
         runs[str(log.parent)] = {"train": train[::every], "val": val}
@@ -326,7 +396,9 @@ class Server(ThreadingHTTPServer):
         self.loading = threading.Lock()
 
     def model(self, name: str):
-        """-> (model, tokenizer), loaded on first use and kept."""
+        """-> (model, tokenizer), loaded on first use and kept (the lock only while loading)."""
+        if name in self.loaded:
+            return self.loaded[name]
         with self.loading:
             if name not in self.loaded:
                 entry = self.models[name]
@@ -349,8 +421,8 @@ def main() -> None:
                         "is a server running there already? choose another --port") from None
     if not server.models:
         server.server_close()
-        raise UserError(f"no model under {folder} ({', '.join(FINE_TUNED)}, ...): train one first, "
-                        "or give the folder that holds your runs with --models_dir")
+        raise UserError(f"no model under {folder} (no ckpt.pt or adapter.pt): train one first (python pretrain.py, "
+                        "python finetune.py --lora), or give the folder that holds your runs with --models_dir")
     if config["host"] not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {config['host']}: other machines can reach this server, and it has no password",
               file=sys.stderr)

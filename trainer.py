@@ -1,6 +1,6 @@
 """
-The training loop that pretraining and fine-tuning share, and what goes with it: device and
-precision choice, AdamW with a warm-up and cosine schedule, atomic checkpoints, the step log.
+The training loop that pretraining and fine-tuning share, and what goes with it: AdamW with a
+warm-up and cosine schedule, starting or resuming a run, checkpoints, the step log, Ctrl-C.
 
 Fine-tuning is pretraining with another start, other batches and a loss mask, so the loop
 only needs get_batch(split, step, micro_step) -> (inputs, targets). Batches are a pure
@@ -9,14 +9,12 @@ function of the step: a resumed run draws exactly the batches the stopped run wo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import math
 import os
 import signal
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,73 +22,12 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from checkpoint import load_checkpoint, save_checkpoint
+from checkpoint import RUN_KEYS, RUN_KINDS, load_checkpoint, save_checkpoint
 from cli import UserError, atomic_write
+from machine import autocast, keep_freed_memory
 from model import IGNORE
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def choose_device(device: str) -> str:
-    """--device (already one of cli.DEVICE's forms) -> a device this machine has."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device={device}, but this machine has no CUDA GPU (torch.cuda.is_available() is False): use --device=cpu")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise UserError(f"--device={device}, but this machine has {torch.cuda.device_count()} GPU(s), cuda:0 and up")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device=mps, but this machine has no Apple GPU: use --device=cpu")
-    return device
-
-
-def keep_freed_memory() -> None:
-    """Ask the C library's allocator (glibc, on Linux) to keep the memory a training step
-    frees for the next step. By default it hands freed blocks back to the kernel (those over a
-    threshold it adjusts as it goes, and the top of its heap past another), and the kernel then
-    faults in and zeroes every page again at the next step: at the reference size in bench.py,
-    160,000 to 190,000 page faults and a third of a CPU step's time. With this, blocks up to 32 MB (the
-    most glibc lets one set) come from a heap that is never shrunk; the model keeps its large
-    blocks under that (model.py, the output layer in slices). Elsewhere it does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD: only blocks above 32 MB get a mapping of their own
-        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never hand the top of the heap back
-    except (OSError, AttributeError):  # no glibc (musl, say): nothing to set
-        pass
-
-
-def init_distributed(device: str) -> tuple[int, int, str]:
-    """Under torchrun, which sets RANK and WORLD_SIZE for each process it starts: join the
-    process group (gloo between CPU processes, nccl between GPUs; a GPU per process).
-    -> (rank, world_size, device); (0, 1, device) for a plain single-process run."""
-    if "RANK" not in os.environ:
-        return 0, 1, device
-    import torch.distributed as dist
-    if device.startswith("cuda"):
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def choose_dtype(dtype: str, device: str) -> str:
-    """bf16 where the hardware computes it natively (CUDA GPUs of Ampere and later; CPUs with
-    AVX-512 BF16 or AMX, where it runs the matmuls several times faster), fp32 elsewhere."""
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "float32"
-
-
-def autocast(device: str, dtype: str):
-    """Matmuls in bf16, weights and optimizer state in fp32 (mixed precision)."""
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
 
 
 def derived_seed(*parts) -> int:
@@ -124,12 +61,6 @@ def learning_rate_at(step: int, config: dict) -> float:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (lr - min_lr)
-
-
-RUN_KINDS = {"pretrain": ("a pretraining run", "python pretrain.py --resume --out_dir={}"),
-             "sft": ("a full fine-tuning run", "python finetune.py --resume --out_dir={}"),
-             "lora": ("a LoRA fine-tuning run", "python finetune.py --resume --out_dir={}")}
-RUN_KEYS = ("model", "model_config", "vocab", "optimizer", "step", "config", "kind")  # what a resumable run saves
 
 
 def writable_folder(out_dir: Path) -> None:

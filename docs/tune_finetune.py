@@ -6,7 +6,6 @@ questions and conversations (other people, phrasings and superlatives than the h
     python experiment.py                 # first: the world and the pretrained model it reuses
     python docs/tune_finetune.py         # then: one row per setting, to the screen and out/tune/results.md
 """
-import json
 import shlex
 import subprocess
 import sys
@@ -43,7 +42,7 @@ def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python docs/tune_finetune.py", __doc__)
     from checkpoint import load_checkpoint, load_model
     from experiment import behaviour, read_jsonl
-    from finetune import score
+    from evaluate import score
     from lora import load_adapted_model
 
     world, base = Path(config["experiment"]) / "world", Path(config["experiment"]) / "seed1337" / "pretrain" / "ckpt.pt"

@@ -100,7 +100,7 @@ def test_a_device_that_is_not_there(tmp_path):
 
 
 # ----------------------------------------------------------------------------- every bad input, by kind
-# The README's "When things go wrong" table lists these. Each gives one line naming the problem.
+# docs/details.md's "When things go wrong" table lists these. Each gives one line naming the problem.
 
 def load_script(script):
     spec = importlib.util.spec_from_file_location(script.replace("/", "_").removesuffix(".py"), ROOT / script)

@@ -6,7 +6,7 @@ import torch
 from checkpoint import load_checkpoint
 from conftest import run_script
 from experiment import random_initial_weights, relative_distance
-from finetune import score
+from evaluate import score
 
 
 def test_score_counts_exact_matches_by_kind():

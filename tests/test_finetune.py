@@ -7,9 +7,9 @@ import torch
 from checkpoint import load_checkpoint, load_model
 from cli import UserError
 from conftest import run_script
-from finetune import (exact_match, greedy_answers, greedy_conversations, load_instructions, normalize_answer, parse_example,
-                      read_questions)
-from sample import generate
+from evaluate import exact_match, greedy_answers, greedy_conversations, normalize_answer, read_questions
+from instructions import load_instructions, parse_example
+from generation import generate
 from tokenizer import END, Tokenizer
 
 

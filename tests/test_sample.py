@@ -5,9 +5,9 @@ import torch
 from checkpoint import load_checkpoint, load_model
 from conftest import run_script
 from model import GPT, GPTConfig
-from sample import Int8Linear, for_generation, generate, pick_token
+from generation import Int8Linear, for_generation, generate, pick_token
 from tokenizer import utf8_pending
-from trainer import choose_dtype
+from machine import choose_dtype
 
 
 def random_model(block_size=16):

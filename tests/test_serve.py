@@ -3,6 +3,7 @@ to several clients at once; it refuses bad requests with a JSON error and stays 
 generating when a client leaves, and on Ctrl-C."""
 import http.client
 import json
+import math
 import re
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import torch
 from checkpoint import save_checkpoint
 from conftest import ROOT
 from model import GPT, GPTConfig
-from sample import generate
+from generation import generate
 from serve import MAX_BODY, Server
 from tokenizer import END, Tokenizer
 
@@ -98,6 +99,16 @@ def test_models_are_listed_with_the_fine_tuned_one_first(server, models_dir):
                                                               (str(models_dir / "pretrain" / "ckpt.pt"), False)]
 
 
+def test_one_model_is_retrieved_and_content_may_come_in_parts(server, models_dir):
+    name = str(models_dir / "sft" / "ckpt.pt")
+    status, _, text = request(server, "GET", f"/v1/models/{name}")
+    assert status == 200 and json.loads(text)["id"] == name and request(server, "GET", "/v1/models/x")[0] == 404
+    parts = [{"type": "text", "text": "台灣最高"}, {"type": "text", "text": "的山是哪座？"}]
+    body = {"messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": parts}],
+            "max_tokens": 10}
+    assert chat(server, body)["choices"][0]["message"]["content"] == expected_reply(server, name, ["台灣最高的山是哪座？"], 10)[0]
+
+
 def test_a_reply_is_what_generate_gives_streamed_or_not(server, models_dir):
     name = str(models_dir / "sft" / "ckpt.pt")
     turns = ["台灣最高的山是哪座？", "玉山", "Who are you?"]
@@ -106,7 +117,10 @@ def test_a_reply_is_what_generate_gives_streamed_or_not(server, models_dir):
                           "max_tokens": 20})
     assert whole["object"] == "chat.completion" and whole["choices"][0]["message"] == {"role": "assistant", "content": text}
     assert whole["choices"][0]["finish_reason"] == reason and whole["usage"]["completion_tokens"] <= 20
-    events = stream(server, {"model": name, "messages": as_messages(turns), "max_tokens": 20})
+    events = stream(server, {"model": name, "messages": as_messages(turns), "max_tokens": 20,
+                             "stream_options": {"include_usage": True}})
+    assert events[-1]["choices"] == [] and events[-1]["usage"] == whole["usage"]  # the usage chunk, last
+    events = events[:-1]
     assert {e["object"] for e in events} == {"chat.completion.chunk"} and len({e["id"] for e in events}) == 1
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == text
@@ -121,6 +135,17 @@ def test_sampling_settings_and_seed_are_those_of_generate(server, models_dir):
                              generator=torch.Generator().manual_seed(5))
     assert chat(server, body)["choices"][0]["message"]["content"] == text
     assert chat(server, {**body, "seed": 6})["choices"][0]["message"]["content"] != text
+
+
+def test_a_tiny_temperature_is_greedy_and_impossible_candidates_are_left_out(server, models_dir):
+    name = str(models_dir / "sft" / "ckpt.pt")
+    greedy, _ = expected_reply(server, name, ["你是誰？"], 12)
+    body = {"model": name, "messages": as_messages(["你是誰？"]), "max_tokens": 12, "temperature": 1e-300}
+    assert chat(server, body)["choices"][0]["message"]["content"] == greedy
+    # after the first byte of a 3-byte character only continuation bytes may come: 64 of them, not 20 -inf's
+    after_lead = chat(server, {**body, "prefix_ids": [0xE7], "logprobs": True, "top_logprobs": 20})
+    first = after_lead["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    assert 0 < len(first) <= 20 and all(math.isfinite(c["logprob"]) and 0x80 <= c["id"] < 0xC0 for c in first)
 
 
 def test_logprobs_give_the_candidates_and_a_chosen_token_continues_the_reply(server, models_dir):
@@ -182,6 +207,13 @@ def test_a_pretrained_model_continues_the_text(server, models_dir):
     ({"messages": [{"role": "user", "content": "hi"}], "stop": [""]}, 400, "stop must be"),
     ({"messages": [{"role": "user", "content": "hi"}], "prefix_ids": [10 ** 6]}, 400, "prefix_ids"),
     ({"messages": [{"role": "user", "content": "很長的問題" * 40}]}, 400, "context holds 64"),
+    ({"model": ["x"], "messages": [{"role": "user", "content": "hi"}]}, 404, "no model"),
+    ({"messages": [{"role": "user", "content": 5}]}, 400, "content must be text"),
+    ({"messages": [{"role": "user", "content": "hi"}], "stream": "false"}, 400, "stream must be true or false"),
+    ({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}, 400, "needs logprobs"),
+    ({"messages": [{"role": "user", "content": "hi"}], "prefix_ids": [END, 65]}, 400, "cannot come there"),
+    ({"messages": [{"role": "user", "content": "hi"}], "prefix_ids": [257]}, 400, "cannot come there"),
+    ({"messages": [{"role": "user", "content": "hi"}], "prefix_ids": [0x80]}, 400, "cannot come there"),
 ])
 def test_bad_requests_get_a_json_error_and_the_server_stays_up(server, body, status, says):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -190,9 +222,19 @@ def test_bad_requests_get_a_json_error_and_the_server_stays_up(server, body, sta
     assert chat(server, {"messages": as_messages(["hi"]), "max_tokens": 2})["choices"][0]["finish_reason"]
 
 
-def test_unknown_paths_and_big_bodies_are_refused(server):
+def test_unknown_paths_methods_and_bodies_are_refused(server):
     assert request(server, "GET", "/nothing")[0] == 404
     assert request(server, "POST", "/v1/completions", {})[0] == 404
+    assert request(server, "DELETE", "/v1/models")[0] == 405 and request(server, "HEAD", "/")[0] == 200
+    for headers, status in (({"Content-Length": "abc"}, 400), ({"Content-Length": "-1"}, 400),
+                            ({"Transfer-Encoding": "chunked"}, 411)):
+        connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+        connection.putrequest("POST", "/v1/chat/completions")
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == status and json.loads(response.read())["error"]["message"]
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
     connection.putrequest("POST", "/v1/chat/completions")
     connection.putheader("Content-Length", str(MAX_BODY + 1))
@@ -220,14 +262,18 @@ def test_several_clients_at_once_each_get_their_own_reply(server, models_dir):
     assert got == expected
 
 
-def test_a_client_that_leaves_mid_stream_stops_its_generation(server, models_dir, capsys):
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_client_that_leaves_stops_its_generation(server, models_dir, capsys, streaming):
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
-    body = {"model": str(models_dir / "pretrain" / "ckpt.pt"), "messages": as_messages(["臺灣"]), "max_tokens": 4096,
-            "stream": True}
+    body = {"model": str(models_dir / "sft" / "ckpt.pt"), "messages": as_messages(["臺灣"]), "max_tokens": 4096,
+            "stream": streaming, "stop": ["never written"]}
     connection.request("POST", "/v1/chat/completions", body=json.dumps(body).encode())
-    response = connection.getresponse()
-    assert response.status == 200 and response.readline().startswith(b"data: ")
-    response.close()
+    if streaming:
+        response = connection.getresponse()
+        assert response.status == 200 and response.readline().startswith(b"data: ")
+        response.close()
+    else:
+        time.sleep(0.2)  # the reply has begun
     connection.close()
     deadline, log = time.time() + 30, ""
     while "client left" not in log and time.time() < deadline:

@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from trainer import keep_freed_memory
+from machine import keep_freed_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator setting")
