@@ -16,6 +16,7 @@ questions about people and places that fine-tuning never mentions, only pretrain
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,11 +24,11 @@ import torch
 from checkpoint import load_checkpoint, load_model, save_checkpoint
 from cli import DEVICE, UserError, parse_args, run
 from evaluate import exact_match, read_questions
-from instructions import collate, length_batches, load_instructions
+from instructions import Batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
 from machine import choose_device, choose_dtype, init_distributed
 from model import GPT
-from trainer import batch_generator, make_optimizer, restore, start_or_resume, train, writable_folder
+from trainer import TrainSettings, make_optimizer, restore, start_or_resume, train, writable_folder
 
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
@@ -74,117 +75,113 @@ FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
 
 
-# ----------------------------------------------------------------------------- the run
-def main() -> None:
-    config, _, typed = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
+def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Path]:
+    """The run's settings: a resumed run's as saved, "auto" values worked out, paths checked
+    before any work. -> (config, the checkpoint to resume or None, out_dir)"""
     default_dir = "out/lora" if config["lora"] else "out/sft_scratch" if config["init_from"] == "scratch" else "out/sft"
     out_dir = Path(config["out_dir"] or default_dir)
     config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"))
-    scratch, use_lora = config["init_from"] == "scratch", config["lora"]  # a resumed run's, as saved
-    result_file = out_dir / ("adapter.pt" if use_lora else "ckpt.pt")
+    scratch = config["init_from"] == "scratch"
+    result_file = out_dir / ("adapter.pt" if config["lora"] else "ckpt.pt")
     if result_file.exists() and not (config["overwrite"] or config["resume"]):
         raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "
                         "pass --overwrite to replace it, or choose another --out_dir")
-    data_files = config["data"].split(",") if config["data"] else [str(WORLD / "sft.jsonl")]
-    eval_file = config["eval"] or ("" if config["data"] else str(WORLD / "eval_heldout.jsonl"))
-    for path in [config["base"], *data_files, eval_file]:
+    config["data"] = config["data"] or str(WORLD / "sft.jsonl")
+    config["eval"] = config["eval"] or (str(WORLD / "eval_heldout.jsonl") if config["data"] == str(WORLD / "sft.jsonl") else "")
+    for path in [config["base"], *config["data"].split(","), config["eval"]]:
         if path and Path(path).resolve().parent == out_dir.resolve() and Path(path).name in RUN_FILES:
-            raise UserError(f"{path} is an input of this run and would be written over by it: "
-                            "choose another --out_dir")
+            raise UserError(f"{path} is an input of this run and would be written over by it: choose another --out_dir")
     writable_folder(out_dir)
     if config["learning_rate"] == "auto":
-        config["learning_rate"] = 2e-3 if use_lora or scratch else 3e-4  # chosen on the validation sets: docs/notebook.md
+        config["learning_rate"] = 2e-3 if config["lora"] or scratch else 3e-4  # chosen on the validation sets: docs/notebook.md
     if config["max_iters"] == "auto":
         config["max_iters"] = 1200 if scratch else 300
     if config["min_lr"] == "auto":
         config["min_lr"] = config["learning_rate"] / 10
-    rank, world, config["device"] = init_distributed(choose_device(config["device"]))
-    config["dtype"] = choose_dtype(config["dtype"], config["device"])
-    if config["threads"] > 0:
-        torch.set_num_threads(config["threads"])
-    base = load_checkpoint(config["base"], option="--base")
+    return config, checkpoint, out_dir
+
+
+def prepare_model(config: dict, base: dict):
+    """The model fine-tuning starts from: the base's weights (or random ones of its shape), with
+    a LoRA adapter on top if asked. -> (model, tokenizer, what its checkpoints add, what they keep)"""
     model, tokenizer = load_model(base, dropout=config["dropout"])
     torch.manual_seed(config["seed"])  # the scratch model's weights (experiment.py redraws them), LoRA's A, dropout
-    if scratch:  # the same shape and vocabulary, none of the knowledge
+    if config["init_from"] == "scratch":  # the same shape and vocabulary, none of the knowledge
         model = GPT(model.config)
-    block_size = model.config.block_size
-
-    if not config["data"] and not (WORLD / "sft.jsonl").exists():
-        from data.world.prepare import prepare_world
-        prepare_world()
-    questions = read_questions(eval_file) if eval_file else []
-    examples = load_instructions(data_files, tokenizer, block_size, config["skip_bad_lines"], config["train_on_prompt"])
-    permutation = torch.randperm(len(examples), generator=torch.Generator().manual_seed(config["seed"])).tolist()
-    n_val = int(len(examples) * config["val_fraction"]) if len(examples) >= 20 else 0
-    val_examples = [examples[i] for i in permutation[:n_val]] or examples  # too few to split: validate on all
-    train_examples = [examples[i] for i in permutation[n_val:]]
-    data = {"train": train_examples, "val": val_examples}
-    lengths = {split: [len(ids) for ids, _ in split_examples] for split, split_examples in data.items()}
-    fixed_batches = {split: length_batches(lengths[split], config["batch_size"], batch_generator(config["seed"], split, -1))
-                     for split in data}  # for evaluation: the same batches every time
-    epoch_batches: dict[int, list] = {}
-
-    def get_batch(split: str, step: int, micro_step: int):
-        """A new random set of batches each epoch, a function of the epoch alone (resumable)."""
-        if step < 0:
-            batches = fixed_batches[split]
-            return collate(data[split], batches[micro_step % len(batches)], config["device"])
-        index = step * config["gradient_accumulation_steps"] * world + micro_step  # micro_step counts every process's
-        epoch = index // len(fixed_batches["train"])
-        if epoch not in epoch_batches:
-            epoch_batches.clear()
-            epoch_batches[epoch] = length_batches(lengths["train"], config["batch_size"],
-                                                  batch_generator(config["seed"], "epoch", epoch))
-        batches = epoch_batches[epoch]
-        return collate(data["train"], batches[index % len(batches)], config["device"])
-
-    total = model.num_params(non_embedding=False)
-    extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if use_lora else "sft",
-             "base_path": str(config["base"])}
-    weights_to_save = None
-    if use_lora:
+    extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if config["lora"] else "sft",
+             "base_path": str(config["base"]), "config": config}
+    weights_to_save = None  # the whole model
+    if config["lora"]:
         targets = [t.strip() for t in config["lora_targets"].split(",") if t.strip()]
         add_lora(model, targets, config["lora_rank"], config["lora_alpha"], config["lora_dropout"])
         extra.update(lora_config={"rank": config["lora_rank"], "alpha": config["lora_alpha"], "targets": targets},
                      base_fingerprint=weights_fingerprint(base["model"]))
-        weights_to_save = lambda: lora_state_dict(model)  # noqa: E731
-    model.to(config["device"])
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
-    start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
+        weights_to_save = partial(lora_state_dict, model)  # the adapter only
+    return model.to(config["device"]), tokenizer, extra, weights_to_save
 
-    n_tokens = sum(len(ids) - 1 for ids, _ in train_examples)
-    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
-    say(f"{len(train_examples):,} training examples ({n_tokens:,} tokens), {len(val_examples):,} for validation; "
-        f"starting from {'random weights' if scratch else config['base']}")
-    say(f"{'LoRA' if use_lora else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
-        f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
-          + (f", resuming at step {start_step}" if start_step else ""))
-    train(model, optimizer, get_batch, config, out_dir, start_step, extra, weights_to_save,
-          old_results=RUN_FILES)
-    if world > 1:
-        torch.distributed.destroy_process_group()
-        if rank > 0:
-            return  # process 0 saves and evaluates
 
-    if use_lora:
-        adapter = {"lora": lora_state_dict(model), **{k: extra[k] for k in ("lora_config", "base_fingerprint", "base_path", "vocab")}}
-        save_checkpoint(adapter, result_file)
+def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path) -> Path:
+    """After training: the adapter (and merged.pt) or the checkpoint, then exact match on the
+    questions of --eval, every reply in out_dir/eval.jsonl. -> the fine-tuned model's file"""
+    if config["lora"]:
+        result_file = out_dir / "adapter.pt"
+        save_checkpoint({"lora": lora_state_dict(model), **{k: extra[k] for k in ("lora_config", "base_fingerprint",
+                                                                                   "base_path", "vocab")}}, result_file)
         print(f"adapter: {result_file} ({result_file.stat().st_size / 1024:.0f} KiB), for the base {config['base']}")
         if config["merge"]:
             save_checkpoint(merged_checkpoint(model, tokenizer), out_dir / "merged.pt")
             print(f"merged checkpoint: {out_dir / 'merged.pt'}")
     else:
+        result_file = out_dir / "ckpt.pt"
         print(f"checkpoint: {result_file}")
-    if questions:
+    if config["eval"]:
         model.eval()
-        report = exact_match(model, tokenizer, questions)
+        report = exact_match(model, tokenizer, read_questions(config["eval"]))
         kinds = ", ".join(f"{k} {acc:.0%} of {n}" for k, (acc, n) in report["by_kind"].items())
         print(f"held-out exact match: {report['accuracy']:.1%} of {report['count']} questions ({kinds})")
         with open(out_dir / "eval.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in report["results"])
         print(f"every question, answer and reply: {out_dir / 'eval.jsonl'}")
-    chat = f"--adapter={result_file}" if use_lora else f"--ckpt={result_file}"
+    return result_file
+
+
+def main() -> None:
+    config, _, typed = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
+    config, checkpoint, out_dir = settle_options(config, typed)
+    rank, world, config["device"] = init_distributed(choose_device(config["device"]))
+    config["dtype"] = choose_dtype(config["dtype"], config["device"])
+    if config["threads"] > 0:
+        torch.set_num_threads(config["threads"])
+    if config["data"] == str(WORLD / "sft.jsonl") and not (WORLD / "sft.jsonl").exists():
+        from data.world.prepare import prepare_world
+        prepare_world()
+    if config["eval"]:
+        read_questions(config["eval"])  # a bad question file is said before training, not after
+    base = load_checkpoint(config["base"], option="--base")
+    model, tokenizer, extra, weights_to_save = prepare_model(config, base)
+    examples = load_instructions(config["data"].split(","), tokenizer, model.config.block_size,
+                                 config["skip_bad_lines"], config["train_on_prompt"])
+    batches = Batches(examples, config["val_fraction"], config["batch_size"], config["seed"],
+                      config["gradient_accumulation_steps"] * world, config["device"])
+    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
+    start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
+
+    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
+    total, trainable = model.num_params(non_embedding=False), sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"{len(batches.data['train']):,} training examples ({batches.train_tokens:,} tokens), "
+        f"{len(batches.data['val']):,} for validation; starting from "
+        f"{'random weights' if config['init_from'] == 'scratch' else config['base']}")
+    say(f"{'LoRA' if config['lora'] else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
+        f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
+        + (f", resuming at step {start_step}" if start_step else ""))
+    train(model, optimizer, batches.get, TrainSettings.of(config), out_dir, start_step, extra, weights_to_save,
+          old_results=RUN_FILES)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+        if rank > 0:
+            return  # process 0 saves and evaluates
+    result_file = save_and_evaluate(model, tokenizer, config, extra, out_dir)
+    chat = f"--adapter={result_file}" if config["lora"] else f"--ckpt={result_file}"
     print(f'next: python sample.py {chat}    (or --prompt "台灣最高的山是哪座？")')
 
 

@@ -16,6 +16,7 @@ import torch
 
 from cli import UserError
 from model import IGNORE
+from trainer import batch_generator
 
 
 def parse_example(row) -> list[tuple[str, str]]:
@@ -115,3 +116,37 @@ def collate(examples: list, indices: list[int], device: str):
         x[row, :len(ids) - 1] = torch.tensor(ids[:-1])
         y[row, :len(ids) - 1] = torch.tensor([t if m else IGNORE for t, m in zip(ids[1:], mask[1:])])
     return x.to(device), y.to(device)
+
+
+class Batches:
+    """The batches of a fine-tuning run, for trainer.train's get(split, step, micro_step): the
+    examples split into training and validation once (by seed); each epoch a new random order
+    of length-grouped training batches, a function of (seed, epoch) alone, so that a resumed run
+    draws what the stopped one would have; for evaluation (step -1), the same batches every time.
+    micro_steps: micro-batches per step over every process (accumulation times processes)."""
+
+    def __init__(self, examples: list, val_fraction: float, batch_size: int, seed: int, micro_steps: int, device: str):
+        permutation = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_val = int(len(examples) * val_fraction) if len(examples) >= 20 else 0
+        val = [examples[i] for i in permutation[:n_val]] or examples  # too few to split: validate on all
+        self.data = {"train": [examples[i] for i in permutation[n_val:]], "val": val}
+        self.lengths = {split: [len(ids) for ids, _ in rows] for split, rows in self.data.items()}
+        self.batch_size, self.seed, self.micro_steps, self.device = batch_size, seed, micro_steps, device
+        self.fixed = {split: self.shuffled(split, -1) for split in self.data}
+        self.epoch, self.order = -1, []
+        self.train_tokens = sum(len(ids) - 1 for ids, _ in self.data["train"])
+
+    def get(self, split: str, step: int, micro_step: int):
+        if step < 0:
+            batches = self.fixed[split]
+            return collate(self.data[split], batches[micro_step % len(batches)], self.device)
+        index = step * self.micro_steps + micro_step  # micro_step counts every process's
+        epoch = index // len(self.fixed["train"])
+        if epoch != self.epoch:
+            self.epoch, self.order = epoch, self.shuffled("epoch", epoch)
+        return collate(self.data["train"], self.order[index % len(self.order)], self.device)
+
+    def shuffled(self, name: str, index: int) -> list[list[int]]:
+        """The batches of a split ("epoch": the training split's, for that epoch), drawn by (seed, name, index)."""
+        return length_batches(self.lengths["train" if name == "epoch" else name], self.batch_size,
+                              batch_generator(self.seed, name, index))

@@ -74,7 +74,8 @@ def main() -> None:
     import torch
     from model import GPT, GPTConfig
     from machine import choose_device, choose_dtype, init_distributed
-    from trainer import batch_generator, make_optimizer, restore, start_or_resume, train, writable_folder
+    from trainer import (TrainSettings, batch_generator, make_optimizer, restore, start_or_resume, train,
+                         writable_folder)
 
     out_dir = Path(config["out_dir"])
     if "time" in typed and ("max_iters" in typed or config["resume"]):
@@ -128,8 +129,9 @@ def main() -> None:
         f"{tokens_per_step:,} tokens per step, "
         + (f"as many steps as fit in {config['time']:g} s" if config["time"] and checkpoint is None else f"{config['max_iters']:,} steps")
         + (f", {world} processes" if world > 1 else "") + (f", resuming at step {start_step}" if start_step else ""))
-    extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder)}
-    losses = train(model, optimizer, get_batch, config, out_dir, start_step, extra)
+    extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder),
+             "config": config}
+    losses = train(model, optimizer, get_batch, TrainSettings.of(config), out_dir, start_step, extra)
     if world > 1:
         torch.distributed.destroy_process_group()
 

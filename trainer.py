@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
 import signal
 import statistics
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -54,9 +56,32 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: f
     return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, beta2), foreach=True)
 
 
-def learning_rate_at(step: int, config: dict) -> float:
+@dataclass
+class TrainSettings:
+    """What the loop needs, typed: the options of the same names of pretrain.py and finetune.py."""
+    max_iters: int
+    learning_rate: float
+    min_lr: float
+    warmup_iters: int
+    gradient_accumulation_steps: int
+    grad_clip: float  # 0: off
+    eval_interval: int
+    eval_iters: int
+    seed: int
+    device: str
+    dtype: str
+    time: float = 0.0  # a time budget in seconds (0: none): max_iters is then fitted to it (fit_to_time)
+    time_fitted: bool = False  # max_iters is the fitted count, saved so that --resume keeps it
+
+    @classmethod
+    def of(cls, config: dict) -> TrainSettings:
+        values = {f.name: config[f.name] for f in fields(cls) if f.name in config}
+        return cls(**{**values, "time": float(values.get("time") or 0), "time_fitted": bool(values.get("time_fitted"))})
+
+
+def learning_rate_at(step: int, s: TrainSettings) -> float:
     """Linear warm-up, then cosine decay to min_lr at max_iters."""
-    lr, min_lr, warmup, total = config["learning_rate"], config["min_lr"], config["warmup_iters"], config["max_iters"]
+    lr, min_lr, warmup, total = s.learning_rate, s.min_lr, s.warmup_iters, s.max_iters
     if step < warmup:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -136,19 +161,19 @@ def estimate_loss(model, get_batch: Callable[[str, int, int], Batch], eval_iters
 FIT_STEPS = 10  # with a time budget: steps timed before the step count is fitted to it
 
 
-def fit_to_time(config: dict, done: int, step_seconds: list[float], eval_seconds: float, elapsed: float) -> None:
-    """Set config["max_iters"] so that the run, with a validation every eval_interval steps, ends
-    when config["time"] seconds have passed since it started: first after FIT_STEPS steps (in the
-    warm-up, 50 steps by default, whose learning rates do not depend on max_iters), then again at
-    every validation, from the median step so far (a change of a few steps bends the cosine
-    schedule a little, where a first estimate alone can miss by a tenth)."""
+def fit_to_time(s: TrainSettings, done: int, step_seconds: list[float], eval_seconds: float, elapsed: float) -> None:
+    """Set s.max_iters so that the run, with a validation every eval_interval steps, ends when
+    s.time seconds have passed since it started: first after FIT_STEPS steps (in the warm-up,
+    50 steps by default, whose learning rates do not depend on max_iters), then again at every
+    validation, from the median step so far (a change of a few steps bends the cosine schedule
+    a little, where a first estimate alone can miss by a tenth)."""
     per_step = statistics.median(step_seconds[1:] or step_seconds)  # the first step also warms up the kernels
-    left = config["time"] - elapsed - eval_seconds  # the final validation
-    first = not config.get("time_fitted")
-    steps = max(1 if first else 0, int(left / (per_step + eval_seconds / config["eval_interval"])))  # 0: stop now
-    config.update(max_iters=done + steps, time_fitted=True)
+    left = s.time - elapsed - eval_seconds  # the final validation
+    first = not s.time_fitted
+    steps = max(1 if first else 0, int(left / (per_step + eval_seconds / s.eval_interval)))  # 0: stop now
+    s.max_iters, s.time_fitted = done + steps, True
     if first:
-        tqdm.write(f"--time={config['time']:g}s: {done + steps:,} steps fitted ({per_step:.3f} s a step, "
+        tqdm.write(f"--time={s.time:g}s: {done + steps:,} steps fitted ({per_step:.3f} s a step, "
                    f"{eval_seconds:.1f} s a validation; fitted again at each validation)")
 
 
@@ -188,18 +213,89 @@ def weighted_backward(model, batches: list[Batch], ctx, distributed: bool) -> to
     return loss_sum / own.clamp(min=1)
 
 
-def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config: dict, out_dir: Path,
-          start_step: int = 0, checkpoint_extra: dict | None = None, weights_to_save: Callable[[], dict] | None = None,
-          old_results: tuple[str, ...] = ()) -> dict:
-    """Run steps start_step .. max_iters-1 (with config["time"], a budget in seconds: as many as fit
-    in it, fit_to_time); save out_dir/ckpt.pt at every evaluation, at the end,
-    and when Ctrl-C asks to stop (after the step in progress). weights_to_save gives the tensors
-    to keep (default: the whole model; LoRA keeps only the adapter). Returns the last losses.
+class RunFiles:
+    """What a run writes in out_dir: ckpt.pt and log.jsonl. A new run leaves what out_dir held
+    (ckpt.pt, log.jsonl and old_results, with --overwrite) alone until its own first checkpoint
+    replaces them: a run that stops early, fails or is killed before then has lost nothing. Till
+    then its log waits here. A resumed run first cuts its log back to the step it resumes from,
+    so that steps done after the last checkpoint are not logged twice."""
 
-    A new run leaves what out_dir held (ckpt.pt, log.jsonl and old_results, with --overwrite)
-    alone until its own first checkpoint replaces them: a run that stops early, fails or is
-    killed before then has lost nothing. A resumed run first cuts its log back to the step it
-    resumes from, so that steps done after the last checkpoint are not logged twice.
+    def __init__(self, out_dir: Path, start_step: int, old_results: tuple[str, ...], writes: bool):
+        self.out_dir, self.writes, self.lines = out_dir, writes, []
+        self.old_run = [out_dir / n for n in dict.fromkeys(("ckpt.pt", "log.jsonl", *old_results)) if (out_dir / n).exists()]
+        self.ours = start_step > 0 or not self.old_run
+        if start_step > 0 and writes:
+            cut_log(out_dir / "log.jsonl", start_step)
+
+    def log(self, row: dict) -> None:
+        if self.writes:
+            self.lines.append(json.dumps(row) + "\n")
+
+    def flush(self) -> None:
+        if self.ours and self.lines:
+            with open(self.out_dir / "log.jsonl", "a") as log:
+                log.writelines(self.lines)
+            self.lines.clear()
+
+    def checkpoint(self, state: dict) -> None:
+        if not self.ours:  # the new run's first checkpoint: only now is the old run replaced
+            for path in self.old_run:
+                path.unlink(missing_ok=True)
+            self.ours = True
+        save_checkpoint(state, self.out_dir / "ckpt.pt")
+        self.flush()
+
+
+class CtrlC:
+    """Within it, the first Ctrl-C asks the loop to stop after the step in progress (and save);
+    a second stops at once, without saving."""
+
+    def __enter__(self) -> CtrlC:
+        self.asked = False
+        self.previous = signal.signal(signal.SIGINT, self.ask)
+        return self
+
+    def ask(self, signum, frame) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        tqdm.write("Ctrl-C: saving a checkpoint after this step (press again to quit without saving)")
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def agreed(self, device: str) -> bool:
+        """Whether to stop after this step; with several processes, all of them, if any was asked."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return self.asked
+        flag = torch.tensor([float(self.asked)], device=device)
+        torch.distributed.all_reduce(flag)
+        return flag.item() > 0
+
+
+def train_step(model, optimizer, get_batch: Callable[[str, int, int], Batch], s: TrainSettings, step: int,
+               rank: int, world: int, ctx) -> tuple[float, float, int]:
+    """One optimizer step. -> (its mean loss, the learning rate, tokens it read)"""
+    lr = learning_rate_at(step, s)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    torch.manual_seed(derived_seed(s.seed, "dropout", rank, step))  # CPU and every GPU
+    batches = [get_batch("train", step, micro_step * world + rank) for micro_step in range(s.gradient_accumulation_steps)]
+    loss = weighted_backward(model, batches, ctx, torch.distributed.is_available() and torch.distributed.is_initialized())
+    if s.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], s.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item(), lr, sum(x.numel() for x, _ in batches) * world  # .item() waits: the timing is honest
+
+
+def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], s: TrainSettings, out_dir: Path,
+          start_step: int, checkpoint_extra: dict, weights_to_save: Callable[[], dict] | None = None,
+          old_results: tuple[str, ...] = ()) -> dict:
+    """Run steps start_step .. s.max_iters-1 (with a time budget, as many as fit: fit_to_time);
+    save out_dir/ckpt.pt (the weights_to_save, default the whole model; the optimizer; the step;
+    checkpoint_extra, whose "config" gets the fitted step count) at every validation, at the end,
+    and when Ctrl-C asks to stop. Returns the last validation losses.
 
     Batches and dropout are functions of (seed, step, process): a resumed run, on a CPU or a
     GPU, draws exactly what the stopped run would have drawn. Under torchrun every process runs
@@ -207,118 +303,61 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], config:
     micro_step * world + rank, so together they take exactly the batches one process would take
     with world times the gradient accumulation; DistributedDataParallel sums their gradients
     (weighted_backward). Process 0 alone logs and checkpoints."""
-    if start_step >= config["max_iters"]:
-        raise UserError(f"the run in {out_dir} is at step {start_step} of --max_iters={config['max_iters']}: "
+    if start_step >= s.max_iters:
+        raise UserError(f"the run in {out_dir} is at step {start_step} of --max_iters={s.max_iters}: "
                         "to continue it, pass a larger --max_iters")
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
-    main_process = rank == 0
     keep_freed_memory()
-    ctx = autocast(config["device"], config["dtype"])
-    accum = config["gradient_accumulation_steps"]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    # a new run writes nothing over what out_dir holds (an old run, with --overwrite) until its
-    # first checkpoint: till then its log waits here
-    old_run = [out_dir / name for name in dict.fromkeys(("ckpt.pt", "log.jsonl", *old_results)) if (out_dir / name).exists()]
-    run_files_are_ours = start_step > 0 or not old_run
-    log_lines: list[str] = []
-    if start_step > 0 and main_process:
-        cut_log(out_dir / "log.jsonl", start_step)
-
-    def write_log() -> None:
-        if run_files_are_ours and log_lines:
-            with open(out_dir / "log.jsonl", "a") as log:
-                log.writelines(log_lines)
-            log_lines.clear()
-
-    def checkpoint_now(step: int) -> None:
-        nonlocal run_files_are_ours
-        if not run_files_are_ours:  # the new run's first checkpoint: only now is the old run replaced
-            for path in old_run:
-                path.unlink(missing_ok=True)
-            run_files_are_ours = True
-        save_checkpoint({"model": (weights_to_save or model.state_dict)(), "optimizer": optimizer.state_dict(), "step": step,
-                         "config": config, **(checkpoint_extra or {})}, out_dir / "ckpt.pt")
-        write_log()
-
-    stop_requested = False
-    def request_stop(signum, frame):
-        nonlocal stop_requested
-        if stop_requested:  # a second Ctrl-C: stop now, without saving
-            raise KeyboardInterrupt
-        stop_requested = True
-        tqdm.write("Ctrl-C: saving a checkpoint after this step (press again to quit without saving)")
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
-
-    def stop_now() -> bool:
-        """Whether to stop after this step; with several processes, all of them, if any was asked."""
-        if not distributed:
-            return stop_requested
-        flag = torch.tensor([float(stop_requested)], device=config["device"])
-        torch.distributed.all_reduce(flag)
-        return flag.item() > 0
-
-    losses = {}
-    bar = tqdm(total=config["max_iters"], initial=start_step, desc="training", unit="step", dynamic_ncols=True,
-               disable=not main_process)
+    ctx = autocast(s.device, s.dtype)
+    stepper = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    files = RunFiles(out_dir, start_step, old_results, writes=rank == 0)
+    bar = tqdm(total=s.max_iters, initial=start_step, desc="training", unit="step", dynamic_ncols=True, disable=rank > 0)
+    losses, step_seconds, t_start = {}, [], time.perf_counter()
+    fits_to_time = bool(s.time) and not s.time_fitted  # a resumed run keeps its saved count
     model.train()
-    t_start, step_seconds = time.perf_counter(), []
-    fits_to_time = bool(config.get("time")) and not config.get("time_fitted")  # a resumed run keeps its saved count
-    try:
-        step = start_step
-        while step < config["max_iters"]:  # with a time budget, max_iters is fitted after the first steps
+    with CtrlC() as ctrl_c, bar:
+        for step in itertools.count(start_step):  # with a time budget, max_iters is fitted after the first steps
+            if step >= s.max_iters:
+                break
             t0 = time.perf_counter()
-            lr = learning_rate_at(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            torch.manual_seed(derived_seed(config["seed"], "dropout", rank, step))  # CPU and every GPU
-            batches = [get_batch("train", step, micro_step * world + rank) for micro_step in range(accum)]
-            loss = weighted_backward(ddp_model, batches, ctx, distributed)
-            if config["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, config["grad_clip"])
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            train_loss = loss.item()  # .item() waits for the step to finish: the timing is honest
-            seconds = time.perf_counter() - t0
-            tokens_per_s = sum(x.numel() for x, _ in batches) * world / seconds
-            done = step + 1
+            loss, lr, tokens = train_step(stepper, optimizer, get_batch, s, step, rank, world, ctx)
+            seconds, done = time.perf_counter() - t0, step + 1
             step_seconds.append(seconds)
-            evaluating = done % config["eval_interval"] == 0 or done == config["max_iters"]
+            evaluating = done % s.eval_interval == 0 or done == s.max_iters
             fitting = fits_to_time and (done == start_step + FIT_STEPS
-                                        or (evaluating and start_step + FIT_STEPS < done < config["max_iters"]))
-            stopping = stop_now()
-            if main_process:
-                log_lines.append(json.dumps({"step": done, "loss": round(train_loss, 5), "lr": lr,
-                                             "seconds": round(seconds, 4), "tokens_per_s": round(tokens_per_s, 1)}) + "\n")
-                bar.update(1)
-                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-                if evaluating or fitting:
-                    t_eval = time.perf_counter()
-                    losses = estimate_loss(model, get_batch, config["eval_iters"], ctx)
-                    tqdm.write(f"step {done}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                    log_lines.append(json.dumps({"step": done, "train_loss": round(losses["train"], 5),
-                                                 "val_loss": round(losses["val"], 5)}) + "\n")
-                    if fitting:  # before the checkpoint, which then holds the fitted count: --resume continues it
-                        fit_to_time(config, done, step_seconds, time.perf_counter() - t_eval, time.perf_counter() - t_start)
-                    checkpoint_now(done)
-                elif stopping:
-                    checkpoint_now(done)
-                write_log()
-            if fitting and distributed:  # process 0 fitted the step count: every process takes it
-                fitted = torch.tensor([config["max_iters"] if main_process else 0], device=config["device"])
-                torch.distributed.all_reduce(fitted, op=torch.distributed.ReduceOp.MAX)
-                config.update(max_iters=int(fitted.item()), time_fitted=True)
+                                        or (evaluating and start_step + FIT_STEPS < done < s.max_iters))
+            stopping = ctrl_c.agreed(s.device)
+            files.log({"step": done, "loss": round(loss, 5), "lr": lr, "seconds": round(seconds, 4),
+                       "tokens_per_s": round(tokens / seconds, 1)})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / seconds:,.0f}")
+            if rank == 0 and (evaluating or fitting):
+                t_eval = time.perf_counter()
+                losses = estimate_loss(model, get_batch, s.eval_iters, ctx)
+                tqdm.write(f"step {done}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                files.log({"step": done, "train_loss": round(losses["train"], 5), "val_loss": round(losses["val"], 5)})
+                if fitting:  # before the checkpoint, which then holds the fitted count: --resume continues it
+                    fit_to_time(s, done, step_seconds, time.perf_counter() - t_eval, time.perf_counter() - t_start)
+            if rank == 0 and (evaluating or fitting or stopping):
+                files.checkpoint({"model": (weights_to_save or model.state_dict)(), "optimizer": optimizer.state_dict(),
+                                  "step": done, **checkpoint_extra, "config": {**checkpoint_extra["config"],
+                                  "max_iters": s.max_iters, "time_fitted": s.time_fitted}})
+            files.flush()
             if fitting:
-                bar.total = config["max_iters"]
+                share_fitted_count(s, rank)
+                bar.total = s.max_iters
                 bar.refresh()
-            step += 1
             if stopping:
-                bar.close()
-                if main_process:
-                    print(f"stopped at step {done}; checkpoint saved to {out_dir / 'ckpt.pt'}. Continue with --resume.")
+                if rank == 0:
+                    tqdm.write(f"stopped at step {done}; checkpoint saved to {out_dir / 'ckpt.pt'}. Continue with --resume.")
                 raise SystemExit(130)
-    finally:
-        bar.close()
-        signal.signal(signal.SIGINT, previous_handler)
     return losses
+
+
+def share_fitted_count(s: TrainSettings, rank: int) -> None:
+    """Process 0 fitted the step count to the time budget: every process takes it."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        fitted = torch.tensor([s.max_iters if rank == 0 else 0], device=s.device)
+        torch.distributed.all_reduce(fitted, op=torch.distributed.ReduceOp.MAX)
+        s.max_iters, s.time_fitted = int(fitted.item()), True
