@@ -66,92 +66,109 @@ def peak_memory_mb(torch, device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def timed(torch, device: str, step, n_steps: int, n_warmup: int) -> float:
+    """Seconds per step: the median of n_steps timed steps, so that a moment when this shared
+    machine is busy elsewhere does not count as the code being slow."""
+    for _ in range(n_warmup):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(n_steps):
+        start = time.perf_counter()
+        step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def run_row(spec: dict) -> dict:
     """One row, in this process: build the model, time it, report."""
     import torch
-    from model import GPT, IGNORE, GPTConfig
-    from generation import for_generation, generate
-    from machine import autocast, keep_freed_memory
-    from trainer import make_optimizer
+    from machine import keep_freed_memory
+    from model import GPT, GPTConfig
 
     keep_freed_memory()  # as train() does
-    device, kind = spec["device"], spec["kind"]
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=BLOCK_SIZE, vocab_size=VOCAB, **CONFIGS[spec["config"]])).to(device)
-    ctx = autocast(device, spec["dtype"])
-    result = {"row": kind, "config": spec["config"], "dtype": spec["dtype"], "compile": spec["compile"],
+    model = GPT(GPTConfig(block_size=BLOCK_SIZE, vocab_size=VOCAB, **CONFIGS[spec["config"]])).to(spec["device"])
+    result = {"row": spec["kind"], "config": spec["config"], "dtype": spec["dtype"], "compile": spec["compile"],
               "params_M": round(model.num_params() / 1e6, 2)}
+    row = {"generate": generation_row, "serve": serve_row}.get(spec["kind"], training_row)
+    return row(torch, model, spec, result)
 
-    def timed(step, n_steps, n_warmup) -> float:
-        """Seconds per step: the median of n_steps timed steps, so that a moment when this
-        shared machine is busy elsewhere does not count as the code being slow."""
-        for _ in range(n_warmup):
-            step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times = []
-        for _ in range(n_steps):
+
+def generation_row(torch, model, spec: dict, result: dict) -> dict:
+    """Batch 1, as sample.py runs it: weights in the row's dtype, the KV cache (and without it)."""
+    from generation import for_generation, generate
+    device = spec["device"]
+
+    def tokens_per_s(model, repeats: int, **options) -> float:
+        """The median of repeated runs: one slow run on a shared machine does not drag it down."""
+        runs = [255 / timed(torch, device, lambda: list(generate(model, [1], 255, **options)), 1, 1 if i == 0 else 0) for i in range(repeats)]
+        return round(statistics.median(runs), 1)
+    model = for_generation(model.eval(), device, spec["dtype"])  # bfloat16 or float32
+    result["tokens_per_s"] = tokens_per_s(model, 5)
+    result["no_cache_tokens_per_s"] = tokens_per_s(model, 1, use_cache=False)
+    if device == "cpu" and spec["dtype"] == "bfloat16":  # sample.py --dtype=int8, the default on such a CPU
+        result["int8_tokens_per_s"] = tokens_per_s(for_generation(model, device, "int8"), 5)
+    result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
+    return result
+
+
+def serve_row(torch, model, spec: dict, result: dict) -> dict:
+    """A chat reply as sample.py makes it, then streamed from serve.py in its own process, as a
+    browser or the openai client meets it."""
+    import http.client
+    import tempfile
+    from pathlib import Path
+
+    from checkpoint import save_checkpoint
+    from generation import for_generation, generate
+    from tokenizer import END, Tokenizer
+    device = spec["device"]
+
+    path = Path(tempfile.mkdtemp()) / "sft" / "ckpt.pt"
+    path.parent.mkdir()
+    save_checkpoint({"model": model.state_dict(), "model_config": model.config.__dict__, "kind": "sft",
+                     "vocab": list(range(1000, 1000 + VOCAB - 260))}, path)  # any 7,932 cl100k tokens
+    tokenizer, question = Tokenizer(list(range(1000, 1000 + VOCAB - 260))), "台灣最高的山是哪座？"
+    ids, _ = tokenizer.chat_prompt([], question, BLOCK_SIZE, 255)
+    generating = for_generation(model.eval(), device, spec["dtype"])
+    server = subprocess.Popen([sys.executable, "serve.py", f"--models_dir={path.parent.parent}", "--port=0",
+                               f"--dtype={spec['dtype']}", f"--device={device}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent)
+    port = int(server.stdout.readline().split(":")[2].split()[0])
+    body = json.dumps({"messages": [{"role": "user", "content": question}], "max_tokens": 255, "stream": True})
+
+    def direct() -> int:
+        return len(list(generate(generating, ids, 255, stop_id=END, tokenizer=tokenizer)))
+
+    def served() -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        connection.request("POST", "/v1/chat/completions", body=body)
+        return connection.getresponse().read().count(b'"content"') - 1  # the first chunk only says the role
+
+    for name, reply in (("tokens_per_s", direct), ("serve_tokens_per_s", served)) * 2:  # interleaved: the second pass counts
+        runs = []
+        for i in range(6):
             start = time.perf_counter()
-            step()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+            n = reply()
+            runs.append(n / (time.perf_counter() - start))
+        result[name] = round(statistics.median(runs[1:]), 1)  # the first run warms up
+    server.terminate()
+    result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
+    return result
 
-    if kind == "generate":  # as sample.py runs it: weights in the row's dtype, KV cache, batch 1
 
-        def tokens_per_s(model, repeats: int, **options) -> float:
-            """The median of repeated runs: one slow run on a shared machine does not drag it down."""
-            runs = [255 / timed(lambda: list(generate(model, [1], 255, **options)), 1, 1 if i == 0 else 0) for i in range(repeats)]
-            return round(statistics.median(runs), 1)
-        model = for_generation(model.eval(), device, spec["dtype"])  # bfloat16 or float32
-        result["tokens_per_s"] = tokens_per_s(model, 5)
-        result["no_cache_tokens_per_s"] = tokens_per_s(model, 1, use_cache=False)
-        if device == "cpu" and spec["dtype"] == "bfloat16":  # sample.py --dtype=int8, the default on such a CPU
-            result["int8_tokens_per_s"] = tokens_per_s(for_generation(model, device, "int8"), 5)
-        result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
-        return result
-
-    if kind == "serve":  # the server in its own process, as a browser or the openai client meets it
-        import http.client
-        import tempfile
-        from pathlib import Path
-
-        from checkpoint import save_checkpoint
-        from tokenizer import END, Tokenizer
-
-        path = Path(tempfile.mkdtemp()) / "sft" / "ckpt.pt"
-        path.parent.mkdir()
-        save_checkpoint({"model": model.state_dict(), "model_config": model.config.__dict__, "kind": "sft",
-                         "vocab": list(range(1000, 1000 + VOCAB - 260))}, path)  # any 7,932 cl100k tokens
-        tokenizer, question = Tokenizer(list(range(1000, 1000 + VOCAB - 260))), "台灣最高的山是哪座？"
-        ids, _ = tokenizer.chat_prompt([], question, BLOCK_SIZE, 255)
-        generating = for_generation(model.eval(), device, spec["dtype"])
-        server = subprocess.Popen([sys.executable, "serve.py", f"--models_dir={path.parent.parent}", "--port=0",
-                                   f"--dtype={spec['dtype']}", f"--device={device}"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent)
-        port = int(server.stdout.readline().split(":")[2].split()[0])
-        body = json.dumps({"messages": [{"role": "user", "content": question}], "max_tokens": 255, "stream": True})
-
-        def direct() -> int:
-            return len(list(generate(generating, ids, 255, stop_id=END, tokenizer=tokenizer)))
-
-        def served() -> int:
-            connection = http.client.HTTPConnection("127.0.0.1", port)
-            connection.request("POST", "/v1/chat/completions", body=body)
-            return connection.getresponse().read().count(b'"content"') - 1  # the first chunk only says the role
-
-        for name, reply in (("tokens_per_s", direct), ("serve_tokens_per_s", served)) * 2:  # interleaved: the second pass counts
-            runs = []
-            for i in range(6):
-                start = time.perf_counter()
-                n = reply()
-                runs.append(n / (time.perf_counter() - start))
-            result[name] = round(statistics.median(runs[1:]), 1)  # the first run warms up
-        server.terminate()
-        result["peak_memory_MB"] = round(peak_memory_mb(torch, device))
-        return result
-
+def training_row(torch, model, spec: dict, result: dict) -> dict:
+    """Training steps (forward, backward, AdamW) on random tokens; fine-tuning rows ignore the
+    prompt half of each row, as the loss mask does."""
+    from machine import autocast
+    from model import IGNORE
+    from trainer import make_optimizer
+    device, kind = spec["device"], spec["kind"]
+    ctx = autocast(device, spec["dtype"])
     if kind == "lora":
         from lora import add_lora
         add_lora(model, ["c_attn", "c_proj", "c_fc"], rank=8, alpha=16, dropout=0.0)
@@ -176,7 +193,7 @@ def run_row(spec: dict) -> dict:
     if spec["compile"]:
         step()
         result["compile_s"] = round(time.perf_counter() - compile_start, 1)
-    seconds = timed(step, spec["steps"], spec["warmup"])
+    seconds = timed(torch, device, step, spec["steps"], spec["warmup"])
     if spec["profile"]:
         with torch.profiler.profile() as profiler:
             for _ in range(2):

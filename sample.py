@@ -55,77 +55,80 @@ def find_model(config: dict) -> tuple[str, str]:
     return ("", newest) if newest.endswith("adapter.pt") else (newest, "")
 
 
+def stream_reply(model, tokenizer, prompt_ids: list[int], config: dict, generator) -> str:
+    """Write one reply to the terminal as it is generated (or, with --show_tokens, each token
+    and how many the UTF-8 rule allowed there); Ctrl-C stops it. -> its text"""
+    decode, pieces, token, unfinished = tokenizer.stream_decoder(), [], None, b""
+    chat = not config["raw"]
+    try:
+        for i, token in enumerate(generate(model, prompt_ids, config["max_new_tokens"], config["temperature"],
+                                           config["top_k"], config["top_p"], END if chat else None, generator,
+                                           tokenizer=tokenizer, chat=chat)):
+            if token == END:
+                break
+            piece = decode(token)
+            if not "".join(pieces).strip():  # the space that starts an English reply (see encode_turn)
+                piece = piece.lstrip(" ")
+            pieces.append(piece)
+            if config["show_tokens"]:
+                allowed = int(tokenizer.allowed_next(unfinished, chat).sum())
+                print(f"  {i + 1:>3}  id {token:>5}  {tokenizer.token_bytes[token]!r:<16} {piece!r:<8} "
+                      f"(allowed: {allowed:,} of {tokenizer.vocab_size:,}"
+                      + (f", after {unfinished!r} only its continuation bytes)" if unfinished else ")"), flush=True)
+                unfinished = utf8_pending(unfinished + tokenizer.token_bytes[token])
+            else:
+                print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        print(" [stopped]", end="")
+    if config["show_tokens"] and chat:
+        print("  [END]" if token == END else "  (no [END] within --max_new_tokens)")
+    print(flush=True)
+    return "".join(pieces)
+
+
+def too_long(n_tokens: int, block: int) -> str:
+    return (f"the message is {n_tokens} tokens with the template; this model's context holds {block} "
+            "and needs room for the reply. Shorten it")
+
+
+def answer(history: list[tuple[str, str]], message: str, model, tokenizer, config: dict, generator,
+           interactive: bool) -> None:
+    """One turn of the chat: the reply to message after history, which gains the turn (and loses
+    its oldest turns when the context is full)."""
+    block = model.config.block_size
+    ids, dropped = tokenizer.chat_prompt(history, message, block, config["max_new_tokens"])
+    if dropped:
+        del history[:dropped]
+        print(f"(the context is full: the oldest {'turn is' if dropped == 1 else f'{dropped} turns are'} forgotten)",
+              file=sys.stderr)
+    if not chat_fits(ids, block, config["max_new_tokens"]):
+        if not interactive:
+            raise UserError(too_long(len(ids), block))
+        print(f"({too_long(len(ids), block)})")
+        return
+    history.append((message, stream_reply(model, tokenizer, ids, config, generator)))
+
+
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
-
     ckpt, adapter = find_model(config)
     model, tokenizer, description = load_for_generation(ckpt, adapter, choose_device(config["device"]), config["dtype"])
     generator = torch.Generator().manual_seed(config["seed"])
-    block = model.config.block_size
     interactive = not config["prompt"] and sys.stdin.isatty()
     print(f"loaded {description}" + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
-
-    def reply(prompt_ids: list[int]) -> str:
-        """Stream one reply to the terminal; return its text."""
-        decode, pieces, token, unfinished = tokenizer.stream_decoder(), [], None, b""
-        chat = not config["raw"]
-        try:
-            for i, token in enumerate(generate(model, prompt_ids, config["max_new_tokens"], config["temperature"],
-                                               config["top_k"], config["top_p"], END if chat else None, generator,
-                                               tokenizer=tokenizer, chat=chat)):
-                if token == END:
-                    break
-                piece = decode(token)
-                if not "".join(pieces).strip():  # the space that starts an English reply (see encode_turn)
-                    piece = piece.lstrip(" ")
-                pieces.append(piece)
-                if config["show_tokens"]:  # the UTF-8 rule: how many ids this step could pick from
-                    allowed = int(tokenizer.allowed_next(unfinished, chat).sum())
-                    print(f"  {i + 1:>3}  id {token:>5}  {tokenizer.token_bytes[token]!r:<16} {piece!r:<8} "
-                          f"(allowed: {allowed:,} of {tokenizer.vocab_size:,}"
-                          + (f", after {unfinished!r} only its continuation bytes)" if unfinished else ")"), flush=True)
-                    unfinished = utf8_pending(unfinished + tokenizer.token_bytes[token])
-                else:
-                    print(piece, end="", flush=True)
-        except KeyboardInterrupt:
-            print(" [stopped]", end="")
-        if config["show_tokens"] and chat:
-            print("  [END]" if token == END else "  (no [END] within --max_new_tokens)")
-        print(flush=True)
-        return "".join(pieces)
-
-    def too_long(n_tokens: int) -> str:
-        return (f"the message is {n_tokens} tokens with the template; this model's context holds {block} "
-                "and needs room for the reply. Shorten it")
-
-    if config["raw"]:
+    if config["raw"]:  # 文字接龍: continue each text
         texts = [config["prompt"]] if config["prompt"] else ([] if interactive else sys.stdin.read().splitlines())
         for text in texts or [""]:
             ids = tokenizer.encode_document(text)
-            if len(ids) >= block:
-                raise UserError(too_long(len(ids)))
+            if len(ids) >= model.config.block_size:
+                raise UserError(too_long(len(ids), model.config.block_size))
             if not config["show_tokens"]:
                 print(text, end="")
-            reply(ids)
+            stream_reply(model, tokenizer, ids, config, generator)
         return
-
     history: list[tuple[str, str]] = []
-
-    def answer(message: str) -> None:
-        ids, dropped = tokenizer.chat_prompt(history, message, block, config["max_new_tokens"])
-        if dropped:
-            del history[:dropped]
-            print(f"(the context is full: the oldest {'turn is' if dropped == 1 else f'{dropped} turns are'} forgotten)",
-                  file=sys.stderr)
-        if not chat_fits(ids, block, config["max_new_tokens"]):
-            if not interactive:
-                raise UserError(too_long(len(ids)))
-            print(f"({too_long(len(ids))})")
-            return
-        history.append((message, reply(ids)))
-
     if config["prompt"]:
-        answer(config["prompt"])
+        answer(history, config["prompt"], model, tokenizer, config, generator, interactive)
         return
     # the chat: typed at a terminal, or one message per line of piped input (one reply per line)
     piped = None if interactive else iter(sys.stdin.read().splitlines())
@@ -145,7 +148,8 @@ def main() -> None:
         if message.strip():
             if interactive:
                 print("AI: ", end="", flush=True)
-            answer(message)
+            answer(history, message, model, tokenizer, config, generator, interactive)
+
 
 if __name__ == "__main__":
     run(main)
