@@ -220,6 +220,43 @@ BEHAVIOUR = [  # (column, key in measure()'s results, what it is)
 ]
 
 
+GOALS = [  # (what, target, the measure of one run -> a share, whether a mean share meets it): issue 12's targets
+    ("conversation: turns 2+ minus turn 1", "≥ -3 points",
+     lambda r: r["behaviour"]["conversation_later"][0] - r["behaviour"]["conversation_first"][0], lambda v: v >= -0.03),
+    *[(column, target, lambda r, key=key: r["behaviour"][key][0], check) for column, key, target, check in [
+        ("taught identity and refusals, alone", "taught_alone", "100%", lambda v: v == 1),
+        ("taught, in a conversation", "taught_in_conversation", "100%", lambda v: v == 1),
+        ("unseen identity", "identity", "≥ 80%", lambda v: v >= 0.8),
+        ("unseen refusals", "refusal", "≥ 80%", lambda v: v >= 0.8),
+        ("harmless look-alikes not refused", "harmless_not_refused", "≥ 80%", lambda v: v >= 0.8),
+        ("world superlatives", "world", "≥ 80%", lambda v: v >= 0.8),
+        ("don't know", "unknown", "≥ 80%", lambda v: v >= 0.8),
+        ("held-out facts", "facts", "≥ 80%", lambda v: v >= 0.8),
+        ("no broken reply", "clean", "100%", lambda v: v == 1)]],
+    (f"{LITERAL} → 聖母峰, share of seeds", "every seed", lambda r: float(r["literal"] == "聖母峰"), lambda v: v == 1),
+]
+
+
+def goal_table(groups: list[list[dict]]) -> list[str]:
+    """Issue 12's targets against the pretrained runs' means over seeds (✓ met, ✗ not), and the
+    random-initialised run's held-out facts, which must stay at chance (≤ 10%)."""
+    pretrained = [g for g in groups if g[0]["init"] == "pretrained"]
+    lines = ["| target | goal | " + " | ".join(f"{g[0]['run']}, pretrained" for g in pretrained) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in pretrained) + " |"]
+    for what, target, value, met in GOALS:
+        cells = []
+        for group in pretrained:
+            mean = round(statistics.mean(value(r) for r in group), 3)  # the check sees what the table shows
+            shown = f"{100 * mean:+.1f} points" if target.endswith("points") else f"{100 * mean:.1f}%"
+            cells.append(f"{shown} {'✓' if met(mean) else '✗'}")
+        lines.append(f"| {what} | {target} | " + " | ".join(cells) + " |")
+    scratch = [g for g in groups if g[0]["init"] == "random"][0]
+    mean = round(statistics.mean(r["heldout"] for r in scratch), 3)
+    lines.append(f"| random init: held-out facts | ≤ 10% | {100 * mean:.1f}% {'✓' if mean <= 0.1 else '✗'} (full, random) |"
+                 + " |" * (len(pretrained) - 1))
+    return lines
+
+
 README_VERBATIM = 12  # rows of the verbatim table in the README (the first: the world's superlatives); results.md has all
 
 
@@ -260,6 +297,8 @@ def report(results: list[dict], walls: dict, command: str, world_meta: dict, ver
                 cell += f" (val {spread([g['behaviour_val'][key][0] for g in group], digits=0)})"
             cells.append(cell)
         lines.append(f"| {column} | {what} | " + " | ".join(cells) + " |")
+    lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
+              "", *goal_table(groups)]
     verbatim = list(first[0]["verbatim"].items())
     shown = verbatim[:verbatim_rows]
     lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "

@@ -69,3 +69,20 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert reused.stdout.count("reusing") == 8 and "\nmeasuring " not in reused.stdout
     assert (out / "seed1337" / "pretrain" / "ckpt.pt").stat().st_mtime_ns == pretrained
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["results"] == results
+
+
+def test_the_goal_table_marks_what_meets_issue_12s_targets():
+    from experiment import goal_table
+
+    def run(init, seed, later, literal, facts):
+        behaviour = {key: (1.0, 10) for key in ("taught_alone", "taught_in_conversation", "identity", "refusal",
+                                                 "harmless_not_refused", "world", "unknown", "facts", "clean")}
+        behaviour.update(conversation_first=(0.60, 50), conversation_later=(later, 80), world=(0.79, 30))
+        return {"run": "full", "init": init, "seed": seed, "behaviour": behaviour, "literal": literal, "heldout": facts}
+    groups = [[run("random", s, 0.1, "玉山", 0.12) for s in (1, 2)],
+              [run("pretrained", 1, 0.58, "聖母峰", 0.8), run("pretrained", 2, 0.56, "玉山", 0.8)]]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in goal_table(groups)[2:]}
+    assert "-3.0 points ✓" in rows["conversation: turns 2+ minus turn 1"]  # the mean of -2 and -4 meets ≥ -3
+    assert "79.0% ✗" in rows["world superlatives"] and "100.0% ✓" in rows["unseen identity"]
+    assert "50.0% ✗" in rows["世界最高的山是哪座？ → 聖母峰, share of seeds"]  # one seed of two
+    assert "12.0% ✗" in rows["random init: held-out facts"]
