@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cli import UserError, parse_args, run
+from cli import UserError, atomic_write, parse_args, run
 
 ROOT = Path(__file__).resolve().parent
 OPTIONS = {
@@ -55,6 +55,7 @@ OPTIONS = {
 RUNS = [("full", "random", ["--init_from=scratch"]), ("full", "pretrained", []), ("LoRA", "pretrained", ["--lora"])]
 LITERAL = "世界最高的山是哪座？"
 REUSE_FILE = "experiment_key.json"  # in each run's folder: what the run was made from
+RECORD = ROOT / "docs" / "experiment_results.json"  # the results the README's tables show
 README_BEGIN, README_END = "<!-- experiment results: begin -->", "<!-- experiment results: end -->"
 
 
@@ -260,9 +261,10 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
 README_VERBATIM = 12  # rows of the verbatim table in the README (the first: the world's superlatives); results.md has all
 
 
-def report(results: list[dict], walls: dict, command: str, world_meta: dict, verbatim_rows: int | None = None) -> str:
-    """The results as Markdown: the two tables, then what lies behind their cells (verbatim_rows:
-    how many of the verbatim replies to show; None: all)."""
+def report(record: dict, verbatim_rows: int | None = None) -> str:
+    """The results as Markdown: the tables, then what lies behind their cells (verbatim_rows: how
+    many of the verbatim replies to show; None: all). record: what results.json holds."""
+    results, walls, command, world_meta = record["results"], record["wall_seconds"], record["command"], record["world"]
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
     groups = [[r for r in results if (r["run"], r["init"]) == (name, init)] for name, init, _ in RUNS]
@@ -274,12 +276,12 @@ def report(results: list[dict], walls: dict, command: str, world_meta: dict, ver
     for group in groups:
         r = group[0]
         literal = ", ".join(f"{reply} ×{n}" if n > 1 else reply for reply, n in Counter(g["literal"] for g in group).most_common())
-        wall = statistics.mean(walls[(r["run"], r["init"], g["seed"])] for g in group)
+        wall = statistics.mean(walls[f"{r['run']} {r['init']} {g['seed']}"] for g in group)
         lines.append(f"| {r['run']} | {r['init']} | {r['trainable']:,} | {spread([g['heldout'] for g in group])} of {r['heldout_count']:,} "
                      f"| {spread([g['taught'] for g in group])} of {r['taught_count']:,} | {literal} "
                      f"| {spread([g['distance'] for g in group], percent=False, digits=3)} | {wall / 60:.1f} min |")
-    pretrain_wall = statistics.mean(walls[("pretrain", s)] for s in seeds)
-    reused = sum(walls.get(("reused", s), False) for s in seeds)
+    pretrain_wall = statistics.mean(walls[f"pretrain {s}"] for s in seeds)
+    reused = sum(walls.get(f"reused {s}", False) for s in seeds)
     lines += ["", f"Pretraining took {pretrain_wall / 60:.1f} min per seed on {world_meta['train_tokens']:,} tokens of the world"
               + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
@@ -350,14 +352,14 @@ def main() -> None:
         seed_dir = out_dir / f"seed{seed}"
         base_path = seed_dir / "pretrain" / "ckpt.pt"
         pretrain_args = [f"--dataset={world}", f"--out_dir={base_path.parent}", f"--seed={seed}", *extra_pretrain]
-        walls[("pretrain", seed)], walls[("reused", seed)] = run_or_reuse(
+        walls[f"pretrain {seed}"], walls[f"reused {seed}"] = run_or_reuse(
             f"seed {seed}, pretraining", "pretrain.py", pretrain_args, base_path.parent,
             [world / "train.bin", world / "val.bin", world / "meta.json"], config["reuse"])
         for name, init, flags in RUNS:
             run_dir = seed_dir / f"{name.lower()}_{init}"
             finetune_args = [f"--base={base_path}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_heldout.jsonl'}",
                              f"--out_dir={run_dir}", f"--seed={seed}", *flags, *extra_finetune]
-            walls[(name, init, seed)], reused = run_or_reuse(
+            walls[f"{name} {init} {seed}"], reused = run_or_reuse(
                 f"seed {seed}, {name} fine-tuning from {init} weights", "finetune.py", finetune_args, run_dir,
                 [world / "sft.jsonl", world / "eval_heldout.jsonl", base_path.parent / REUSE_FILE], config["reuse"])
             measured = run_dir / "measures.json"  # a reused run's measures too, if they used the same sets
@@ -368,21 +370,22 @@ def main() -> None:
                 measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed), "sets": sets,
                                                 "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
             results.append(json.loads(measured.read_text(encoding="utf-8")))
-            walls[("measure", name, init, seed)] = results[-1]["measure_seconds"]
+            walls[f"measure {name} {init} {seed}"] = results[-1]["measure_seconds"]
+    walls["total"] = sum(v for k, v in walls.items() if not k.startswith("reused"))  # as if nothing were reused
     walls["this run"] = time.perf_counter() - t_start
-    walls["total"] = sum(v for k, v in walls.items() if isinstance(k, tuple) and k[0] != "reused")
-
-    markdown = report(results, walls, command, world_meta)
+    record = {"command": command, "world": {"train_tokens": world_meta["train_tokens"]}, "results": results,
+              "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
+    markdown = report(record)
     print("\n" + markdown)
-    (out_dir / "results.md").write_text(markdown, encoding="utf-8")
-    walls_by_name = {" ".join(map(str, k)) if isinstance(k, tuple) else k: round(v, 1) if isinstance(v, float) else v
-                     for k, v in walls.items()}
-    (out_dir / "results.json").write_text(json.dumps({"command": command, "results": results, "wall_seconds": walls_by_name},
-                                                     ensure_ascii=False, indent=1), encoding="utf-8")
+    text = json.dumps(record, ensure_ascii=False, indent=1)
+    atomic_write({out_dir / "results.md": lambda f: f.write(markdown.encode()), out_dir / "results.json": lambda f: f.write(text.encode())})
     print(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
-    if config["readme"]:
-        updated = update_readme(report(results, walls, command, world_meta, README_VERBATIM))
-        print("README.md updated" if updated else "README.md has no experiment markers: left as it is")
+    if config["readme"]:  # the README's tables, and the record they are made from (a test checks that they agree)
+        updated = update_readme(report(record, README_VERBATIM))
+        if updated:
+            atomic_write({RECORD: lambda f: f.write(text.encode())})
+        print(f"README.md updated, its record {RECORD.relative_to(ROOT)}" if updated
+              else "README.md has no experiment markers: left as it is")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import json
 import torch
 
 from checkpoint import load_checkpoint
-from conftest import run_script
+from conftest import ROOT, run_script
 from experiment import random_initial_weights, relative_distance
 from evaluate import score
 
@@ -61,6 +61,8 @@ def test_tiny_experiment_end_to_end(tmp_path):
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
     assert table in result.stdout
+    from experiment import report
+    assert report(json.loads((out / "results.json").read_text(encoding="utf-8"))) == table  # the record renders the table
     again = run_script("experiment.py", f"--out_dir={out}")
     assert again.returncode == 2 and "--overwrite" in again.stderr
     # the same runs again: nothing is trained or measured anew, the table is the same
@@ -86,3 +88,12 @@ def test_the_goal_table_marks_what_meets_issue_12s_targets():
     assert "79.0% ✗" in rows["world superlatives"] and "100.0% ✓" in rows["unseen identity"]
     assert "50.0% ✗" in rows["世界最高的山是哪座？ → 聖母峰, share of seeds"]  # one seed of two
     assert "12.0% ✗" in rows["random init: held-out facts"]
+
+
+def test_the_readme_shows_the_recorded_results():
+    """The README's experiment tables are what experiment.py renders from the record it wrote
+    beside them: no number of theirs was copied by hand, and none can go stale unnoticed."""
+    from experiment import README_BEGIN, README_END, README_VERBATIM, RECORD, report
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    assert block == "\n" + report(json.loads(RECORD.read_text(encoding="utf-8")), README_VERBATIM)
