@@ -68,6 +68,23 @@ def dataset_folder(dataset: str) -> Path:
     return folder
 
 
+def load_dataset(config: dict, checkpoint: dict | None, out_dir: Path):
+    """The dataset's folder, its meta.json, and its two splits as token arrays read from disk as
+    needed (np.memmap), checked to fit the run. -> (folder, meta, train tokens, val tokens)"""
+    import numpy as np
+    folder = dataset_folder(config["dataset"])
+    meta = json.loads((folder / "meta.json").read_text())
+    if checkpoint is not None and checkpoint["vocab"] != meta["vocab"]:
+        raise UserError(f"dataset {config['dataset']} has another vocabulary than the checkpoint in {out_dir}: "
+                        "resume on the dataset the run started with")
+    splits = [np.memmap(folder / f"{split}.bin", dtype=np.uint16, mode="r") for split in ("train", "val")]
+    for split, data in zip(("train", "val"), splits):
+        if len(data) <= config["block_size"] + 1:
+            raise UserError(f"the {split} split of {config['dataset']} has {len(data)} tokens, too few for "
+                            f"--block_size={config['block_size']}: use a smaller --block_size or more text")
+    return folder, meta, *splits
+
+
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
     import numpy as np
@@ -89,18 +106,8 @@ def main() -> None:
                         "(each head takes an equal share of the width)")
     writable_folder(out_dir)
 
-    folder = dataset_folder(config["dataset"])
-    meta = json.loads((folder / "meta.json").read_text())
-    if checkpoint is not None and checkpoint["vocab"] != meta["vocab"]:
-        raise UserError(f"dataset {config['dataset']} has another vocabulary than the checkpoint in {out_dir}: "
-                        "resume on the dataset the run started with")
-    train_data = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
-    val_data = np.memmap(folder / "val.bin", dtype=np.uint16, mode="r")
+    folder, meta, train_data, val_data = load_dataset(config, checkpoint, out_dir)
     T, B = config["block_size"], config["batch_size"]
-    for split, data in (("train", train_data), ("val", val_data)):
-        if len(data) <= T + 1:
-            raise UserError(f"the {split} split of {config['dataset']} has {len(data)} tokens, too few for --block_size={T}: "
-                            "use a smaller --block_size or more text")
 
     rank, world, config["device"] = init_distributed(choose_device(config["device"]))
     say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
