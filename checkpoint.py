@@ -7,7 +7,7 @@ and all but the adapter the model's config and weights ("model", "model_config",
                            (RUN_KINDS); pretraining adds "dataset", fine-tuning "base_path", and
                            a LoRA run keeps only the adapter's tensors in "model"
     adapter.pt           "lora" (the A and B tensors), "lora_config", "base_path" and
-                           "base_fingerprint" (the base it needs), "vocab"  (lora.py)
+                           "base_fingerprint" (the base it needs), "vocab"  (finetune.save_and_evaluate)
     merged.pt            a LoRA run folded into plain weights, "kind": "merged"  (lora.merged_checkpoint)
 """
 from __future__ import annotations

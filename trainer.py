@@ -301,8 +301,8 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], s: Trai
     GPU, draws exactly what the stopped run would have drawn. Under torchrun every process runs
     this loop on its own batches: process `rank` of `world` draws micro-batch number
     micro_step * world + rank, so together they take exactly the batches one process would take
-    with world times the gradient accumulation; DistributedDataParallel sums their gradients
-    (weighted_backward). Process 0 alone logs and checkpoints."""
+    with world times the gradient accumulation; DistributedDataParallel averages their gradients,
+    which weighted_backward scales to the sum. Process 0 alone logs and checkpoints."""
     if start_step >= s.max_iters:
         raise UserError(f"the run in {out_dir} is at step {start_step} of --max_iters={s.max_iters}: "
                         "to continue it, pass a larger --max_iters")

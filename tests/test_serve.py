@@ -1,4 +1,4 @@
-"""The local server: its OpenAI-compatible API gives what sample.generate gives, streamed or not,
+"""The local server: its OpenAI-compatible API gives what generation.generate gives, streamed or not,
 to several clients at once; it refuses bad requests with a JSON error and stays up; it stops
 generating when a client leaves, and on Ctrl-C."""
 import http.client
