@@ -32,6 +32,7 @@ import json
 import math
 import os
 import select
+import signal
 import socket
 import sys
 import threading
@@ -432,6 +433,7 @@ def main() -> None:
           f"{next(iter(server.models))}", file=sys.stderr)
     print(f"serving on http://{host}:{port} (Ctrl-C stops)", flush=True)
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it, even if started ignoring SIGINT (&)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
