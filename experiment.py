@@ -258,7 +258,7 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
     return lines
 
 
-README_VERBATIM = 12  # rows of the verbatim table in the README (the first: the world's superlatives); results.md has all
+README_VERBATIM = 4  # rows of the verbatim table in the README (the first: the world's superlatives); results.md has all
 
 
 def report(record: dict, verbatim_rows: int | None = None) -> str:
