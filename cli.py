@@ -106,6 +106,28 @@ def atomic_write(files: dict[Path, Callable[[IO[bytes]], Any]]) -> None:
         os.replace(tmp, path)
 
 
+def readme_markers(name: str) -> tuple[str, str]:
+    """The comment lines between which a script writes its results into README.md or docs/."""
+    return f"<!-- {name} results: begin -->", f"<!-- {name} results: end -->"
+
+
+def update_docs(name: str, blocks: dict[Path, str], record: Path, record_text: str) -> list[Path]:
+    """Put each markdown block between its document's markers for name, and write the record the
+    blocks were rendered from (a test renders it again and compares), all at once. Returns the
+    documents updated; one without the markers is left as it is, and with none, so is the record."""
+    begin, end = readme_markers(name)
+    files = {}
+    for doc, markdown in blocks.items():
+        text = doc.read_text(encoding="utf-8") if doc.exists() else ""
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            new = f"{head}{begin}\n{markdown}{end}{rest.split(end, 1)[1]}"
+            files[doc] = lambda f, new=new: f.write(new.encode())
+    if files:
+        atomic_write({record: lambda f: f.write(record_text.encode()), **files})
+    return list(files)
+
+
 def describe(valid) -> str:
     """Valid values in words: "(0, 1]" -> "above 0 and at most 1"."""
     if isinstance(valid, tuple):

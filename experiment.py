@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cli import UserError, atomic_write, parse_args, run
+from cli import UserError, atomic_write, parse_args, run, update_docs
 
 ROOT = Path(__file__).resolve().parent
 OPTIONS = {
@@ -56,7 +56,6 @@ RUNS = [("full", "random", ["--init_from=scratch"]), ("full", "pretrained", []),
 LITERAL = "世界最高的山是哪座？"
 REUSE_FILE = "experiment_key.json"  # in each run's folder: what the run was made from
 RECORD = ROOT / "docs" / "experiment_results.json"  # the results the README's tables show
-README_BEGIN, README_END = "<!-- experiment results: begin -->", "<!-- experiment results: end -->"
 
 
 def run_stage(title: str, script: str, args: list[str]) -> float:
@@ -323,17 +322,6 @@ def report(record: dict, verbatim_rows: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(markdown: str) -> bool:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    if README_BEGIN not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_BEGIN}\n{markdown}{README_END}{tail}", encoding="utf-8")
-    return True
-
-
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python experiment.py [--seeds=3 ...]", __doc__)
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
@@ -381,9 +369,7 @@ def main() -> None:
     atomic_write({out_dir / "results.md": lambda f: f.write(markdown.encode()), out_dir / "results.json": lambda f: f.write(text.encode())})
     print(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
     if config["readme"]:  # the README's tables, and the record they are made from (a test checks that they agree)
-        updated = update_readme(report(record, README_VERBATIM))
-        if updated:
-            atomic_write({RECORD: lambda f: f.write(text.encode())})
+        updated = update_docs("experiment", {ROOT / "README.md": report(record, README_VERBATIM)}, RECORD, text)
         print(f"README.md updated, its record {RECORD.relative_to(ROOT)}" if updated
               else "README.md has no experiment markers: left as it is")
 

@@ -93,7 +93,9 @@ def test_the_goal_table_marks_what_meets_issue_12s_targets():
 def test_the_readme_shows_the_recorded_results():
     """The README's experiment tables are what experiment.py renders from the record it wrote
     beside them: no number of theirs was copied by hand, and none can go stale unnoticed."""
-    from experiment import README_BEGIN, README_END, README_VERBATIM, RECORD, report
+    from cli import readme_markers
+    from experiment import README_VERBATIM, RECORD, report
+    begin, end = readme_markers("experiment")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    block = readme.split(begin, 1)[1].split(end, 1)[0]
     assert block == "\n" + report(json.loads(RECORD.read_text(encoding="utf-8")), README_VERBATIM)
