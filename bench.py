@@ -40,7 +40,7 @@ OPTIONS = {
     "compile": (False, "torch.compile the model (compile time is reported separately)"),
     "device": ("auto", "auto, cpu, cuda", ("auto", "cpu", "cuda")),
     "json": ("", "also write the results to this JSON file"),
-    "readme": (False, "write the table into README.md (the small and ref rows) and docs/speed.md (all rows), "
+    "readme": (False, "write the table into README.md (the default size's rows) and docs/speed.md (all rows), "
                       "and its record docs/bench_results.json"),
     "profile": (False, "after each training row, where its step's time goes (torch.profiler, the top operations)"),
     "row": ("", "(internal) run one row in this process and print it as JSON"),
@@ -50,7 +50,7 @@ CONFIGS = {"small": dict(n_layer=4, n_head=4, n_embd=256),  # pretrain.py's defa
            "large": dict(n_layer=8, n_head=8, n_embd=512)}
 BLOCK_SIZE, VOCAB = 256, 8192
 ROOT = Path(__file__).resolve().parent
-README_CONFIGS = ("small", "ref")  # the README's rows (docs/speed.md has all)
+README_CONFIGS = ("small",)  # the README's training rows: the default size (docs/speed.md has all)
 RECORD = ROOT / "docs" / "bench_results.json"  # the results the speed tables in README.md and docs/speed.md show
 
 
@@ -237,7 +237,7 @@ def row_line(r: dict) -> str:
         notes = f"batch 1, 255 new tokens; without the KV cache {r['no_cache_tokens_per_s']:,.0f} tokens/s" \
             + (f"; int8 weights {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
     else:
-        notes = f"{r['trainable_M']}M trainable; weights+gradients+optimizer {r['training_state_MB']} MB" \
+        notes = f"{r['trainable_M']}M trainable; {r['training_state_MB']:.0f} MB kept between steps" \
             + (f", compile {r['compile_s']} s" if "compile_s" in r else "")
     of_peak = f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else ""
     size = CONFIGS[r["config"]]
@@ -250,25 +250,14 @@ TABLE_HEAD = ["| row | size | dtype | tokens/s | of the peak | peak MB | notes |
 
 def speed_table(record: dict, configs: tuple[str, ...] | None = None) -> str:
     """The record as markdown: the machine, its matmul peaks, the command, then one line per row
-    (only the rows of these model sizes, where given)."""
+    (where configs are given, only the training rows of these model sizes)."""
     peaks = record["matmul_peak_flops"]
     lines = [f"`{record['command']}` on {record['machine']} ({record['device']}, {record['threads']} threads, "
              f"torch {record['torch']}); matmul peak (2048 x 2048) fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s"
              + (f", bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s" if peaks["bf16"] else "") + ":", "", *TABLE_HEAD]
-    lines += [row_line(r) for r in record["rows"] if configs is None or r["config"] in configs]
+    lines += [row_line(r) for r in record["rows"]
+              if configs is None or r["config"] in configs or r["row"] in ("generate", "serve")]
     return "\n".join(lines) + "\n"
-
-
-def machine_name() -> str:
-    """The CPU's model name (or the platform's processor) and its core count."""
-    import os
-    import platform
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -277,7 +266,7 @@ def main() -> None:
         print(json.dumps(run_row(json.loads(config["row"]))))
         return
     import torch
-    from machine import choose_device, choose_dtype
+    from machine import choose_device, choose_dtype, machine_name
 
     device = choose_device(config["device"])
     dtypes = ["bfloat16", "float32"] if config["dtype"] == "both" else [choose_dtype(config["dtype"], device)]
@@ -309,7 +298,7 @@ def main() -> None:
     if config["json"]:
         atomic_write({Path(config["json"]): lambda f: f.write(text.encode())})
         print(f"written to {config['json']}")
-    if config["readme"]:  # the README's table (the default and reference sizes), docs/speed.md's (all), their record
+    if config["readme"]:  # the README's table (the default size, generation), docs/speed.md's (all), their record
         updated = update_docs("bench", {ROOT / "README.md": speed_table(record, README_CONFIGS),
                                         ROOT / "docs" / "speed.md": speed_table(record)}, RECORD, text)
         print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {RECORD.relative_to(ROOT)}"

@@ -26,7 +26,7 @@ from cli import DEVICE, UserError, parse_args, run
 from evaluate import exact_match, read_questions
 from instructions import Batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
-from machine import choose_device, choose_dtype, init_distributed
+from machine import choose_device, choose_dtype, init_distributed, set_threads
 from model import GPT
 from trainer import TrainSettings, make_optimizer, restore, start_or_resume, train, writable_folder
 
@@ -150,8 +150,7 @@ def main() -> None:
     config, checkpoint, out_dir = settle_options(config, typed)
     rank, world, config["device"] = init_distributed(choose_device(config["device"]))
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
-    if config["threads"] > 0:
-        torch.set_num_threads(config["threads"])
+    set_threads(config["threads"])
     if config["data"] == str(WORLD / "sft.jsonl") and not (WORLD / "sft.jsonl").exists():
         from data.world.prepare import prepare_world
         prepare_world()

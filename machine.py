@@ -1,6 +1,7 @@
 """
-The machine a run uses: which device, which precision, the C allocator's setting that keeps
-freed memory for the next step, and joining the other processes under torchrun.
+The machine a run uses: which device, which precision, how many CPU threads, the C
+allocator's setting that keeps freed memory for the next step, and joining the other processes
+under torchrun.
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def choose_device(device: str) -> str:
     if device == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device=mps, but this machine has no Apple GPU: use --device=cpu")
     return device
+
+
+def set_threads(threads: int) -> None:
+    """CPU threads for torch's kernels; 0 keeps torch's default (one per core)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 def keep_freed_memory() -> None:
@@ -74,3 +81,14 @@ def autocast(device: str, dtype: str):
     if dtype == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def machine_name() -> str:
+    """The CPU's model name (or the platform's processor) and its core count."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {os.cpu_count()} cores"

@@ -29,6 +29,13 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm: a little slower and no better at this scale
+    # Changes since GPT-2 (the NanoGPT speedrun's); each off gives GPT-2's choice (docs/quality.md measures them)
+    rope: bool = False  # rotary position embeddings in attention instead of a learned position table
+    qk_norm: bool = False  # queries and keys RMS-normalised per head before their dot product
+    relu2: bool = False  # the MLP's activation relu(x)^2 instead of GELU
+    zero_init: bool = False  # projections into the residual stream start at zero: each block starts as the identity
+    untied: bool = False  # an output layer of its own instead of the token embedding's transpose
+    logit_cap: float = 0.0  # logits squashed smoothly into (-cap, cap) by cap * tanh(logits / cap); 0: off
 
 
 class CausalSelfAttention(nn.Module):
@@ -43,18 +50,37 @@ class CausalSelfAttention(nn.Module):
         # True above the diagonal: the future a position must not see (not saved with the weights)
         future = torch.ones(config.block_size, config.block_size, dtype=torch.bool).triu(diagonal=1)
         self.register_buffer("future", future, persistent=False)
+        self.qk_norm = config.qk_norm
+        if config.rope:  # the angle of each position and channel pair (not saved with the weights)
+            half = config.n_embd // config.n_head // 2
+            angles = torch.outer(torch.arange(config.block_size), 10000.0 ** (-torch.arange(half) / half))
+            self.register_buffer("cos", angles.cos(), persistent=False)
+            self.register_buffer("sin", angles.sin(), persistent=False)
+        self.rope = config.rope
 
     def forward(self, x: torch.Tensor, layer_cache: tuple[torch.Tensor, torch.Tensor] | None, pos: int) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.qk_norm:
+            q, k = F.rms_norm(q, (q.shape[-1],)), F.rms_norm(k, (k.shape[-1],))
+        if self.rope:
+            q, k = self.rotate(q, pos), self.rotate(k, pos)
         if layer_cache is None and x.device.type == "cpu":
             y = self.plain_attention(q, k, v)
         else:
             y = self.fused_attention(q, k, v, layer_cache, pos)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def rotate(self, x: torch.Tensor, pos: int) -> torch.Tensor:
+        """Rotary position embedding: each pair of channels (one from each half) turned by an angle
+        proportional to the position, so that a query-key dot product depends on their distance."""
+        T, half = x.shape[2], x.shape[-1] // 2
+        cos, sin = self.cos[pos:pos + T].to(x.dtype), self.sin[pos:pos + T].to(x.dtype)
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
     def plain_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention written out: two matmuls and a masked softmax. On a CPU, training at these
@@ -92,9 +118,12 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.relu2 = config.relu2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        h = self.c_fc(x)
+        h = F.relu(h).square() if self.relu2 else F.gelu(h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -116,18 +145,19 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            **({} if config.rope else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix reads and writes tokens
+        if not config.untied:
+            self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix reads and writes tokens
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections into the residual stream: its variance stays put with depth
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                nn.init.normal_(p, mean=0.0, std=0.0 if config.zero_init else 0.02 / math.sqrt(2 * config.n_layer))
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -143,8 +173,10 @@ class GPT(nn.Module):
         pos = kv_cache["pos"] if kv_cache is not None else 0
         if pos + T > self.config.block_size:
             raise ValueError(f"{pos + T} tokens do not fit the context of {self.config.block_size}")
-        positions = torch.arange(pos, pos + T, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        x = self.transformer.wte(idx)
+        if not self.config.rope:
+            x = x + self.transformer.wpe(torch.arange(pos, pos + T, device=idx.device))
+        x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             layer_cache = (kv_cache["k"][i], kv_cache["v"][i]) if kv_cache is not None else None
             x = block(x, layer_cache, pos)
@@ -152,17 +184,27 @@ class GPT(nn.Module):
             kv_cache["pos"] = pos + T
         x = self.transformer.ln_f(x)
         if targets is None:
-            return self.lm_head(x[:, -1, :]).float(), None
+            return self.output_logits(x[:, -1, :]), None
         # The loss: cross-entropy of the next token, over the targets that count (a fine-tuning
         # prompt's are IGNORE), the same as F.cross_entropy(self.lm_head(x).flatten(0, 1),
         # targets.flatten(), ignore_index=IGNORE), computed more frugally:
-        return None, counted_cross_entropy(self.lm_head, x, targets)
+        return None, counted_cross_entropy(self.output_logits, x, targets, self.config.vocab_size)
+
+    def output_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The output layer, in fp32, capped where logit_cap is set."""
+        logits = self.lm_head(x).float()
+        cap = self.config.logit_cap
+        return cap * torch.tanh(logits / cap) if cap else logits
 
     def num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; the position table is left out by default, as it does no matmul.
-        (The token table stays: tied to the output layer, it is a matmul at every position.)"""
+        """Parameter count; lookup tables (positions, and the token table where the output layer
+        has its own matrix) are left out by default, as they do no matmul. A tied token table
+        stays: it is the output layer, a matmul at every position."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        if non_embedding:
+            n -= sum(self.transformer[name].weight.numel() for name in ("wpe",) if name in self.transformer)
+            n -= self.transformer.wte.weight.numel() if self.config.untied else 0
+        return n
 
     def training_flops(self, positions: int, counted: int | None = None, weights_train: bool = True) -> float:
         """Matmul FLOPs of a training step over `positions` tokens, `counted` of which have a
@@ -178,7 +220,7 @@ class GPT(nn.Module):
         return (3 if weights_train else 2) * linear + 3 * attention
 
 
-def counted_cross_entropy(lm_head: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def counted_cross_entropy(output_logits, x: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """The mean cross-entropy over the targets that are not IGNORE. The output layer, the
     costliest matmul at small scale, runs only where a target counts (in fine-tuning most
     positions are prompt), and on slices of about 16 MB of fp32 logits: a whole batch's (134 MB
@@ -186,8 +228,8 @@ def counted_cross_entropy(lm_head: nn.Module, x: torch.Tensor, targets: torch.Te
     would be mapped and faulted in afresh at every step (machine.keep_freed_memory)."""
     counts = targets != IGNORE
     x, targets = x[counts], targets[counts]
-    rows = max(64, 2**22 // lm_head.weight.shape[0])
-    loss = sum(F.cross_entropy(lm_head(x[i:i + rows]).float(), targets[i:i + rows], reduction="sum")
+    rows = max(64, 2**22 // vocab_size)
+    loss = sum(F.cross_entropy(output_logits(x[i:i + rows]), targets[i:i + rows], reduction="sum")
                for i in range(0, max(1, len(targets)), rows))  # one empty slice if none count: a loss of 0
     return loss / max(1, len(targets))
 

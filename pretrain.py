@@ -29,6 +29,12 @@ OPTIONS = {
     "n_embd": (256, "width of the residual stream", "[1, inf)"),
     "block_size": (256, "context length in tokens (a chat of six short turns fits in 256)", "[1, inf)"),
     "dropout": (0.0, "dropout rate (0 for pretraining a small model on plenty of data)", "[0, 1)"),
+    "rope": (False, "rotary position embeddings instead of a learned position table"),
+    "qk_norm": (False, "RMS-normalise queries and keys per head"),
+    "relu2": (False, "relu(x)^2 in the MLP instead of GELU"),
+    "zero_init": (False, "projections into the residual stream start at zero"),
+    "untied": (False, "an output layer of its own, not tied to the token embedding"),
+    "logit_cap": (0.0, "squash logits into (-cap, cap) with cap * tanh(logits / cap) (0: off)", "[0, inf)"),
     # optimisation
     "batch_size": (16, "sequences per micro-batch", "[1, inf)"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),
@@ -39,6 +45,7 @@ OPTIONS = {
     "min_lr": (2e-4, "learning rate at the end of the cosine decay", "[0, inf)"),
     "warmup_iters": (50, "steps of linear warm-up", "[0, inf)"),
     "weight_decay": (0.1, "AdamW weight decay on matrices", "[0, inf)"),
+    "muon": (False, "Muon for the blocks' matrices (AdamW for the rest)"),
     "beta2": (0.99, "AdamW beta2", "[0, 1)"),
     "grad_clip": (1.0, "clip the gradient norm to this (0: off)", "[0, inf)"),
     # evaluation, system
@@ -50,7 +57,8 @@ OPTIONS = {
               ("auto", "bfloat16", "float32")),
     "threads": (0, "CPU threads for torch (0: torch's default, one per core)", "[0, inf)"),
 }
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "rope", "qk_norm", "relu2", "zero_init",
+              "untied", "logit_cap")
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
@@ -90,7 +98,7 @@ def main() -> None:
     import numpy as np
     import torch
     from model import GPT, GPTConfig
-    from machine import choose_device, choose_dtype, init_distributed
+    from machine import choose_device, choose_dtype, init_distributed, set_threads
     from trainer import (TrainSettings, batch_generator, make_optimizer, restore, start_or_resume, train,
                          writable_folder)
 
@@ -112,8 +120,7 @@ def main() -> None:
     rank, world, config["device"] = init_distributed(choose_device(config["device"]))
     say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
-    if config["threads"] > 0:
-        torch.set_num_threads(config["threads"])
+    set_threads(config["threads"])
     torch.manual_seed(config["seed"])
     offsets = np.arange(T + 1)
 
@@ -126,7 +133,7 @@ def main() -> None:
     vocab_rows = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 suits the matmul kernels
     model_config = GPTConfig(vocab_size=vocab_rows, **{k: config[k] for k in MODEL_KEYS})
     model = GPT(model_config).to(config["device"])
-    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
+    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"], config["muon"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
 
     tokens_per_step = B * T * config["gradient_accumulation_steps"] * world

@@ -46,7 +46,7 @@ import torch
 
 from cli import DEVICE, UserError, parse_args, run
 from generation import generate_steps, load_for_generation
-from machine import choose_device
+from machine import choose_device, set_threads
 from tokenizer import DOC, END, chat_fits, utf8_pending
 
 OPTIONS = {
@@ -410,7 +410,7 @@ class Server(ThreadingHTTPServer):
 
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python serve.py [--port=8000] [--models_dir=out] [--key=value ...]", __doc__)
-    torch.set_num_threads(config["threads"] or max(1, (os.cpu_count() or 2) - 1))
+    set_threads(config["threads"] or max(1, (os.cpu_count() or 2) - 1))
     folder = Path(config["models_dir"])
     if not folder.is_dir():
         raise UserError(f"no folder {folder}: train a model first (python pretrain.py, python finetune.py --lora), "

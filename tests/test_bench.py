@@ -18,7 +18,7 @@ def test_bench_rows_report_throughput_against_the_peak(tmp_path):
 
 
 def test_the_speed_tables_show_the_recorded_results():
-    """README.md's speed table (default and reference sizes) and docs/speed.md's (every row) are
+    """README.md's speed table (the default size, and generation) and docs/speed.md's (every row) are
     what bench.py renders from the record it wrote beside them: no number of theirs was copied by hand."""
     from bench import README_CONFIGS, RECORD, speed_table
     from cli import readme_markers

@@ -102,3 +102,61 @@ def test_the_output_layer_in_slices_gives_the_loss_of_the_whole():
     torch.testing.assert_close(loss, whole)
     torch.testing.assert_close(sliced_grad, model.lm_head.weight.grad)
     assert counts.sum() > 2 * 512  # more than two slices
+
+
+MODERN = GPTConfig(block_size=32, vocab_size=320, n_layer=2, n_head=2, n_embd=32, rope=True, qk_norm=True,
+                   relu2=True, untied=True, logit_cap=15.0)
+
+
+def test_the_modern_changes_against_a_plain_recomputation():
+    """rope, qk_norm, relu2, untied and logit_cap: the model's logits equal the same network
+    written out by hand, step by step from the formulas."""
+    torch.manual_seed(0)
+    model = GPT(MODERN).eval()
+    idx = torch.randint(MODERN.vocab_size, (2, 12))
+    F = torch.nn.functional
+    half = 8  # head size 16
+    angles = torch.arange(12)[:, None] * 10000.0 ** (-torch.arange(half) / half)
+
+    def rotate(t):  # each channel pair (i, i + half) turned by its position's angle
+        a, b = t[..., :half], t[..., half:]
+        return torch.cat((a * angles.cos() - b * angles.sin(), a * angles.sin() + b * angles.cos()), -1)
+
+    x = model.transformer.wte(idx)  # no position table: positions enter through the rotation
+    for block in model.transformer.h:
+        h = F.layer_norm(x, (32,), block.ln_1.weight)
+        q, k, v = (t.view(2, 12, 2, 16).transpose(1, 2) for t in (h @ block.attn.c_attn.weight.T).split(32, -1))
+        q, k = rotate(q / q.square().mean(-1, keepdim=True).add(1e-6).sqrt()), rotate(k / k.square().mean(-1, keepdim=True).add(1e-6).sqrt())
+        scores = (q @ k.transpose(-2, -1)) / 4 + torch.full((12, 12), float("-inf")).triu(1)
+        x = x + (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 12, 32) @ block.attn.c_proj.weight.T
+        h = F.layer_norm(x, (32,), block.ln_2.weight)
+        x = x + torch.relu(h @ block.mlp.c_fc.weight.T) ** 2 @ block.mlp.c_proj.weight.T
+    logits = F.layer_norm(x, (32,), model.transformer.ln_f.weight) @ model.lm_head.weight.T
+    expected = 15 * torch.tanh(logits / 15)
+    with torch.no_grad():
+        got, _ = model(idx)
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+    torch.testing.assert_close(got, expected[:, -1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(loss, F.cross_entropy(expected[:, :-1].flatten(0, 1), idx[:, 1:].flatten()), atol=1e-5, rtol=1e-4)
+    assert model.lm_head.weight is not model.transformer.wte.weight and "wpe" not in model.transformer
+    assert expected.abs().max() < 15
+
+
+def test_modern_kv_cache_and_zero_init():
+    """The rotation follows the cache's position: cached generation equals a full forward. With
+    zero_init every block starts as the identity (its projections into the residual are zero)."""
+    torch.manual_seed(0)
+    model = GPT(MODERN).eval()
+    idx = torch.randint(MODERN.vocab_size, (1, 20))
+    cache = new_kv_cache(MODERN, 1, "cpu")
+    with torch.no_grad():
+        model(idx[:, :9], kv_cache=cache)
+        for t in range(9, 20):
+            cached, _ = model(idx[:, t:t + 1], kv_cache=cache)
+            torch.testing.assert_close(cached, model(idx[:, :t + 1])[0], atol=1e-5, rtol=1e-5)
+    zero = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=2, n_head=2, n_embd=16, zero_init=True))
+    x = torch.randn(1, 8, 16)
+    torch.testing.assert_close(zero.transformer.h[1](zero.transformer.h[0](x)), x)
+    # untied: the token table is a lookup, left out of the matmul count
+    untied = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16, untied=True, rope=True))
+    assert untied.num_params() == sum(p.numel() for p in untied.parameters()) - 64 * 16

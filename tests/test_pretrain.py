@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import ROOT, TINY_MODEL, run_script
@@ -29,8 +30,13 @@ def test_tiny_run_loss_falls_and_checkpoint_loads(tiny_dataset, tmp_path):
     assert checkpoint["step"] == 60 and checkpoint["vocab"] == json.loads((tiny_dataset / "meta.json").read_text())["vocab"]
 
 
-def test_ctrl_c_saves_and_resume_is_bit_identical(tiny_dataset, tmp_path):
-    args = [f"--dataset={tiny_dataset}", *TINY_MODEL, "--max_iters=400", "--eval_interval=1000", "--dropout=0.1"]
+MODERN = ["--rope", "--qk_norm", "--relu2", "--zero_init", "--untied", "--logit_cap=15", "--muon"]
+
+
+@pytest.mark.parametrize("changes", [[], MODERN], ids=["gpt2", "modern"])
+def test_ctrl_c_saves_and_resume_is_bit_identical(tiny_dataset, tmp_path, changes):
+    """Also for every change since GPT-2 with Muon at once (whose two optimizers' states are saved)."""
+    args = [f"--dataset={tiny_dataset}", *TINY_MODEL, "--max_iters=400", "--eval_interval=1000", "--dropout=0.1", *changes]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_script("pretrain.py", *args, f"--out_dir={straight}", check=True)
 
@@ -54,6 +60,9 @@ def test_ctrl_c_saves_and_resume_is_bit_identical(tiny_dataset, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
     losses = lambda d: [r["loss"] for r in read_log(d) if "loss" in r]  # noqa: E731
     assert losses(straight) == losses(stopped)  # every step's loss too: same batches, same order
+    assert losses(straight)[-1] < losses(straight)[0] - 1.0
+    if changes:
+        assert a["model_config"]["rope"] and a["model_config"]["logit_cap"] == 15 and set(a["optimizer"]) == {"muon", "adamw"}
 
 
 def test_a_time_budget_fits_the_step_count_and_resume_keeps_it(tiny_dataset, tmp_path):
@@ -71,3 +80,15 @@ def test_a_time_budget_fits_the_step_count_and_resume_keeps_it(tiny_dataset, tmp
     assert load_checkpoint(out / "ckpt.pt")["step"] == fitted + 3
     result = run_script(*args, "--time=4s", "--max_iters=100", "--overwrite")
     assert result.returncode == 2 and "without --max_iters" in result.stderr
+
+
+def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
+    from model import GPT, GPTConfig
+    from trainer import make_optimizer
+    model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=2, n_head=2, n_embd=16, untied=True))
+    optimizer = make_optimizer(model, 1e-3, 0.1, 0.99, muon=True)
+    muon = {id(p) for g in optimizer.muon.param_groups for p in g["params"]}
+    adamw = {id(p) for g in optimizer.adamw.param_groups for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[i] for i in muon) == sorted(n for n, p in model.named_parameters() if ".h." in n and p.dim() == 2)
+    assert not muon & adamw and muon | adamw == set(names)  # every parameter exactly once
