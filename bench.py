@@ -178,7 +178,7 @@ def training_row(torch, model, spec: dict, result: dict) -> dict:
     prompt half of each row, as the loss mask does."""
     from machine import autocast
     from model import IGNORE
-    from trainer import make_optimizer
+    from optimizer import make_optimizer
     device, kind = spec["device"], spec["kind"]
     ctx = autocast(device, spec["dtype"])
     if kind == "lora":

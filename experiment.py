@@ -21,7 +21,7 @@ started (||W_after - W_before|| / ||W_before||), and the assistant's behaviour: 
 scored turn by turn, taught identity and refusal phrasings alone and mid-conversation, unseen
 ones, harmless look-alikes, the world's superlatives, honest "I don't know", broken replies.
 The tables go to the screen, to out/experiment/results.md (+ results.json) and, between their
-markers, into README.md.
+markers, into README.md (the main tables) and docs/experiment.md (all of them).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ OPTIONS = {
     "world_args": ("", "options for data/world/prepare.py, e.g. '--people=200'"),
     "pretrain_args": ("", "options added to every pretrain.py run, e.g. '--max_iters=500'"),
     "finetune_args": ("", "options added to every finetune.py run"),
-    "readme": (True, "write the results between the experiment markers of README.md"),
+    "readme": (True, "write the results between the experiment markers of README.md and docs/experiment.md"),
     "overwrite": (False, "replace the results out_dir already holds"),
     "reuse": (True, "reuse finished runs in out_dir of the same options and inputs (false: run everything again)"),
 }
@@ -257,12 +257,13 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
     return lines
 
 
-README_VERBATIM = 4  # rows of the verbatim table in the README (the first: the world's superlatives); results.md has all
+README_VERBATIM = 4  # rows of the verbatim table in the README (the first: the world's superlatives); docs/experiment.md has all
 
 
-def report(record: dict, verbatim_rows: int | None = None) -> str:
+def report(record: dict, verbatim_rows: int | None = None, behaviour: bool = True) -> str:
     """The results as Markdown: the tables, then what lies behind their cells (verbatim_rows: how
-    many of the verbatim replies to show; None: all). record: what results.json holds."""
+    many of the verbatim replies to show, None: all; behaviour: the table of every behaviour
+    measure, beside the goal table). record: what results.json holds."""
     results, walls, command, world_meta = record["results"], record["wall_seconds"], record["command"], record["world"]
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
@@ -284,13 +285,14 @@ def report(record: dict, verbatim_rows: int | None = None) -> str:
     lines += ["", f"Pretraining took {pretrain_wall / 60:.1f} min per seed on {world_meta['train_tokens']:,} tokens of the world"
               + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
-              f"every run). Fine-tuning wall times include scoring the held-out questions.",
-              "", "The assistant's behaviour, on held-out sets written before any tuning: the share right, the set's size, and "
-              "the same measure on the validation sets (other people, phrasings and superlatives, the ones for choosing "
-              "settings):", "",
-              "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
-    for column, key, what in BEHAVIOUR:
+              f"every run). Fine-tuning wall times include scoring the held-out questions."]
+    if behaviour:
+        lines += ["", "The assistant's behaviour, on held-out sets written before any tuning: the share right, the set's "
+                  "size, and the same measure on the validation sets (other people, phrasings and superlatives, the ones "
+                  "for choosing settings):", "",
+                  "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
+    for column, key, what in BEHAVIOUR if behaviour else []:
         cells = []
         for group in groups:
             cell = f"{spread([g['behaviour'][key][0] for g in group])} of {group[0]['behaviour'][key][1]:,}"
@@ -304,7 +306,7 @@ def report(record: dict, verbatim_rows: int | None = None) -> str:
     shown = verbatim[:verbatim_rows]
     lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "
               "look-alikes and what the world never mentions, none of them in the fine-tuning data"
-              + (f" (the first {len(shown)} of {len(verbatim)}; all in out/experiment/results.md)" if len(shown) < len(verbatim)
+              + (f" (the first {len(shown)} of {len(verbatim)}; all in [docs/experiment.md](docs/experiment.md))" if len(shown) < len(verbatim)
                  else "") + ":", "",
               "| question | gold | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
               "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
@@ -369,9 +371,10 @@ def main() -> None:
     atomic_write({out_dir / "results.md": lambda f: f.write(markdown.encode()), out_dir / "results.json": lambda f: f.write(text.encode())})
     print(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
     if config["readme"]:  # the README's tables, and the record they are made from (a test checks that they agree)
-        updated = update_docs("experiment", {ROOT / "README.md": report(record, README_VERBATIM)}, RECORD, text)
-        print(f"README.md updated, its record {RECORD.relative_to(ROOT)}" if updated
-              else "README.md has no experiment markers: left as it is")
+        updated = update_docs("experiment", {ROOT / "README.md": report(record, README_VERBATIM, behaviour=False),
+                                             ROOT / "docs" / "experiment.md": report(record)}, RECORD, text)
+        print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {RECORD.relative_to(ROOT)}"
+              if updated else "README.md and docs/experiment.md have no experiment markers: left as they are")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from instructions import Batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
 from machine import choose_device, choose_dtype, init_distributed, set_threads
 from model import GPT
-from trainer import TrainSettings, make_optimizer, restore, start_or_resume, train, writable_folder
+from optimizer import make_optimizer
+from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
 
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),

@@ -1,7 +1,9 @@
 """
 The GPT: a decoder-only transformer in the nanoGPT mould. Pre-LayerNorm blocks, causal
 self-attention, a GELU MLP, learned positions, and the output layer tied to the token
-embedding. It knows nothing about files, data or training.
+embedding: GPT-2's choices, each of which a GPTConfig flag swaps for the NanoGPT speedrun's
+(rotary positions, QK-norm, ReLU², zero-initialised projections, an untied or capped output
+layer). It knows nothing about files, data or training.
 
 forward(idx, targets) gives the loss; forward(idx) gives the next-token logits at the last
 position. With a kv_cache (new_kv_cache), each call appends its tokens' keys and values to the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -29,7 +32,8 @@ class GPTConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm: a little slower and no better at this scale
-    # Changes since GPT-2 (the NanoGPT speedrun's); each off gives GPT-2's choice (docs/quality.md measures them)
+    # Changes since GPT-2 (the NanoGPT speedrun's; docs/quality.md measures them). Off gives GPT-2's
+    # choice, and a checkpoint saved before a flag existed loads with it off: keep these defaults off.
     rope: bool = False  # rotary position embeddings in attention instead of a learned position table
     qk_norm: bool = False  # queries and keys RMS-normalised per head before their dot product
     relu2: bool = False  # the MLP's activation relu(x)^2 instead of GELU
@@ -186,7 +190,7 @@ class GPT(nn.Module):
         if targets is None:
             return self.output_logits(x[:, -1, :]), None
         # The loss: cross-entropy of the next token, over the targets that count (a fine-tuning
-        # prompt's are IGNORE), the same as F.cross_entropy(self.lm_head(x).flatten(0, 1),
+        # prompt's are IGNORE), the same as F.cross_entropy(self.output_logits(x).flatten(0, 1),
         # targets.flatten(), ignore_index=IGNORE), computed more frugally:
         return None, counted_cross_entropy(self.output_logits, x, targets, self.config.vocab_size)
 
@@ -220,7 +224,8 @@ class GPT(nn.Module):
         return (3 if weights_train else 2) * linear + 3 * attention
 
 
-def counted_cross_entropy(output_logits, x: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> torch.Tensor:
+def counted_cross_entropy(output_layer: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, targets: torch.Tensor,
+                          vocab_size: int) -> torch.Tensor:
     """The mean cross-entropy over the targets that are not IGNORE. The output layer, the
     costliest matmul at small scale, runs only where a target counts (in fine-tuning most
     positions are prompt), and on slices of about 16 MB of fp32 logits: a whole batch's (134 MB
@@ -229,7 +234,7 @@ def counted_cross_entropy(output_logits, x: torch.Tensor, targets: torch.Tensor,
     counts = targets != IGNORE
     x, targets = x[counts], targets[counts]
     rows = max(64, 2**22 // vocab_size)
-    loss = sum(F.cross_entropy(output_logits(x[i:i + rows]), targets[i:i + rows], reduction="sum")
+    loss = sum(F.cross_entropy(output_layer(x[i:i + rows]), targets[i:i + rows], reduction="sum")
                for i in range(0, max(1, len(targets)), rows))  # one empty slice if none count: a loss of 0
     return loss / max(1, len(targets))
 

@@ -44,8 +44,10 @@ OPTIONS = {
     "learning_rate": (2e-3, "peak learning rate", "(0, inf)"),
     "min_lr": (2e-4, "learning rate at the end of the cosine decay", "[0, inf)"),
     "warmup_iters": (50, "steps of linear warm-up", "[0, inf)"),
-    "weight_decay": (0.1, "AdamW weight decay on matrices", "[0, inf)"),
+    "weight_decay": (0.1, "weight decay on matrices (AdamW's, and Muon's)", "[0, inf)"),
     "muon": (False, "Muon for the blocks' matrices (AdamW for the rest)"),
+    "muon_lr_scale": (1.0, "Muon's learning rate as a multiple of --learning_rate (1: its update the size of AdamW's)",
+                      "(0, inf)"),
     "beta2": (0.99, "AdamW beta2", "[0, 1)"),
     "grad_clip": (1.0, "clip the gradient norm to this (0: off)", "[0, inf)"),
     # evaluation, system
@@ -93,25 +95,33 @@ def load_dataset(config: dict, checkpoint: dict | None, out_dir: Path):
     return folder, meta, *splits
 
 
+def check_shape(config: dict) -> None:
+    """The model's options that must fit together, refused in one line each."""
+    head_size, rest = divmod(config["n_embd"], config["n_head"])
+    if rest:
+        raise UserError(f"--n_embd={config['n_embd']} must be a multiple of --n_head={config['n_head']} "
+                        "(each head takes an equal share of the width)")
+    if config["rope"] and head_size % 2:
+        raise UserError(f"--rope turns pairs of channels: each head's width (--n_embd / --n_head = {head_size}) must be even")
+
+
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
     import numpy as np
     import torch
     from model import GPT, GPTConfig
     from machine import choose_device, choose_dtype, init_distributed, set_threads
-    from trainer import (TrainSettings, batch_generator, make_optimizer, restore, start_or_resume, train,
-                         writable_folder)
+    from optimizer import make_optimizer
+    from trainer import TrainSettings, batch_generator, restore, start_or_resume, train, writable_folder
 
     out_dir = Path(config["out_dir"])
     if "time" in typed and ("max_iters" in typed or config["resume"]):
         raise UserError("--time sets the length of a new run: give it alone, without --max_iters or --resume "
                         "(a resumed run keeps the step count its --time fitted; extend it with --max_iters)")
-    config, checkpoint = start_or_resume(config, typed, out_dir, MODEL_KEYS, kinds=("pretrain",))
+    config, checkpoint = start_or_resume(config, typed, out_dir, MODEL_KEYS + ("muon", "muon_lr_scale"), kinds=("pretrain",))
     if config["time"] and checkpoint is None:
         config["max_iters"] = 10**9  # until fitted to the budget after the first steps
-    if config["n_embd"] % config["n_head"]:
-        raise UserError(f"--n_embd={config['n_embd']} must be a multiple of --n_head={config['n_head']} "
-                        "(each head takes an equal share of the width)")
+    check_shape(config)
     writable_folder(out_dir)
 
     folder, meta, train_data, val_data = load_dataset(config, checkpoint, out_dir)
@@ -131,9 +141,11 @@ def main() -> None:
         return xy[:, :-1].to(config["device"]), xy[:, 1:].to(config["device"])
 
     vocab_rows = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 suits the matmul kernels
-    model_config = GPTConfig(vocab_size=vocab_rows, **{k: config[k] for k in MODEL_KEYS})
+    model_config = GPTConfig(**checkpoint["model_config"]) if checkpoint else \
+        GPTConfig(vocab_size=vocab_rows, **{k: config[k] for k in MODEL_KEYS})  # a resumed run keeps its own
     model = GPT(model_config).to(config["device"])
-    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"], config["muon"])
+    optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"], config["muon"],
+                               config["muon_lr_scale"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
 
     tokens_per_step = B * T * config["gradient_accumulation_steps"] * world

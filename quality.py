@@ -6,7 +6,8 @@ for (comparable across tokenizers and corpora; lower is better).
 
     python quality.py                                     # today's default, each change alone, all of them, nanoGPT's recipe
     python quality.py --minutes=10 --variants=default,all --corpora=fortunes
-    python quality.py --variants=without                  # all changes, each one removed in turn
+    python quality.py --variants=without                  # all changes, each one removed in turn (all-rope, ...)
+    python quality.py --variants="default,wide=--n_embd=384 --n_head=6"    # your own variant
     python quality.py --readme                            # also write the tables into README.md and docs/quality.md
 
 Corpora: real text that no one here wrote, from Debian's packages, and the built-in world:
@@ -38,7 +39,8 @@ from cli import UserError, atomic_write, parse_args, run, update_docs
 OPTIONS = {
     "corpora": ("fortunes,fortunes-zh,world", "which corpora (see above)"),
     "variants": ("alone,all,nanogpt", "variants or groups: alone (default and each change alone), without "
-                 "(all, and all with each change removed), or names: " + ", ".join(["default", "all", "nanogpt"])),
+                 "(all, and all with each change removed), default, all, nanogpt, a change's name, "
+                 "or your own as NAME=OPTIONS (\"fast=--muon --learning_rate=3e-3\")"),
     "minutes": (2.0, "wall time of each pretraining run", "(0, inf)"),
     "seeds": (1, "runs per variant and corpus, seeds 1337, 1338, ...", "[1, inf)"),
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
@@ -53,10 +55,12 @@ CHANGES = {"rope": "--rope", "qk_norm": "--qk_norm", "relu2": "--relu2", "zero_i
 # nanoGPT's README, "I only have a macbook": config/train_shakespeare_char.py with its CPU overrides
 NANOGPT = ["--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0",
            "--learning_rate=1e-3", "--min_lr=1e-4", "--warmup_iters=100", "--beta2=0.99"]
+BUILT_IN = ["default", *CHANGES, "all", *(f"all-{c}" for c in CHANGES), "nanogpt"]  # in the tables' order
 CHINESE_FORTUNES = ("chinese", "tang300", "song100")
 TEST_SHARE = 0.05
 QUIET = ["--eval_interval=1000000", "--eval_iters=2"]  # pretrain.py's own estimates: scored here, on whole splits
 SIZES = ("documents", "train_tokens", "val_tokens", "val_bytes", "test_documents", "test_tokens", "test_bytes")
+README_VARIANTS = ("default", "all", "nanogpt")  # the README's rows; docs/quality.md has every variant
 ROOT = Path(__file__).resolve().parent
 RECORD = ROOT / "docs" / "quality_results.json"
 
@@ -70,22 +74,31 @@ def variants(names: list[str]) -> dict[str, list[str]]:
             out.update({change: [flag] for change, flag in CHANGES.items()})
         elif name == "without":
             out["all"] = list(CHANGES.values())
-            out.update({f"all - {change}": [f for c, f in CHANGES.items() if c != change] for change in CHANGES})
+            out.update({f"all-{change}": [f for c, f in CHANGES.items() if c != change] for change in CHANGES})
+        elif "=" in name:  # your own: NAME=pretrain.py options
+            label, flags = name.split("=", 1)
+            if not re.fullmatch(r"[\w.+-]+", label) or label in BUILT_IN:
+                raise UserError(f"variant name {label!r}: use letters, digits, . + - _ only, and not a built-in name "
+                                f"({', '.join(BUILT_IN)})")
+            out[label] = shlex.split(flags)
         elif name in ("default", "all", "nanogpt") or name in CHANGES:
             out[name] = {"default": [], "all": list(CHANGES.values()), "nanogpt": NANOGPT}.get(name, [CHANGES.get(name)])
         else:
             raise UserError(f"unknown variant {name!r}: choose among alone, without, default, all, nanogpt, "
-                            + ", ".join(CHANGES))
+                            + ", ".join(CHANGES) + ", or give your own as NAME=OPTIONS")
     return out
 
 
-def corpus_documents(name: str, fortunes_dir: Path) -> list[str]:
-    """The corpus as a list of documents (one fortune each; the world's paragraphs)."""
+def corpus_documents(name: str, fortunes_dir: Path) -> tuple[list[str], list[str]]:
+    """The corpus as a list of documents (one fortune each; the world's paragraphs), and the
+    files it came from."""
     if name == "world":
-        from pretrain import dataset_folder
-        dataset_folder("world")  # generated on first use
-        text = (ROOT / "data" / "world" / "pretrain.txt").read_text(encoding="utf-8")
-        return [d for d in text.split("\n\n") if d.strip()]
+        text_file = ROOT / "data" / "world" / "pretrain.txt"
+        if not text_file.exists():  # generated on first use, as pretrain.py does
+            from data.world.prepare import prepare_world
+            prepare_world()
+        text = text_file.read_text(encoding="utf-8")
+        return [d for d in text.split("\n\n") if d.strip()], [str(text_file.relative_to(ROOT))]
     if name not in ("fortunes", "fortunes-zh"):
         raise UserError(f"unknown corpus {name!r}: choose among fortunes, fortunes-zh, world")
     files = sorted(p for p in fortunes_dir.glob("*") if p.is_file() and not p.suffix and not p.is_symlink()
@@ -97,26 +110,29 @@ def corpus_documents(name: str, fortunes_dir: Path) -> list[str]:
     for path in files:
         text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_text(encoding="utf-8", errors="replace"))  # terminal colours
         docs += [d.strip("\n") for d in re.split(r"^%$", text, flags=re.M) if d.strip()]
-    return docs
+    return docs, [str(p) for p in files]
 
 
 def prepare_corpus(name: str, folder: Path, fortunes_dir: Path) -> dict:
     """Shuffle the documents, hold out the test share, write the rest as a dataset (train and
     validation) and the test documents as test.bin in its vocabulary. -> meta, with test_bytes."""
-    if (folder / "meta.json").exists():
+    if (folder / "test.bin").exists():  # written last: a corpus cut short is prepared again
         return json.loads((folder / "meta.json").read_text())
     import numpy as np
     from data.prepare import write_dataset
     from tokenizer import DOC, Tokenizer, cl100k
-    docs = corpus_documents(name, fortunes_dir)
+    docs, files = corpus_documents(name, fortunes_dir)
+    docs = list(dict.fromkeys(docs))  # a document repeated word for word would be in test and train both
     random.Random(0).shuffle(docs)
     n_test = max(1, int(len(docs) * TEST_SHARE))
     test, rest = docs[:n_test], docs[n_test:]
     meta = write_dataset(rest, folder, 8192, 0.05, [name])
     tokenizer = Tokenizer(meta["vocab"])
     ids = np.array([t for d in test for t in [DOC] + tokenizer.from_cl100k_ids(cl100k().encode_ordinary(d))], dtype=np.uint16)
-    val_bytes = len(tokenizer.decode_bytes(np.fromfile(folder / "val.bin", dtype=np.uint16).tolist()))
-    meta.update(test_tokens=len(ids), test_bytes=sum(len(d.encode()) for d in test), test_documents=n_test, val_bytes=val_bytes)
+    val = np.fromfile(folder / "val.bin", dtype=np.uint16)
+    val_bytes = len(tokenizer.decode_bytes(val[val != DOC].tolist()))  # the text's bytes, as for test
+    meta.update(test_tokens=len(ids), test_bytes=sum(len(d.encode()) for d in test), test_documents=n_test,
+                val_bytes=val_bytes, files=files)
     atomic_write({folder / "test.bin": ids.tofile, folder / "meta.json": lambda f: f.write(json.dumps(meta).encode())})
     return meta
 
@@ -144,6 +160,8 @@ def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: 
     done = subprocess.run([sys.executable, str(ROOT / "pretrain.py"), f"--dataset={folder}", f"--out_dir={run_dir}",
                            f"--time={minutes * 60:g}s", f"--seed={seed}", "--overwrite", *QUIET, *flags, *extra],
                           capture_output=True, text=True)
+    if done.returncode == 2:  # an option pretrain.py refused: its one line says which
+        raise UserError(f"variant {variant}: {done.stderr.strip().splitlines()[-1].removeprefix('error: ')}")
     if done.returncode != 0:
         raise SystemExit(f"pretraining {variant} on {corpus} failed:\n{done.stderr[-2000:]}")
     wall = time.perf_counter() - start
@@ -151,51 +169,58 @@ def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: 
     steps = [r for r in log if "loss" in r]
     scores = {split: round(bits_per_byte(run_dir / "ckpt.pt", np.fromfile(folder / f"{split}.bin", dtype=np.uint16),
                                          meta[f"{split}_bytes"]), 5) for split in ("val", "test")}
-    return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags, "machine": machine_name(),
+    return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags,
+            "pretrain_args": extra, "machine": machine_name(),
             "steps": len(steps), "tokens": int(sum(r["tokens_per_s"] * r["seconds"] for r in steps)),
             "train_seconds": round(sum(r["seconds"] for r in steps), 1), "wall_seconds": round(wall, 1),
+            "median_step_seconds": statistics.median(r["seconds"] for r in steps),
             "val_bits_per_byte": scores["val"], "test_bits_per_byte": scores["test"]}
 
 
-def order(variant: str) -> int:
-    names = ["default", *CHANGES, "all", *(f"all - {c}" for c in CHANGES), "nanogpt"]
-    return names.index(variant) if variant in names else len(names)
-
-
-def report(record: dict, minutes: float, split: str = "test") -> str:
-    """The table of one wall time: bits per byte on the split per variant and corpus (mean over
-    seeds, with the spread where there are several) and its ratio to today's default."""
-    rows = [r for r in record["results"] if r["minutes"] == minutes]
+def report(record: dict, minutes: float, split: str = "test", only: tuple[str, ...] | None = None) -> str:
+    """The table of one wall time: bits per byte on the split per variant (or only these) and
+    corpus (mean over seeds, with the spread where there are several), its ratios to today's
+    default and to nanoGPT's recipe."""
+    rows = [r for r in record["results"] if r["minutes"] == minutes and (only is None or r["variant"] in only)]
     corpora = sorted({r["corpus"] for r in rows}, key=lambda c: ["fortunes", "fortunes-zh", "world"].index(c))
     cells = {}
     for r in rows:
         cells.setdefault((r["variant"], r["corpus"]), []).append(r)
     lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {minutes:g} minutes of pretraining "
-             "(lower is better; in brackets: against today's default; then the steps taken), "
+             "(lower is better; then the steps taken) on " + ", ".join(sorted({r.get("machine", "?") for r in rows})) + ", "
              f"`python quality.py --minutes={minutes:g}`:", "",
              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
-    for variant in sorted({v for v, _ in cells}, key=order):
+    for variant in sorted({v for v, _ in cells}, key=lambda v: (BUILT_IN.index(v) if v in BUILT_IN else len(BUILT_IN), v)):
         line = f"| {variant} |"
         for corpus in corpora:
             runs = cells.get((variant, corpus), [])
             if not runs:
                 line += " |"
                 continue
-            bpb = [r[f"{split}_bits_per_byte"] for r in runs]
-            text = f"{statistics.mean(bpb):.3f}" + (f" ± {statistics.stdev(bpb):.3f}" if len(bpb) > 1 else "")
-            base = cells.get(("default", corpus))
-            if base and variant != "default":
-                text += f" ({statistics.mean(bpb) / statistics.mean(r[f'{split}_bits_per_byte'] for r in base):.1%})"
+            bpb = statistics.mean(r[f"{split}_bits_per_byte"] for r in runs)
+            text = f"{bpb:.3f}" + (f" ± {statistics.stdev(r[f'{split}_bits_per_byte'] for r in runs):.3f}" if len(runs) > 1 else "")
+            ratios = [f"{bpb / statistics.mean(r[f'{split}_bits_per_byte'] for r in cells[(base, corpus)]):.1%} of {base}"
+                      for base in ("default", "nanogpt") if (base, corpus) in cells and base != variant]
+            text += f" ({', '.join(ratios)})" if ratios else ""
             line += f" {text}; {round(statistics.mean(r['steps'] for r in runs)):,} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
 
 def corpora_table(record: dict) -> str:
-    lines = ["| corpus | documents | train tokens | validation tokens | validation bytes | test documents | test tokens | test bytes |",
+    lines = ["| corpus | documents (train and validation) | train tokens | validation tokens | validation bytes | "
+             "test documents | test tokens | test bytes |",
              "| --- |" + " --- |" * len(SIZES)]
     lines += [f"| {name} | " + " | ".join(f"{sizes[k]:,}" for k in SIZES) + " |" for name, sizes in record["corpora"].items()]
     return "\n".join(lines) + "\n"
+
+
+def docs_blocks(record: dict) -> dict[Path, str]:
+    """What the record puts between the quality markers of README.md and docs/quality.md."""
+    every = [corpora_table(record)] + [report(record, minutes, split) for minutes in sorted({r["minutes"] for r in record["results"]})
+                                       for split in ("val", "test")]
+    return {ROOT / "README.md": report(record, record["readme_minutes"], "test", README_VARIANTS),
+            ROOT / "docs" / "quality.md": "\n".join(every)}
 
 
 def main() -> None:
@@ -203,6 +228,12 @@ def main() -> None:
     out_dir, fortunes_dir = Path(config["out_dir"]), Path(config["fortunes_dir"])
     chosen = variants(config["variants"].split(","))
     extra = shlex.split(config["pretrain_args"])
+    from pretrain import OPTIONS as PRETRAIN_OPTIONS  # each variant's options checked now, not hours into the runs
+    for variant, flags in chosen.items():
+        try:
+            parse_args(PRETRAIN_OPTIONS, "", "", argv=[*flags, *extra])
+        except UserError as e:
+            raise UserError(f"variant {variant}: {e}") from None
     corpora = config["corpora"].split(",")
     folders = {}
     for corpus in corpora:  # all prepared first: a missing corpus stops the run before any training
@@ -220,9 +251,10 @@ def main() -> None:
             for seed in range(1337, 1337 + config["seeds"]):
                 key = (corpus, variant, config["minutes"], seed)
                 if not config["rerun"] and any((r["corpus"], r["variant"], r["minutes"], r["seed"]) == key
+                                               and (r["flags"], r.get("pretrain_args")) == (flags, extra)
                                                for r in record["results"]):
-                    continue
-                run_dir = out_dir / "runs" / corpus / variant.replace(" ", "") / f"{config['minutes']:g}m-{seed}"
+                    continue  # the same run, already measured
+                run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
                 result = train_and_score(corpus, folders[corpus], meta, variant, flags, config["minutes"], seed, run_dir, extra)
                 print(f"{corpus:<12} {variant:<16} seed {seed}: {result['steps']:,} steps, validation {result['val_bits_per_byte']:.4f}, "
                       f"test {result['test_bits_per_byte']:.4f} bits/byte ({result['wall_seconds']:.0f} s)", flush=True)
@@ -232,11 +264,9 @@ def main() -> None:
                 atomic_write({results_path: lambda f: f.write(text.encode())})  # after every run: nothing lost
     markdown = report(record, config["minutes"])
     print("\n" + markdown)
-    if config["readme"]:
-        every = "\n".join([corpora_table(record)] + [report(record, m, split) for m in sorted({r["minutes"] for r in record["results"]})
-                                                      for split in ("val", "test")])
-        updated = update_docs("quality", {ROOT / "README.md": markdown, ROOT / "docs" / "quality.md": every},
-                              RECORD, json.dumps(record, indent=1))
+    if config["readme"]:  # the README shows this wall time's table; docs/quality.md every table, both splits
+        record["readme_minutes"] = config["minutes"]
+        updated = update_docs("quality", docs_blocks(record), RECORD, json.dumps(record, indent=1))
         print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {RECORD.relative_to(ROOT)}"
               if updated else "README.md and docs/quality.md have no quality markers: left as they are")
 

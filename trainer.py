@@ -1,6 +1,7 @@
 """
-The training loop that pretraining and fine-tuning share, and what goes with it: AdamW with a
-warm-up and cosine schedule, starting or resuming a run, checkpoints, the step log, Ctrl-C.
+The training loop that pretraining and fine-tuning share, and what goes with it: the warm-up
+and cosine schedule, starting or resuming a run, checkpoints, the step log, Ctrl-C (the
+optimizer itself: optimizer.py).
 
 Fine-tuning is pretraining with another start, other batches and a loss mask, so the loop
 only needs get_batch(split, step, micro_step) -> (inputs, targets). Batches are a pure
@@ -41,53 +42,6 @@ def derived_seed(*parts) -> int:
 def batch_generator(seed: int, split: str, step: int, micro_step: int = 0) -> torch.Generator:
     """The random source of one batch, derived from where it is in the run and nothing else."""
     return torch.Generator().manual_seed(derived_seed(seed, split, step, micro_step))
-
-
-def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float, beta2: float,
-                   muon: bool = False):
-    """AdamW over the trainable parameters. Weight decay only on matrices (Linear layers' and
-    LoRA's A and B): decaying LayerNorm gains and biases pulls them toward zero for no benefit,
-    and decaying an embedding shrinks the rows of rare tokens between the few steps that update
-    them (a tied output layer shares the token embedding, so it is left out too). With muon, the
-    blocks' matrices take Muon instead (their update orthogonalised, its size matched to AdamW's)."""
-    embeddings = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    block_matrices = {id(p) for name, p in model.named_parameters() if muon and ".h." in name and p.dim() == 2}
-    decay = [p for p in trainable if p.dim() >= 2 and id(p) not in embeddings and id(p) not in block_matrices]
-    no_decay = [p for p in trainable if p.dim() < 2 or id(p) in embeddings]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, beta2), foreach=True)
-    if not muon:
-        return adamw
-    matrices = [p for p in trainable if id(p) in block_matrices]
-    return MuonAndAdamW(torch.optim.Muon(matrices, lr=learning_rate, weight_decay=weight_decay,
-                                         adjust_lr_fn="match_rms_adamw"), adamw)
-
-
-class MuonAndAdamW:
-    """Two optimizers stepped, saved and restored as one (the loop sets every group's lr)."""
-
-    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):
-        self.muon, self.adamw = muon, adamw
-
-    @property
-    def param_groups(self) -> list[dict]:  # read afresh: load_state_dict replaces each optimizer's groups
-        return self.muon.param_groups + self.adamw.param_groups
-
-    def step(self) -> None:
-        self.muon.step()
-        self.adamw.step()
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.muon.zero_grad(set_to_none)
-        self.adamw.zero_grad(set_to_none)
-
-    def state_dict(self) -> dict:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.muon.load_state_dict(state["muon"])
-        self.adamw.load_state_dict(state["adamw"])
 
 
 @dataclass
@@ -161,7 +115,8 @@ def start_or_resume(config: dict, typed: set[str], out_dir: Path, fixed_keys: tu
     for key in fixed_keys:
         if key in typed and config[key] != saved.get(key):
             raise UserError(f"--{key} cannot change when resuming (the run has {saved.get(key)})")
-    return {**saved, **{k: config[k] for k in typed}, "resume": True}, checkpoint
+    # options newer than the saved run take their defaults (its architecture comes from its model_config)
+    return {**config, **saved, **{k: config[k] for k in typed}, "resume": True}, checkpoint
 
 
 def restore(model, optimizer, checkpoint: dict) -> int:
@@ -312,7 +267,7 @@ def train_step(model, optimizer, get_batch: Callable[[str, int, int], Batch], s:
     """One optimizer step. -> (its mean loss, the learning rate, tokens it read)"""
     lr = learning_rate_at(step, s)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     torch.manual_seed(derived_seed(s.seed, "dropout", rank, step))  # CPU and every GPU
     batches = [get_batch("train", step, micro_step * world + rank) for micro_step in range(s.gradient_accumulation_steps)]
     loss = weighted_backward(model, batches, ctx, torch.distributed.is_available() and torch.distributed.is_initialized())

@@ -147,6 +147,7 @@ def test_every_number_option_declares_its_valid_values(script):
 def test_a_bad_value_reaches_the_user_as_one_line_and_auto_allows_zero(tiny_checkpoint, tmp_path):
     assert_clear_error(run_script("sample.py", "--top_p=2"), "--top_p must be above 0 and at most 1; got 2.0")
     assert_clear_error(run_script("pretrain.py", "--n_embd=7", "--n_head=2", f"--out_dir={tmp_path}/o"), "multiple of --n_head")
+    assert_clear_error(run_script("pretrain.py", "--rope", "--n_embd=18", "--n_head=2", f"--out_dir={tmp_path}/o"), "must be even")
     from cli import parse_args
     config, _, typed = parse_args(load_script("finetune.py").OPTIONS, "", "", argv=["--min_lr=0"])
     assert config["min_lr"] == 0.0 and config["max_iters"] == "auto" and typed == {"min_lr"}

@@ -98,4 +98,7 @@ def test_the_readme_shows_the_recorded_results():
     begin, end = readme_markers("experiment")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split(begin, 1)[1].split(end, 1)[0]
-    assert block == "\n" + report(json.loads(RECORD.read_text(encoding="utf-8")), README_VERBATIM)
+    record = json.loads(RECORD.read_text(encoding="utf-8"))
+    assert block == "\n" + report(record, README_VERBATIM, behaviour=False)
+    full = (ROOT / "docs" / "experiment.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
+    assert full == "\n" + report(record)

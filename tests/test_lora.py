@@ -93,7 +93,7 @@ def test_targets_that_match_nothing_are_refused():
 
 
 def test_weight_decay_reaches_the_lora_matrices():
-    from trainer import make_optimizer
+    from optimizer import make_optimizer
     model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
     add_lora(model, ["c_attn"], rank=2, alpha=4.0, dropout=0.0)
     decayed, not_decayed = make_optimizer(model, 1e-3, 0.1, 0.99).param_groups

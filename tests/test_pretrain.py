@@ -80,15 +80,3 @@ def test_a_time_budget_fits_the_step_count_and_resume_keeps_it(tiny_dataset, tmp
     assert load_checkpoint(out / "ckpt.pt")["step"] == fitted + 3
     result = run_script(*args, "--time=4s", "--max_iters=100", "--overwrite")
     assert result.returncode == 2 and "without --max_iters" in result.stderr
-
-
-def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
-    from model import GPT, GPTConfig
-    from trainer import make_optimizer
-    model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=2, n_head=2, n_embd=16, untied=True))
-    optimizer = make_optimizer(model, 1e-3, 0.1, 0.99, muon=True)
-    muon = {id(p) for g in optimizer.muon.param_groups for p in g["params"]}
-    adamw = {id(p) for g in optimizer.adamw.param_groups for p in g["params"]}
-    names = {id(p): n for n, p in model.named_parameters()}
-    assert sorted(names[i] for i in muon) == sorted(n for n, p in model.named_parameters() if ".h." in n and p.dim() == 2)
-    assert not muon & adamw and muon | adamw == set(names)  # every parameter exactly once

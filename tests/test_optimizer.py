@@ -1,0 +1,50 @@
+"""optimizer.py: AdamW's groups and Muon, against torch's own and a plain check."""
+
+
+def test_muon_by_hand_matches_torchs_and_orthogonalises():
+    """Our Muon takes the same steps as torch.optim.Muon (which orthogonalises in bf16, hence the
+    tolerance), and its Newton-Schulz steps bring every singular value near 1, even for a
+    gradient dominated by a few directions."""
+    import torch
+    from optimizer import Muon, orthogonalise
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Parameter(torch.randn(64, 32)), torch.nn.Parameter(torch.randn(64, 32))
+    theirs.data.copy_(ours.data)
+    start = ours.detach().clone()
+    a = Muon([ours], lr=1e-2, weight_decay=0.1)
+    b = torch.optim.Muon([theirs], lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    for _ in range(3):
+        ours.grad = torch.randn(64, 32)
+        theirs.grad = ours.grad.clone()
+        a.step()
+        b.step()
+    moved = (ours - start).abs().max().item()
+    assert moved > 0.01 and (ours - theirs).abs().max().item() < 0.02 * moved
+    skewed = torch.randn(96, 32) * 1e-3
+    skewed[:, :3] *= 100  # three directions ten thousand times stronger (in squared size) than the rest
+    for g in (torch.randn(32, 128), skewed):
+        singular = torch.linalg.svdvals(orthogonalise(g))
+        assert 0.6 < singular.min() and singular.max() < 1.3
+
+
+def test_muon_takes_the_blocks_matrices_at_its_learning_rate_scale():
+    """Muon gets each block's four matrices (c_attn in three slices: query, key, value), AdamW
+    everything else, every parameter exactly once; a step sets Muon's lr to muon_lr_scale times
+    the schedule's."""
+    import torch
+    from model import GPT, GPTConfig
+    from optimizer import make_optimizer
+    from trainer import TrainSettings, train_step
+    model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=2, n_head=2, n_embd=16, untied=True))
+    optimizer = make_optimizer(model, 1e-3, 0.1, 0.99, muon=True, muon_lr_scale=3.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon = {names[id(p)]: g["slices"] for g in optimizer.muon.param_groups for p in g["params"]}
+    adamw = [names[id(p)] for g in optimizer.adamw.param_groups for p in g["params"]]
+    expected = {f"transformer.h.{i}.{m}.weight": 3 if m == "attn.c_attn" else 1
+                for i in range(2) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+    assert muon == expected and sorted(adamw + list(muon)) == sorted(names.values())
+    settings = TrainSettings(max_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=0, gradient_accumulation_steps=1,
+                             grad_clip=1.0, eval_interval=10, eval_iters=1, seed=0, device="cpu", dtype="float32")
+    batch = torch.randint(64, (2, 8)), torch.randint(64, (2, 8))
+    train_step(model, optimizer, lambda *_: batch, settings, 3, 0, 1, torch.autocast("cpu", enabled=False))
+    assert optimizer.muon.param_groups[0]["lr"] == 3 * optimizer.adamw.param_groups[0]["lr"] > 0
