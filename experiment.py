@@ -257,6 +257,24 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
     return lines
 
 
+def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
+    """Every behaviour measure per run: the share right over seeds, the set's size, the validation score."""
+    lines = ["", "The assistant's behaviour, on held-out sets written before any tuning: the share right, the set's "
+             "size, and the same measure on the validation sets (other people, phrasings and superlatives, the ones "
+             "for choosing settings):", "",
+             "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
+    for column, key, what in BEHAVIOUR:
+        cells = []
+        for group in groups:
+            cell = f"{spread([g['behaviour'][key][0] for g in group])} of {group[0]['behaviour'][key][1]:,}"
+            if key in group[0]["behaviour_val"]:
+                cell += f" (val {spread([g['behaviour_val'][key][0] for g in group], digits=0)})"
+            cells.append(cell)
+        lines.append(f"| {column} | {what} | " + " | ".join(cells) + " |")
+    return lines
+
+
 README_VERBATIM = 4  # rows of the verbatim table in the README (the first: the world's superlatives); docs/experiment.md has all
 
 
@@ -287,19 +305,7 @@ def report(record: dict, verbatim_rows: int | None = None, behaviour: bool = Tru
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
               f"every run). Fine-tuning wall times include scoring the held-out questions."]
     if behaviour:
-        lines += ["", "The assistant's behaviour, on held-out sets written before any tuning: the share right, the set's "
-                  "size, and the same measure on the validation sets (other people, phrasings and superlatives, the ones "
-                  "for choosing settings):", "",
-                  "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
-                  "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
-    for column, key, what in BEHAVIOUR if behaviour else []:
-        cells = []
-        for group in groups:
-            cell = f"{spread([g['behaviour'][key][0] for g in group])} of {group[0]['behaviour'][key][1]:,}"
-            if key in group[0]["behaviour_val"]:
-                cell += f" (val {spread([g['behaviour_val'][key][0] for g in group], digits=0)})"
-            cells.append(cell)
-        lines.append(f"| {column} | {what} | " + " | ".join(cells) + " |")
+        lines += behaviour_table(groups, first)
     lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
               "", *goal_table(groups)]
     verbatim = list(first[0]["verbatim"].items())

@@ -205,9 +205,10 @@ class GPT(nn.Module):
         has its own matrix) are left out by default, as they do no matmul. A tied token table
         stays: it is the output layer, a matmul at every position."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n -= sum(self.transformer[name].weight.numel() for name in ("wpe",) if name in self.transformer)
-            n -= self.transformer.wte.weight.numel() if self.config.untied else 0
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        if non_embedding and self.config.untied:
+            n -= self.transformer.wte.weight.numel()
         return n
 
     def training_flops(self, positions: int, counted: int | None = None, weights_train: bool = True) -> float:

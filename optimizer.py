@@ -20,7 +20,8 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: f
     multiplies the schedule's learning rate (Muon's: muon_lr_scale)."""
     embeddings = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    block_matrices = {name: p for name, p in model.named_parameters() if muon and ".h." in name and p.dim() == 2}
+    block_matrices = {name: p for name, p in model.named_parameters() if muon and ".h." in name and p.dim() == 2
+                      and p.requires_grad}
     taken = {id(p) for p in block_matrices.values()}
     decay = [p for p in trainable if p.dim() >= 2 and id(p) not in embeddings and id(p) not in taken]
     no_decay = [p for p in trainable if p.dim() < 2 or id(p) in embeddings]
@@ -29,11 +30,9 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: f
     if not muon:
         return adamw
     # attention's c_attn holds the query, key and value matrices stacked: each is orthogonalised on its own
-    fused = [p for name, p in block_matrices.items() if name.endswith("c_attn.weight") and p.requires_grad]
-    single = [p for name, p in block_matrices.items() if not name.endswith("c_attn.weight") and p.requires_grad]
-    groups = [{"params": fused, "slices": 3, "lr_scale": muon_lr_scale}, {"params": single, "slices": 1, "lr_scale": muon_lr_scale}]
+    groups = [{"params": [p for name, p in block_matrices.items() if name.endswith("c_attn.weight") == fused],
+               "slices": 3 if fused else 1, "lr_scale": muon_lr_scale} for fused in (True, False)]
     return MuonAndAdamW(Muon(groups, learning_rate, weight_decay), adamw)
-
 
 class Muon(torch.optim.Optimizer):
     """Momentum, orthogonalised: each matrix moves along its momentum with every direction given
@@ -42,7 +41,7 @@ class Muon(torch.optim.Optimizer):
     scaled by 0.2 sqrt(max(rows, columns)) so that its size per element matches AdamW's at the
     same learning rate. A group's "slices" cuts each matrix into that many stacked matrices,
     orthogonalised one by one. torch.optim.Muon computes the same but orthogonalises in bf16,
-    which a CPU without bf16 emulates ten times slower; here it runs in the weights' precision."""
+    which a CPU without bf16 emulates many times slower; here it runs in the weights' precision."""
 
     def __init__(self, params, lr: float, weight_decay: float, momentum: float = 0.95):
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "slices": 1})
