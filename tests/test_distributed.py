@@ -71,6 +71,7 @@ def two_processes(rank, init_file, out):
                       distributed=True)
     if rank == 0:
         torch.save(gradients(model), out)
+    torch.distributed.barrier()  # neither leaves while the other still talks: gloo aborts a process torn down mid-exchange
     torch.distributed.destroy_process_group()
 
 
