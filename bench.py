@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from cli import UserError, atomic_write, parse_args, run, update_docs
+from pretrain import MODEL_KEYS, OPTIONS as PRETRAIN_OPTIONS
 
 OPTIONS = {
     "rows": ("pretrain,finetune,lora,generate,serve", "which rows to run"),
@@ -36,7 +37,7 @@ OPTIONS = {
               ("auto", "bfloat16", "float32", "both")),
     "steps": (7, "timed training steps per row (after warm-up); the median counts", "[1, inf)"),
     "warmup": (3, "untimed steps first", "[0, inf)"),
-    "batch_size": (16, "sequences per step", "[1, inf)"),
+    "batch_size": (PRETRAIN_OPTIONS["batch_size"][0], "sequences per step (pretrain.py's default)", "[1, inf)"),
     "compile": (False, "torch.compile the model (compile time is reported separately)"),
     "device": ("auto", "auto, cpu, cuda", ("auto", "cpu", "cuda")),
     "json": ("", "also write the results to this JSON file"),
@@ -49,6 +50,8 @@ CONFIGS = {"small": dict(n_layer=4, n_head=4, n_embd=256),  # pretrain.py's defa
            "ref": dict(n_layer=6, n_head=6, n_embd=384),
            "large": dict(n_layer=8, n_head=8, n_embd=512)}
 BLOCK_SIZE, VOCAB = 256, 8192
+# pretrain.py's architecture (rotary positions, QK-norm, ...): every size is its model, scaled
+ARCHITECTURE = {k: PRETRAIN_OPTIONS[k][0] for k in MODEL_KEYS if k not in ("n_layer", "n_head", "n_embd", "block_size")}
 ROOT = Path(__file__).resolve().parent
 README_CONFIGS = ("small",)  # the README's training rows: the default size (docs/speed.md has all)
 RECORD = ROOT / "docs" / "bench_results.json"  # the results the speed tables in README.md and docs/speed.md show
@@ -104,7 +107,7 @@ def run_row(spec: dict) -> dict:
 
     keep_freed_memory()  # as train() does
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=BLOCK_SIZE, vocab_size=VOCAB, **CONFIGS[spec["config"]])).to(spec["device"])
+    model = GPT(GPTConfig(block_size=BLOCK_SIZE, vocab_size=VOCAB, **CONFIGS[spec["config"]], **ARCHITECTURE)).to(spec["device"])
     result = {"row": spec["kind"], "config": spec["config"], "dtype": spec["dtype"], "compile": spec["compile"],
               "params_M": round(model.num_params() / 1e6, 2)}
     row = {"generate": generation_row, "serve": serve_row}.get(spec["kind"], training_row)

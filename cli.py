@@ -111,10 +111,12 @@ def readme_markers(name: str) -> tuple[str, str]:
     return f"<!-- {name} results: begin -->", f"<!-- {name} results: end -->"
 
 
-def update_docs(name: str, blocks: dict[Path, str], record: Path, record_text: str) -> list[Path]:
+def update_docs(name: str, blocks: dict[Path, str], record: Path, record_text: str,
+                figures: dict[Path, str] | None = None) -> list[Path]:
     """Put each markdown block between its document's markers for name, and write the record the
-    blocks were rendered from (a test renders it again and compares), all at once. Returns the
-    documents updated; one without the markers is left as it is, and with none, so is the record."""
+    blocks were rendered from (a test renders it again and compares) and the figures (whole files),
+    all at once. Returns the documents updated; one without the markers is left as it is, and with
+    none, so are the record and the figures."""
     begin, end = readme_markers(name)
     files = {}
     for doc, markdown in blocks.items():
@@ -124,7 +126,8 @@ def update_docs(name: str, blocks: dict[Path, str], record: Path, record_text: s
             new = f"{head}{begin}\n{markdown}{end}{rest.split(end, 1)[1]}"
             files[doc] = lambda f, new=new: f.write(new.encode())
     if files:
-        atomic_write({record: lambda f: f.write(record_text.encode()), **files})
+        figures = {path: lambda f, text=text: f.write(text.encode()) for path, text in (figures or {}).items()}
+        atomic_write({record: lambda f: f.write(record_text.encode()), **files, **figures})
     return list(files)
 
 

@@ -1,13 +1,21 @@
 """
 Which pretraining gives the best model per minute of this machine? Each variant of the model and
-its optimizer is pretrained for the same wall time on each corpus, then scored on held-out text
-it never saw, in bits per byte: the loss summed over the test tokens, over the bytes they stand
-for (comparable across tokenizers and corpora; lower is better).
+its optimizer is pretrained for the same time on each corpus, then scored on held-out text it
+never saw, in bits per byte: the loss summed over the test tokens, over the bytes they stand for
+(comparable across tokenizers and corpora; lower is better).
 
-    python quality.py                                     # today's default, each change alone, all of them, nanoGPT's recipe
+The time is the machine's, not the run's: each variant's step is first timed alone, with every
+core (PROBE_STEPS steps), and a budget of M minutes buys it M * 60 / that many steps. The scores
+then do not depend on what else the machine did while the runs went, and --jobs can run several
+at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
+--max_iters): the default against GPT-2's recipe, each at its full length.
+
+    python quality.py                                     # GPT-2's recipe, each change alone on it, the default, all, nanoGPT's
     python quality.py --minutes=10 --variants=default,all --corpora=fortunes
-    python quality.py --variants=without                  # all changes, each one removed in turn (all-rope, ...)
+    python quality.py --variants=without                  # the default with each change removed (default-rope, ...)
     python quality.py --variants="default,wide=--n_embd=384 --n_head=6"    # your own variant
+    python quality.py --minutes=0 --variants=gpt2,default # GPT-2's recipe and the default, each at its own length
+    python quality.py --jobs=2                            # two runs at once, a core each (timed alone first)
     python quality.py --readme                            # also write the tables into README.md and docs/quality.md
 
 Corpora: real text that no one here wrote, from Debian's packages, and the built-in world:
@@ -17,14 +25,15 @@ Corpora: real text that no one here wrote, from Debian's packages, and the built
 (`apt-get install fortunes fortunes-zh` puts them in /usr/share/games/fortunes.) The documents of
 a corpus are shuffled with a fixed seed; 5% are held out as the test set before anything is run,
 and pretrain.py's validation split is 5% of the rest: settings are chosen on validation, never on
-test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes and seed,
-so that runs of a few variants at a time add up to one table; what it holds is not run again
-(unless --rerun).
+test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes, seed
+and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
+variants at a time add up to one table; what it holds is not run again (unless --rerun).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import shlex
@@ -32,37 +41,51 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from cli import UserError, atomic_write, parse_args, run, update_docs
 
 OPTIONS = {
     "corpora": ("fortunes,fortunes-zh,world", "which corpora (see above)"),
-    "variants": ("alone,all,nanogpt", "variants or groups: alone (default and each change alone), without "
-                 "(all, and all with each change removed), default, all, nanogpt, a change's name, "
-                 "or your own as NAME=OPTIONS (\"fast=--muon --learning_rate=3e-3\")"),
-    "minutes": (2.0, "wall time of each pretraining run", "(0, inf)"),
+    "variants": ("alone,default,all,nanogpt", "variants or groups: alone (gpt2, and each change alone on it), without "
+                 "(the default, and it with each of its changes removed or a dropped one added), gpt2 (GPT-2's recipe, pretrain.py's before the changes), "
+                 "default (pretrain.py as it is), all, nanogpt, a change's name, or your own as NAME=OPTIONS "
+                 "(pretrain.py's defaults and these: \"fast=--muon --learning_rate=3e-3\")"),
+    "minutes": (2.0, "this machine's time for each pretraining run (0: each variant's own step count)", "[0, inf)"),
     "seeds": (1, "runs per variant and corpus, seeds 1337, 1338, ...", "[1, inf)"),
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
     "pretrain_args": ("", "more pretrain.py options for every run, e.g. \"--n_layer=2 --eval_interval=50\""),
     "fortunes_dir": ("/usr/share/games/fortunes", "where Debian's fortunes and fortunes-zh put their files"),
+    "jobs": (1, "pretraining runs at once, the cores shared among them (each variant is timed alone first)", "[1, inf)"),
     "rerun": (False, "run again what results.json already holds (by default its result is kept)"),
     "readme": (False, "write the tables into README.md and docs/quality.md, with the record docs/quality_results.json"),
 }
-# The changes since GPT-2 that the NanoGPT speedrun made, one pretrain.py option each
-CHANGES = {"rope": "--rope", "qk_norm": "--qk_norm", "relu2": "--relu2", "zero_init": "--zero_init",
-           "untied": "--untied", "logit_cap": "--logit_cap=15", "muon": "--muon"}
+# The changes since GPT-2 that the NanoGPT speedrun made, and a smaller batch: pretrain.py's
+# option that turns each on, and the one that turns it off
+CHANGES = {"rope": ("--rope", "--rope=false"), "qk_norm": ("--qk_norm", "--qk_norm=false"),
+           "relu2": ("--relu2", "--relu2=false"), "zero_init": ("--zero_init", "--zero_init=false"),
+           "untied": ("--untied", "--untied=false"), "logit_cap": ("--logit_cap=15", "--logit_cap=0"),
+           "muon": ("--muon", "--muon=false"), "batch8": ("--batch_size=8", "--batch_size=16")}
+KEPT = ("rope", "qk_norm", "relu2", "zero_init", "untied", "logit_cap", "batch8")  # in pretrain.py's defaults (a test checks)
+# Today's pretrain.py before these changes (GPT-2's model, AdamW), written out so that it stays
+# what it is when pretrain.py's defaults move: the variants below start from it
+GPT2 = ["--n_layer=4", "--n_head=4", "--n_embd=256", "--block_size=256", "--max_iters=2000", "--learning_rate=2e-3",
+        "--min_lr=2e-4", "--warmup_iters=50", *(off for _, off in CHANGES.values())]
 # nanoGPT's README, "I only have a macbook": config/train_shakespeare_char.py with its CPU overrides
-NANOGPT = ["--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0",
+NANOGPT = [*GPT2, "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0",
            "--learning_rate=1e-3", "--min_lr=1e-4", "--warmup_iters=100", "--beta2=0.99"]
-BUILT_IN = ["default", *CHANGES, "all", *(f"all-{c}" for c in CHANGES), "nanogpt"]  # in the tables' order
+BUILT_IN = ["gpt2", *CHANGES, "all", "default", *(f"default{'-' if c in KEPT else '+'}{c}" for c in CHANGES), "nanogpt"]
 CHINESE_FORTUNES = ("chinese", "tang300", "song100")
 TEST_SHARE = 0.05
-QUIET = ["--eval_interval=1000000", "--eval_iters=2"]  # pretrain.py's own estimates: scored here, on whole splits
+PROBE_STEPS, PROBE_SKIP = 30, 10  # steps timed alone per variant and corpus; the first ones not counted
+CURVE_POINTS, CURVE_ITERS = 10, 10  # validation estimates per run (pretrain.py's, of CURVE_ITERS batches each)
 SIZES = ("documents", "train_tokens", "val_tokens", "val_bytes", "test_documents", "test_tokens", "test_bytes")
-README_VARIANTS = ("default", "all", "nanogpt")  # the README's rows; docs/quality.md has every variant
+README_VARIANTS = ("gpt2", "default", "all", "nanogpt")  # the README's rows; docs/quality.md has every variant
 ROOT = Path(__file__).resolve().parent
 RECORD = ROOT / "docs" / "quality_results.json"
+CURVE = ROOT / "docs" / "quality_curve.svg"
+CURVE_CAPTION = "validation bits per byte against minutes of this machine, GPT-2's recipe (red) and the default (blue)"
 
 
 def variants(names: list[str]) -> dict[str, list[str]]:
@@ -70,21 +93,23 @@ def variants(names: list[str]) -> dict[str, list[str]]:
     out = {}
     for name in names:
         if name == "alone":
+            out["gpt2"] = GPT2
+            out.update({change: [*GPT2, on] for change, (on, _) in CHANGES.items()})
+        elif name == "without":  # the default with each kept change turned off, each dropped one on
             out["default"] = []
-            out.update({change: [flag] for change, flag in CHANGES.items()})
-        elif name == "without":
-            out["all"] = list(CHANGES.values())
-            out.update({f"all-{change}": [f for c, f in CHANGES.items() if c != change] for change in CHANGES})
+            out.update({f"default{'-' if c in KEPT else '+'}{c}": [off if c in KEPT else on]
+                        for c, (on, off) in CHANGES.items()})
         elif "=" in name:  # your own: NAME=pretrain.py options
             label, flags = name.split("=", 1)
             if not re.fullmatch(r"[\w.+-]+", label) or label in BUILT_IN:
                 raise UserError(f"variant name {label!r}: use letters, digits, . + - _ only, and not a built-in name "
                                 f"({', '.join(BUILT_IN)})")
             out[label] = shlex.split(flags)
-        elif name in ("default", "all", "nanogpt") or name in CHANGES:
-            out[name] = {"default": [], "all": list(CHANGES.values()), "nanogpt": NANOGPT}.get(name, [CHANGES.get(name)])
+        elif name in ("gpt2", "default", "all", "nanogpt") or name in CHANGES:
+            out[name] = [*GPT2, CHANGES[name][0]] if name in CHANGES else {
+                "gpt2": GPT2, "default": [], "all": [*GPT2, *(on for on, _ in CHANGES.values())], "nanogpt": NANOGPT}[name]
         else:
-            raise UserError(f"unknown variant {name!r}: choose among alone, without, default, all, nanogpt, "
+            raise UserError(f"unknown variant {name!r}: choose among alone, without, gpt2, default, all, nanogpt, "
                             + ", ".join(CHANGES) + ", or give your own as NAME=OPTIONS")
     return out
 
@@ -151,44 +176,61 @@ def bits_per_byte(checkpoint_path: Path, tokens, n_bytes: int) -> float:
     return total / math.log(2) / n_bytes
 
 
-def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: list[str], minutes: float,
-                    seed: int, run_dir: Path, extra: list[str]) -> dict:
-    """One pretraining run of the variant for the given wall time, and its scores."""
+def pretrain(folder: Path, run_dir: Path, args: list[str], label: str) -> list[dict]:
+    """One pretrain.py run on the corpus folder; -> its log, one dict per step and validation."""
+    done = subprocess.run([sys.executable, str(ROOT / "pretrain.py"), f"--dataset={folder}", f"--out_dir={run_dir}",
+                           "--overwrite", *args], capture_output=True, text=True)
+    if done.returncode == 2:  # an option pretrain.py refused: its one line says which
+        raise UserError(f"{label}: {done.stderr.strip().splitlines()[-1].removeprefix('error: ')}")
+    if done.returncode != 0:
+        raise SystemExit(f"pretraining {label} failed:\n{done.stderr[-2000:]}")
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def step_seconds(folder: Path, flags: list[str], extra: list[str], run_dir: Path, label: str) -> float:
+    """The variant's seconds per step on this machine, alone and with every core: the median of
+    PROBE_STEPS steps, the first PROBE_SKIP (allocation, caches warming) not counted."""
+    log = pretrain(folder, run_dir, [*flags, *extra, f"--max_iters={PROBE_STEPS}", "--eval_interval=1000000",
+                                     "--eval_iters=1", "--threads=0"], label)
+    return statistics.median(r["seconds"] for r in log if "loss" in r and r["step"] > PROBE_SKIP)
+
+
+def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: list[str], minutes: float, steps: int,
+                    seconds: float, seed: int, run_dir: Path, extra: list[str], threads: int, options: dict) -> dict:
+    """One pretraining run of the variant for the given steps, and its scores: bits per byte on the
+    whole validation and test splits, and the curve of validation estimates against the minutes
+    those steps take this machine (steps times its seconds per step, timed alone)."""
     import numpy as np
     from machine import machine_name
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "pretrain.py"), f"--dataset={folder}", f"--out_dir={run_dir}",
-                           f"--time={minutes * 60:g}s", f"--seed={seed}", "--overwrite", *QUIET, *flags, *extra],
-                          capture_output=True, text=True)
-    if done.returncode == 2:  # an option pretrain.py refused: its one line says which
-        raise UserError(f"variant {variant}: {done.stderr.strip().splitlines()[-1].removeprefix('error: ')}")
-    if done.returncode != 0:
-        raise SystemExit(f"pretraining {variant} on {corpus} failed:\n{done.stderr[-2000:]}")
+    log = pretrain(folder, run_dir, [*flags, *extra, f"--max_iters={steps}", f"--seed={seed}", f"--threads={threads}",
+                                     f"--eval_interval={-(-steps // CURVE_POINTS)}", f"--eval_iters={CURVE_ITERS}"],
+                   f"{variant} on {corpus}")
     wall = time.perf_counter() - start
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    steps = [r for r in log if "loss" in r]
     scores = {split: round(bits_per_byte(run_dir / "ckpt.pt", np.fromfile(folder / f"{split}.bin", dtype=np.uint16),
                                          meta[f"{split}_bytes"]), 5) for split in ("val", "test")}
+    bits_per_token_to_byte = meta["val_tokens"] / meta["val_bytes"] / math.log(2)
     return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags,
-            "pretrain_args": extra, "machine": machine_name(),
-            "steps": len(steps), "tokens": int(sum(r["tokens_per_s"] * r["seconds"] for r in steps)),
-            "train_seconds": round(sum(r["seconds"] for r in steps), 1), "wall_seconds": round(wall, 1),
-            "median_step_seconds": statistics.median(r["seconds"] for r in steps),
-            "val_bits_per_byte": scores["val"], "test_bits_per_byte": scores["test"]}
+            "pretrain_args": extra, "options": options, "machine": machine_name(), "steps": steps, "step_seconds": seconds,
+            "train_minutes": round(steps * seconds / 60, 2), "wall_seconds": round(wall, 1),
+            "val_bits_per_byte": scores["val"], "test_bits_per_byte": scores["test"],
+            "curve": [[round(r["step"] * seconds / 60, 3), round(r["val_loss"] * bits_per_token_to_byte, 4)]
+                      for r in log if "val_loss" in r]}
 
 
 def report(record: dict, minutes: float, split: str = "test", only: tuple[str, ...] | None = None) -> str:
-    """The table of one wall time: bits per byte on the split per variant (or only these) and
-    corpus (mean over seeds, with the spread where there are several), its ratios to today's
-    default and to nanoGPT's recipe."""
+    """The table of one budget: bits per byte on the split per variant (or only these) and corpus
+    (mean over seeds, with the spread where there are several), its ratios to GPT-2's recipe and
+    to nanoGPT's, and the steps taken (and their minutes, where each variant ran its own length)."""
     rows = [r for r in record["results"] if r["minutes"] == minutes and (only is None or r["variant"] in only)]
     corpora = sorted({r["corpus"] for r in rows}, key=lambda c: ["fortunes", "fortunes-zh", "world"].index(c))
     cells = {}
     for r in rows:
         cells.setdefault((r["variant"], r["corpus"]), []).append(r)
-    lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {minutes:g} minutes of pretraining "
-             "(lower is better; then the steps taken) on " + ", ".join(sorted({r.get("machine", "?") for r in rows})) + ", "
-             f"`python quality.py --minutes={minutes:g}`:", "",
+    budget = f"{minutes:g} minutes of pretraining" if minutes else "each variant's own number of steps"
+    lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {budget} (lower is better; then the "
+             "steps taken" + ("" if minutes else " and the minutes they take") + ") on "
+             + ", ".join(sorted({r["machine"] for r in rows})) + f", `python quality.py --minutes={minutes:g}`:", "",
              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
     for variant in sorted({v for v, _ in cells}, key=lambda v: (BUILT_IN.index(v) if v in BUILT_IN else len(BUILT_IN), v)):
         line = f"| {variant} |"
@@ -200,11 +242,44 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
             bpb = statistics.mean(r[f"{split}_bits_per_byte"] for r in runs)
             text = f"{bpb:.3f}" + (f" ± {statistics.stdev(r[f'{split}_bits_per_byte'] for r in runs):.3f}" if len(runs) > 1 else "")
             ratios = [f"{bpb / statistics.mean(r[f'{split}_bits_per_byte'] for r in cells[(base, corpus)]):.1%} of {base}"
-                      for base in ("default", "nanogpt") if (base, corpus) in cells and base != variant]
+                      for base in ("gpt2", "nanogpt") if (base, corpus) in cells and base != variant]
             text += f" ({', '.join(ratios)})" if ratios else ""
-            line += f" {text}; {round(statistics.mean(r['steps'] for r in runs)):,} |"
+            text += f"; {round(statistics.mean(r['steps'] for r in runs)):,}"
+            line += f" {text}" + ("" if minutes else f", {statistics.mean(r['train_minutes'] for r in runs):.1f} min") + " |"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def curve_svg(record: dict, variants: tuple[str, ...] = ("gpt2", "default")) -> str:
+    """Validation bits per byte against minutes, one panel per corpus, a line per variant (the
+    mean over seeds of pretrain.py's estimates), from the runs of each variant's own length."""
+    curves = {}
+    for r in record["results"]:
+        if r["minutes"] == 0 and r["variant"] in variants:
+            curves.setdefault(r["corpus"], {}).setdefault(r["variant"], []).append(r["curve"])
+    width, height, pad = 300, 220, 40
+    panels = []
+    for i, (corpus, lines) in enumerate(sorted(curves.items())):
+        mean = {v: [[statistics.mean(c[k][j] for c in runs) for j in (0, 1)] for k in range(min(map(len, runs)))]
+                for v, runs in lines.items()}
+        x_max = max(x for points in mean.values() for x, _ in points)
+        y_min = min(y for points in mean.values() for _, y in points)
+        y_max = max(y for points in mean.values() for x, y in points if x >= x_max / 5)  # the first steps' fall cut off
+        def at(x, y):
+            return f"{i * width + pad + x / x_max * (width - 1.5 * pad):.1f},{pad + (1 - (min(y, y_max) - y_min) / (y_max - y_min or 1)) * (height - 2 * pad):.1f}"
+        panel = [f'<text x="{i * width + width / 2:.0f}" y="20" text-anchor="middle">{corpus}</text>',
+                 f'<polyline fill="none" stroke="#999" points="{at(0, y_max)} {at(0, y_min)} {at(x_max, y_min)}"/>',
+                 f'<text x="{i * width + pad - 4}" y="{pad + 4}" text-anchor="end">{y_max:.2f}</text>',
+                 f'<text x="{i * width + pad - 4}" y="{height - pad + 4}" text-anchor="end">{y_min:.2f}</text>',
+                 f'<text x="{i * width + pad}" y="{height - pad + 16}" text-anchor="middle">0</text>',
+                 f'<text x="{i * width + width - pad / 2:.0f}" y="{height - pad + 16}" text-anchor="end">{x_max:.0f} min</text>']
+        panel += [f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(at(x, y) for x, y in mean[v])}"/>'
+                  for v, colour in zip(variants, ("#d62728", "#1f77b4")) if v in mean]
+        panels += panel
+    legend = [f'<text x="{pad + 150 * k}" y="{height + 10}" fill="{colour}">{v}</text>'
+              for k, (v, colour) in enumerate(zip(variants, ("#d62728", "#1f77b4")))]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * max(1, len(curves))}" height="{height + 20}" '
+            f'font-family="sans-serif" font-size="12">\n' + "\n".join(panels + legend) + "\n</svg>\n")
 
 
 def corpora_table(record: dict) -> str:
@@ -219,8 +294,10 @@ def docs_blocks(record: dict) -> dict[Path, str]:
     """What the record puts between the quality markers of README.md and docs/quality.md."""
     every = [corpora_table(record)] + [report(record, minutes, split) for minutes in sorted({r["minutes"] for r in record["results"]})
                                        for split in ("val", "test")]
-    return {ROOT / "README.md": report(record, record["readme_minutes"], "test", README_VARIANTS),
-            ROOT / "docs" / "quality.md": "\n".join(every)}
+    readme = [report(record, record["readme_minutes"], "test", README_VARIANTS)] if record.get("readme_minutes") else []
+    if any(r["minutes"] == 0 for r in record["results"]):  # the comparison at full length, and its curves
+        readme = [report(record, 0, "test", ("gpt2", "default")), f"![{CURVE_CAPTION}]({CURVE.relative_to(ROOT)})\n", *readme]
+    return {ROOT / "README.md": "\n".join(readme), ROOT / "docs" / "quality.md": "\n".join(every)}
 
 
 def main() -> None:
@@ -229,9 +306,12 @@ def main() -> None:
     chosen = variants(config["variants"].split(","))
     extra = shlex.split(config["pretrain_args"])
     from pretrain import OPTIONS as PRETRAIN_OPTIONS  # each variant's options checked now, not hours into the runs
+    options = {}  # what each variant runs, pretrain.py's defaults filled in: a result is reused only for the same
     for variant, flags in chosen.items():
+        if any(flag.startswith("--time") for flag in [*flags, *extra]):
+            raise UserError(f"variant {variant}: --time is quality.py's to set (--minutes); leave it out")
         try:
-            parse_args(PRETRAIN_OPTIONS, "", "", argv=[*flags, *extra])
+            options[variant] = parse_args(PRETRAIN_OPTIONS, "", "", argv=[*flags, *extra])[0]
         except UserError as e:
             raise UserError(f"variant {variant}: {e}") from None
     corpora = config["corpora"].split(",")
@@ -245,28 +325,40 @@ def main() -> None:
     record = json.loads(results_path.read_text()) if results_path.exists() else {"results": []}
     record.setdefault("corpora", {}).update({c: {k: v for k, v in json.loads((folders[c] / "meta.json").read_text()).items()
                                                  if k in SIZES} for c in corpora})
-    for corpus in corpora:
-        meta = json.loads((folders[corpus] / "meta.json").read_text())
-        for variant, flags in chosen.items():
-            for seed in range(1337, 1337 + config["seeds"]):
-                key = (corpus, variant, config["minutes"], seed)
-                if not config["rerun"] and any((r["corpus"], r["variant"], r["minutes"], r["seed"]) == key
-                                               and (r["flags"], r.get("pretrain_args")) == (flags, extra)
-                                               for r in record["results"]):
-                    continue  # the same run, already measured
-                run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
-                result = train_and_score(corpus, folders[corpus], meta, variant, flags, config["minutes"], seed, run_dir, extra)
-                print(f"{corpus:<12} {variant:<16} seed {seed}: {result['steps']:,} steps, validation {result['val_bits_per_byte']:.4f}, "
-                      f"test {result['test_bits_per_byte']:.4f} bits/byte ({result['wall_seconds']:.0f} s)", flush=True)
-                record["results"] = [r for r in record["results"]
-                                     if (r["corpus"], r["variant"], r["minutes"], r["seed"]) != key] + [result]
-                text = json.dumps(record, indent=1)
-                atomic_write({results_path: lambda f: f.write(text.encode())})  # after every run: nothing lost
+    todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()
+            for seed in range(1337, 1337 + config["seeds"])
+            if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], r["options"])
+                                          == (corpus, variant, config["minutes"], seed, options[variant]) for r in record["results"])]
+    seconds = {}
+    for corpus, variant, flags, _ in todo:  # one at a time, before any run shares the machine
+        if (corpus, variant) not in seconds:
+            seconds[corpus, variant] = step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
+            print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // config["jobs"])
+    with ThreadPoolExecutor(config["jobs"]) as pool:
+        runs = []
+        for corpus, variant, flags, seed in todo:
+            steps = options[variant]["max_iters"] if config["minutes"] == 0 else max(1, round(config["minutes"] * 60 / seconds[corpus, variant]))
+            run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
+            meta = json.loads((folders[corpus] / "meta.json").read_text())
+            runs.append(pool.submit(train_and_score, corpus, folders[corpus], meta, variant, flags, config["minutes"],
+                                    steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant]))
+        for done in as_completed(runs):
+            result = done.result()
+            print(f"{result['corpus']:<12} {result['variant']:<16} seed {result['seed']}: {result['steps']:,} steps "
+                  f"({result['train_minutes']:.1f} min), validation {result['val_bits_per_byte']:.4f}, "
+                  f"test {result['test_bits_per_byte']:.4f} bits/byte", flush=True)
+            key = tuple(result[k] for k in ("corpus", "variant", "minutes", "seed"))
+            record["results"] = [r for r in record["results"]
+                                 if (r["corpus"], r["variant"], r["minutes"], r["seed"]) != key] + [result]
+            text = json.dumps(record, indent=1)
+            atomic_write({results_path: lambda f: f.write(text.encode())})  # after every run: nothing lost
     markdown = report(record, config["minutes"])
     print("\n" + markdown)
-    if config["readme"]:  # the README shows this wall time's table; docs/quality.md every table, both splits
-        record["readme_minutes"] = config["minutes"]
-        updated = update_docs("quality", docs_blocks(record), RECORD, json.dumps(record, indent=1))
+    if config["readme"]:  # the README: the full-length comparison and this budget's table; docs/quality.md every table
+        if config["minutes"]:
+            record["readme_minutes"] = config["minutes"]
+        updated = update_docs("quality", docs_blocks(record), RECORD, json.dumps(record, indent=1), {CURVE: curve_svg(record)})
         print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {RECORD.relative_to(ROOT)}"
               if updated else "README.md and docs/quality.md have no quality markers: left as they are")
 

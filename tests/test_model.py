@@ -160,3 +160,20 @@ def test_modern_kv_cache_and_zero_init():
     # untied: the token table is a lookup, left out of the matmul count
     untied = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16, untied=True, rope=True))
     assert untied.num_params() == sum(p.numel() for p in untied.parameters()) - 64 * 16
+
+
+def test_int8_weights_of_the_modern_model_give_nearly_its_logits():
+    """sample.py's int8 path on pretrain.py's architecture: every Linear, the untied output layer
+    too, becomes int8, and the logits stay within a few thousandths of the float ones."""
+    import copy
+    from generation import Int8Linear, quantize_int8
+    torch.manual_seed(0)
+    model = GPT(MODERN).eval()
+    idx = torch.randint(MODERN.vocab_size, (1, 20))
+    with torch.no_grad():
+        expected = model(idx)[0]
+        quantized = quantize_int8(copy.deepcopy(model)).to(torch.bfloat16)
+        got = quantized(idx)[0].float()
+    assert sum(isinstance(m, Int8Linear) for m in quantized.modules()) == 4 * MODERN.n_layer + 1
+    assert not any(isinstance(m, torch.nn.Linear) for m in quantized.modules())
+    assert (got - expected).abs().max() < 0.02 * expected.abs().max() and (got.argmax(-1) == expected.argmax(-1)).all()

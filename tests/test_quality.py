@@ -45,13 +45,26 @@ def test_corpora_are_split_before_anything_runs(tmp_path):
 
 
 def test_variant_groups_and_names():
-    from quality import CHANGES, variants
-    alone, without = variants(["alone"]), variants(["without", "nanogpt"])
-    assert list(alone) == ["default", *CHANGES] and alone["rope"] == ["--rope"]
-    assert len(without["all"]) == len(CHANGES) and "--muon" not in without["all-muon"]
-    assert all(len(without[f"all-{c}"]) == len(CHANGES) - 1 for c in CHANGES) and "--n_embd=128" in without["nanogpt"]
+    """Every built-in variant is GPT-2's recipe written out (so that it stays put when pretrain.py's
+    defaults move) and its changes; the default is pretrain.py as it is, and GPT-2's recipe with
+    the kept changes; your own variant is pretrain.py's defaults and its options."""
+    from cli import parse_args
+    from pretrain import OPTIONS
+    from quality import CHANGES, GPT2, KEPT, variants
+    alone, without = variants(["alone"]), variants(["without", "nanogpt", "all"])
+    assert list(alone) == ["gpt2", *CHANGES] and alone["rope"] == [*GPT2, "--rope"] and without["default"] == []
+    assert without["default-rope"] == ["--rope=false"] and without["default+muon"] == ["--muon"]
+    assert {name.split("-")[1] for name in without if "-" in name} == set(KEPT)
+    parsed = {name: parse_args(OPTIONS, "", "", argv=flags)[0] for name, flags in {**alone, **without}.items()}
+    today = {"n_layer": 4, "n_embd": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 2e-3, "rope": False,
+             "muon": False, "logit_cap": 0.0}
+    assert {k: parsed["gpt2"][k] for k in today} == today
+    assert (parsed["nanogpt"]["n_embd"], parsed["nanogpt"]["block_size"], parsed["nanogpt"]["rope"]) == (128, 64, False)
+    assert parsed["all"]["muon"] and parsed["all"]["batch_size"] == 8 and parsed["all"]["logit_cap"] == 15
+    kept = parse_args(OPTIONS, "", "", argv=[*GPT2, *(CHANGES[c][0] for c in KEPT)])[0]
+    assert {**kept, "max_iters": 0} == {**parsed["default"], "max_iters": 0}  # GPT-2 with the kept changes, its own length
     assert variants(["fast=--muon --muon_lr_scale=3"]) == {"fast": ["--muon", "--muon_lr_scale=3"]}
-    for bad in ("default=--rope", "all-rope=--rope", "a/b=--rope", "=--rope"):
+    for bad in ("default=--rope", "gpt2=--rope", "default-rope=--rope", "a/b=--rope", "=--rope"):
         with pytest.raises(UserError):
             variants([bad])
 
@@ -74,26 +87,58 @@ def test_bits_per_byte_is_the_summed_loss_over_the_bytes(tmp_path):
     assert abs(bits_per_byte(tmp_path / "ckpt.pt", tokens, 100) - nats / np.log(2) / 100) < 1e-4
 
 
-def test_a_tiny_comparison_writes_its_table(tmp_path):
+TINY = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=32 --batch_size=4 --dtype=float32"
+
+
+def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
+    """Each variant is timed alone, then given minutes * 60 / its seconds per step; two runs at
+    once (--jobs=2) with a core each; the curve's minutes are its steps at the timed speed."""
     folder = fortunes_dir(tmp_path)
-    result = run_script("quality.py", "--corpora=fortunes", "--variants=default,rope", "--minutes=0.15",
-                        f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}",
-                        "--pretrain_args=--n_layer=1 --n_head=2 --n_embd=32 --block_size=32 --batch_size=4 "
-                        "--eval_iters=1 --eval_interval=20 --dtype=float32", check=True, timeout=200)
+    result = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", "--jobs=2",
+                        f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                        check=True, timeout=200)
     record = json.loads((tmp_path / "q" / "results.json").read_text())
-    assert [r["variant"] for r in record["results"]] == ["default", "rope"]
-    assert all(0 < r["test_bits_per_byte"] < 8 and r["steps"] > 10 for r in record["results"])
-    assert "| rope |" in result.stdout and "% of default)" in result.stdout
+    assert sorted(r["variant"] for r in record["results"]) == ["gpt2", "rope"]
+    again = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", f"--fortunes_dir={folder}",
+                       f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True)
+    assert "per step" not in again.stdout and "| rope |" in again.stdout  # the same runs: kept, not repeated
+    for r in record["results"]:
+        assert r["steps"] == round(6 / r["step_seconds"]) and 0 < r["test_bits_per_byte"] < 8
+        assert 6 <= len(r["curve"]) <= 10 and r["curve"][-1][0] == pytest.approx(6 / 60, abs=0.01)
+        assert r["curve"][-1][1] < r["curve"][0][1]  # estimates of bits per byte, falling
+        log = [json.loads(line) for line in (tmp_path / "q" / "runs" / "fortunes" / r["variant"] / "0.1m-1337" / "log.jsonl").open()]
+        assert sum("loss" in row for row in log) == r["steps"]
+    assert "| rope |" in result.stdout and "% of gpt2)" in result.stdout
     bad = run_script("quality.py", "--corpora=fortunes", "--variants=x=--n_layre=2", f"--fortunes_dir={folder}",
                      f"--out_dir={tmp_path / 'q'}")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "variant x" in bad.stderr and "n_layer" in bad.stderr
 
 
+def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_path):
+    from quality import curve_svg
+    folder = fortunes_dir(tmp_path)
+    result = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope",
+                        "--minutes=0", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                        check=True, timeout=200)
+    record = json.loads((tmp_path / "q" / "results.json").read_text())
+    runs = {r["variant"]: r for r in record["results"]}
+    assert (runs["a"]["steps"], runs["b"]["steps"]) == (12, 20)
+    assert all(r["train_minutes"] == pytest.approx(r["steps"] * r["step_seconds"] / 60, abs=0.01) for r in runs.values())
+    assert " min |" in result.stdout and runs["b"]["curve"][-1][0] == pytest.approx(runs["b"]["train_minutes"], abs=0.01)
+    for r in record["results"]:  # drawn as GPT-2's recipe and the default
+        r["variant"] = {"a": "gpt2", "b": "default"}[r["variant"]]
+    svg = curve_svg(record)
+    lines = [line.split('points="')[1].split('"')[0].split() for line in svg.splitlines() if 'stroke-width="2"' in line]
+    assert [len(points) for points in lines] == [len(runs["a"]["curve"]), len(runs["b"]["curve"])]
+    assert svg.count("<svg") == 1 and ">fortunes<" in svg
+
+
 def test_the_quality_tables_show_the_recorded_results():
-    """README.md's quality table and docs/quality.md's are what quality.py renders from its record."""
+    """README.md's quality tables, docs/quality.md's and the curve are what quality.py renders from its record."""
     from cli import readme_markers
-    from quality import RECORD, docs_blocks
+    from quality import CURVE, RECORD, curve_svg, docs_blocks
     begin, end = readme_markers("quality")
     record = json.loads(RECORD.read_text(encoding="utf-8"))
     for doc, block in docs_blocks(record).items():
         assert doc.read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0] == "\n" + block
+    assert CURVE.read_text(encoding="utf-8") == curve_svg(record)
