@@ -1,5 +1,6 @@
 """quality.py: corpora split as claimed, bits per byte as defined, a tiny equal-time comparison."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -46,25 +47,26 @@ def test_corpora_are_split_before_anything_runs(tmp_path):
 
 def test_variant_groups_and_names():
     """Every built-in variant is GPT-2's recipe written out (so that it stays put when pretrain.py's
-    defaults move) and its changes; the default is pretrain.py as it is, and GPT-2's recipe with
-    the kept changes; your own variant is pretrain.py's defaults and its options."""
+    defaults move) and its changes; the default is pretrain.py as it is, still GPT-2's recipe; your
+    own variant is pretrain.py's defaults and its options."""
     from cli import parse_args
     from pretrain import OPTIONS
-    from quality import CHANGES, GPT2, KEPT, variants
-    alone, without = variants(["alone"]), variants(["without", "nanogpt", "all"])
+    from quality import CHANGES, GPT2, KEPT, SPEEDRUN, variants
+    alone, without = variants(["alone"]), variants(["without", "nanogpt", "all", "default"])
     assert list(alone) == ["gpt2", *CHANGES] and alone["rope"] == [*GPT2, "--rope"] and without["default"] == []
-    assert without["default-rope"] == ["--rope=false"] and without["default+muon"] == ["--muon"]
+    assert without["speedrun-rope"] == [*SPEEDRUN, "--rope=false"] and without["speedrun+muon"] == [*SPEEDRUN, "--muon"]
     assert {name.split("-")[1] for name in without if "-" in name} == set(KEPT)
     parsed = {name: parse_args(OPTIONS, "", "", argv=flags)[0] for name, flags in {**alone, **without}.items()}
     today = {"n_layer": 4, "n_embd": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 2e-3, "rope": False,
              "muon": False, "logit_cap": 0.0}
-    assert {k: parsed["gpt2"][k] for k in today} == today
+    assert {k: parsed["gpt2"][k] for k in today} == today and parsed["gpt2"] == parsed["default"]
     assert (parsed["nanogpt"]["n_embd"], parsed["nanogpt"]["block_size"], parsed["nanogpt"]["rope"]) == (128, 64, False)
     assert parsed["all"]["muon"] and parsed["all"]["batch_size"] == 8 and parsed["all"]["logit_cap"] == 15
-    kept = parse_args(OPTIONS, "", "", argv=[*GPT2, *(CHANGES[c][0] for c in KEPT)])[0]
-    assert {**kept, "max_iters": 0} == {**parsed["default"], "max_iters": 0}  # GPT-2 with the kept changes, its own length
+    speedrun = parsed["speedrun"]
+    assert speedrun["rope"] and speedrun["untied"] and not speedrun["muon"] and (speedrun["batch_size"], speedrun["max_iters"]) == (8, 1600)
+    assert parsed["speedrun-batch8"]["batch_size"] == 16 and not parsed["speedrun-rope"]["rope"] and parsed["speedrun-rope"]["qk_norm"]
     assert variants(["fast=--muon --muon_lr_scale=3"]) == {"fast": ["--muon", "--muon_lr_scale=3"]}
-    for bad in ("default=--rope", "gpt2=--rope", "default-rope=--rope", "a/b=--rope", "=--rope"):
+    for bad in ("default=--rope", "gpt2=--rope", "speedrun-rope=--rope", "a/b=--rope", "=--rope"):
         with pytest.raises(UserError):
             variants([bad])
 
@@ -98,6 +100,8 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
                         f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
                         check=True, timeout=200)
     record = json.loads((tmp_path / "q" / "results.json").read_text())
+    meta = json.loads((tmp_path / "q" / "data" / "fortunes" / "meta.json").read_text())
+    tokens_per_byte = meta["val_tokens"] / meta["val_bytes"]
     assert sorted(r["variant"] for r in record["results"]) == ["gpt2", "rope"]
     again = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", f"--fortunes_dir={folder}",
                        f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True)
@@ -105,9 +109,11 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     for r in record["results"]:
         assert r["steps"] == round(6 / r["step_seconds"]) and 0 < r["test_bits_per_byte"] < 8
         assert 6 <= len(r["curve"]) <= 10 and r["curve"][-1][0] == pytest.approx(6 / 60, abs=0.01)
-        assert r["curve"][-1][1] < r["curve"][0][1]  # estimates of bits per byte, falling
         log = [json.loads(line) for line in (tmp_path / "q" / "runs" / "fortunes" / r["variant"] / "0.1m-1337" / "log.jsonl").open()]
         assert sum("loss" in row for row in log) == r["steps"]
+        validations = [row for row in log if "val_loss" in row]  # pretrain.py's estimates, in bits per byte at the timed minutes
+        assert r["curve"] == [[pytest.approx(row["step"] * r["step_seconds"] / 60, abs=1e-3),
+                               pytest.approx(row["val_loss"] * tokens_per_byte / math.log(2), abs=1e-3)] for row in validations]
     assert "| rope |" in result.stdout and "% of gpt2)" in result.stdout
     bad = run_script("quality.py", "--corpora=fortunes", "--variants=x=--n_layre=2", f"--fortunes_dir={folder}",
                      f"--out_dir={tmp_path / 'q'}")
@@ -125,8 +131,8 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     assert (runs["a"]["steps"], runs["b"]["steps"]) == (12, 20)
     assert all(r["train_minutes"] == pytest.approx(r["steps"] * r["step_seconds"] / 60, abs=0.01) for r in runs.values())
     assert " min |" in result.stdout and runs["b"]["curve"][-1][0] == pytest.approx(runs["b"]["train_minutes"], abs=0.01)
-    for r in record["results"]:  # drawn as GPT-2's recipe and the default
-        r["variant"] = {"a": "gpt2", "b": "default"}[r["variant"]]
+    for r in record["results"]:  # drawn as GPT-2's recipe and the speedrun recipe
+        r["variant"] = {"a": "gpt2", "b": "speedrun"}[r["variant"]]
     svg = curve_svg(record)
     lines = [line.split('points="')[1].split('"')[0].split() for line in svg.splitlines() if 'stroke-width="2"' in line]
     assert [len(points) for points in lines] == [len(runs["a"]["curve"]), len(runs["b"]["curve"])]
