@@ -48,10 +48,12 @@ from cli import UserError, atomic_write, parse_args, run, update_docs
 
 OPTIONS = {
     "corpora": ("fortunes,fortunes-zh,world", "which corpora (see above)"),
-    "variants": ("alone,all,speedrun,nanogpt", "variants or groups: alone (gpt2, and each change alone on it), without "
-                 "(the speedrun recipe, and it with each of its changes removed or another added), gpt2 (GPT-2's recipe, pretrain.py's default written out), "
-                 "default (pretrain.py as it is), all, speedrun (the candidate default), nanogpt, a change's name, or your own as NAME=OPTIONS "
-                 "(pretrain.py's defaults and these: \"fast=--muon --learning_rate=3e-3\")"),
+    "variants": ("alone,all,speedrun,nanogpt",
+                 "variants or groups: alone (gpt2, and each change alone on it), without (the speedrun recipe, and "
+                 "it with each of its changes removed or another added), gpt2 (GPT-2's recipe, pretrain.py's default "
+                 "written out), default (pretrain.py as it is), all, speedrun (the candidate default), nanogpt, a "
+                 "change's name, or your own as NAME=OPTIONS (pretrain.py's defaults and these: "
+                 "\"fast=--muon --learning_rate=3e-3\")"),
     "minutes": (2.0, "this machine's time for each pretraining run (0: each variant's own step count)", "[0, inf)"),
     "seeds": (1, "runs per variant and corpus, seeds 1337, 1338, ...", "[1, inf)"),
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
@@ -270,8 +272,10 @@ def curve_svg(record: dict, variants: tuple[str, ...] = ("gpt2", "speedrun")) ->
         x_max = max(x for points in mean.values() for x, _ in points)
         y_min = min(y for points in mean.values() for _, y in points)
         y_max = max(y for points in mean.values() for x, y in points if x >= x_max / 5)  # the first steps' fall cut off
-        def at(x, y):
-            return f"{i * width + pad + x / x_max * (width - 1.5 * pad):.1f},{pad + (1 - (min(y, y_max) - y_min) / (y_max - y_min or 1)) * (height - 2 * pad):.1f}"
+        def at(x, y):  # minutes and bits per byte -> the panel's pixels (values above y_max drawn at the top)
+            across = i * width + pad + x / x_max * (width - 1.5 * pad)
+            down = pad + (1 - (min(y, y_max) - y_min) / (y_max - y_min or 1)) * (height - 2 * pad)
+            return f"{across:.1f},{down:.1f}"
         panel = [f'<text x="{i * width + width / 2:.0f}" y="20" text-anchor="middle">{corpus}</text>',
                  f'<polyline fill="none" stroke="#999" points="{at(0, y_max)} {at(0, y_min)} {at(x_max, y_min)}"/>',
                  f'<text x="{i * width + pad - 4}" y="{pad + 4}" text-anchor="end">{y_max:.2f}</text>',
@@ -343,7 +347,8 @@ def main() -> None:
     with ThreadPoolExecutor(config["jobs"]) as pool:
         runs = []
         for corpus, variant, flags, seed in todo:
-            steps = options[variant]["max_iters"] if config["minutes"] == 0 else max(1, round(config["minutes"] * 60 / seconds[corpus, variant]))
+            budget = config["minutes"] * 60
+            steps = max(1, round(budget / seconds[corpus, variant])) if budget else options[variant]["max_iters"]
             run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
             meta = json.loads((folders[corpus] / "meta.json").read_text())
             runs.append(pool.submit(train_and_score, corpus, folders[corpus], meta, variant, flags, config["minutes"],
