@@ -38,6 +38,8 @@ from collections import Counter
 from pathlib import Path
 
 from cli import UserError, atomic_write, parse_args, run, update_docs
+from data.world.prepare import read_jsonl
+from studies import STUDIES, finetuning_flops, pretraining_flops, scores, study_runs, study_table
 
 ROOT = Path(__file__).resolve().parent
 OPTIONS = {
@@ -49,6 +51,9 @@ OPTIONS = {
     "finetune_args": ("", "options added to every finetune.py run"),
     "readme": (True, "write the results between the experiment markers of README.md and docs/experiment.md"),
     "overwrite": (False, "replace the results out_dir already holds"),
+    "study": ("main", "main: the experiment above; crosslingual: fine-tuned in one language, tested in the other; datasize: "
+              "held-out facts against the number of fine-tuning examples (studies.py); all: every one, one pretraining per seed",
+              ("main", *STUDIES, "all")),
     "reuse": (True, "reuse finished runs in out_dir of the same options and inputs (false: run everything again)"),
 }
 # (name, starts from, finetune.py options)
@@ -110,10 +115,6 @@ def random_initial_weights(model_config: dict, seed: int) -> dict:
     from model import GPT, GPTConfig
     torch.manual_seed(seed)
     return parameters(GPT(GPTConfig(**model_config)))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def share(flags: list[bool]) -> float:
@@ -330,20 +331,48 @@ def report(record: dict, verbatim_rows: int | None = None, behaviour: bool = Tru
     return "\n".join(lines) + "\n"
 
 
+def finetune(title: str, run_dir: Path, base_path: Path, data: Path, evaluation: Path, seed: int, flags: list[str],
+             config: dict) -> tuple[float, bool]:
+    """python finetune.py from base_path on data, its replies to evaluation's questions in
+    run_dir/eval.jsonl; or a finished run of the same reused. -> (wall seconds, whether reused)"""
+    args = [f"--base={base_path}", f"--data={data}", f"--eval={evaluation}", f"--out_dir={run_dir}", f"--seed={seed}",
+            *flags, *shlex.split(config["finetune_args"])]
+    return run_or_reuse(title, "finetune.py", args, run_dir, [data, evaluation, base_path.parent / REUSE_FILE], config["reuse"])
+
+
+def write_results(folder: Path, markdown: str, record: dict, docs: str, blocks: dict[Path, str], config: dict) -> None:
+    """Write folder/results.md and results.json and, with --readme, the blocks between docs' markers."""
+    print("\n" + markdown)
+    text = json.dumps(record, ensure_ascii=False, indent=1)
+    atomic_write({folder / "results.md": lambda f: f.write(markdown.encode()), folder / "results.json": lambda f: f.write(text.encode())})
+    print(f"written: {folder / 'results.md'}, {folder / 'results.json'}")
+    if config["readme"]:  # the tables in the docs, and the record they are made from (a test checks that they agree)
+        record_path = RECORD if docs == "experiment" else ROOT / "docs" / f"{docs.replace(' ', '_')}.json"
+        updated = update_docs(docs, blocks, record_path, text)
+        print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {record_path.relative_to(ROOT)}"
+              if updated else f"the docs have no {docs} markers: left as they are")
+
+
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python experiment.py [--seeds=3 ...]", __doc__)
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
+    from checkpoint import load_checkpoint
     out_dir = Path(config["out_dir"])
-    if (out_dir / "results.json").exists() and not config["overwrite"]:
-        raise UserError(f"{out_dir} already holds results: pass --overwrite to run again, or choose another --out_dir")
+    chosen = ["main", *STUDIES] if config["study"] == "all" else [config["study"]]
+    folders = {name: out_dir if name == "main" else out_dir / name for name in chosen}
+    for folder in folders.values():
+        if (folder / "results.json").exists() and not config["overwrite"]:
+            raise UserError(f"{folder} already holds results: pass --overwrite to run again, or choose another --out_dir")
     world_config, _, _ = parse_args(WORLD_OPTIONS, "--world_args", "", argv=shlex.split(config["world_args"]))
-    extra_pretrain, extra_finetune = shlex.split(config["pretrain_args"]), shlex.split(config["finetune_args"])
+    extra_pretrain = shlex.split(config["pretrain_args"])
     command = "python experiment.py" + "".join(f" {a}" for a in sys.argv[1:] if a != "--overwrite")
 
     t_start = time.perf_counter()
     world = out_dir / "world"
     world_meta = prepare_world(world_config, world)
+    runs_of = {name: study_runs(name, world, folders[name], RUNS, world_config["val_fraction"]) for name in chosen if name != "main"}
     results, walls = [], {}
+    study_results, study_walls = {name: [] for name in runs_of}, {name: {} for name in runs_of}  # walls: a study's own pretraining
     for seed in range(config["seed"], config["seed"] + config["seeds"]):
         seed_dir = out_dir / f"seed{seed}"
         base_path = seed_dir / "pretrain" / "ckpt.pt"
@@ -351,13 +380,11 @@ def main() -> None:
         walls[f"pretrain {seed}"], walls[f"reused {seed}"] = run_or_reuse(
             f"seed {seed}, pretraining", "pretrain.py", pretrain_args, base_path.parent,
             [world / "train.bin", world / "val.bin", world / "meta.json"], config["reuse"])
-        for name, init, flags in RUNS:
+        for name, init, flags in RUNS if "main" in chosen else ():
             run_dir = seed_dir / f"{name.lower()}_{init}"
-            finetune_args = [f"--base={base_path}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_heldout.jsonl'}",
-                             f"--out_dir={run_dir}", f"--seed={seed}", *flags, *extra_finetune]
-            walls[f"{name} {init} {seed}"], reused = run_or_reuse(
-                f"seed {seed}, {name} fine-tuning from {init} weights", "finetune.py", finetune_args, run_dir,
-                [world / "sft.jsonl", world / "eval_heldout.jsonl", base_path.parent / REUSE_FILE], config["reuse"])
+            walls[f"{name} {init} {seed}"], reused = finetune(
+                f"seed {seed}, {name} fine-tuning from {init} weights", run_dir, base_path, world / "sft.jsonl",
+                world / "eval_heldout.jsonl", seed, flags, config)
             measured = run_dir / "measures.json"  # a reused run's measures too, if they used the same sets
             sets = reuse_key("measure", [], [world / f for f in ("eval_train.jsonl", "eval_val.jsonl", "eval_conversations.jsonl")])
             if not (reused and measured.exists() and json.loads(measured.read_text(encoding="utf-8")).get("sets") == sets):
@@ -367,20 +394,33 @@ def main() -> None:
                                                 "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
             results.append(json.loads(measured.read_text(encoding="utf-8")))
             walls[f"measure {name} {init} {seed}"] = results[-1]["measure_seconds"]
+        model_config = load_checkpoint(base_path)["model_config"]
+        for study, runs in runs_of.items():
+            bases = {None: base_path}
+            for dataset in {r["dataset"] for r in runs} - {None}:  # a study's own pretraining (same options, other text)
+                bases[dataset] = seed_dir / study / f"pretrain_{dataset.name}" / "ckpt.pt"
+                study_walls[study][seed], _ = run_or_reuse(
+                    f"seed {seed}, {study} study, pretraining on {dataset}", "pretrain.py",
+                    [f"--dataset={dataset}", f"--out_dir={bases[dataset].parent}", f"--seed={seed}", *extra_pretrain],
+                    bases[dataset].parent, [dataset / "train.bin", dataset / "val.bin", dataset / "meta.json"], config["reuse"])
+            for r in runs:
+                run_dir, base = seed_dir / study / r["dir"], bases[r["dataset"]]
+                seconds, _ = finetune(f"seed {seed}, {study} study, {r['title']}", run_dir, base, r["data"], r["eval"],
+                                      seed, r["flags"], config)
+                study_results[study].append({**r["labels"], "seed": seed, "scores": scores(run_dir), "seconds": round(seconds, 1),
+                                             "flops": finetuning_flops(run_dir, model_config, lora="--lora" in r["flags"]),
+                                             "pretrain_flops": pretraining_flops(load_checkpoint(base))})
     walls["total"] = sum(v for k, v in walls.items() if not k.startswith("reused"))  # as if nothing were reused
     walls["this run"] = time.perf_counter() - t_start
-    record = {"command": command, "world": {"train_tokens": world_meta["train_tokens"]}, "results": results,
-              "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
-    markdown = report(record)
-    print("\n" + markdown)
-    text = json.dumps(record, ensure_ascii=False, indent=1)
-    atomic_write({out_dir / "results.md": lambda f: f.write(markdown.encode()), out_dir / "results.json": lambda f: f.write(text.encode())})
-    print(f"written: {out_dir / 'results.md'}, {out_dir / 'results.json'}")
-    if config["readme"]:  # the README's tables, and the record they are made from (a test checks that they agree)
-        updated = update_docs("experiment", {ROOT / "README.md": report(record, README_VERBATIM, behaviour=False),
-                                             ROOT / "docs" / "experiment.md": report(record)}, RECORD, text)
-        print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {RECORD.relative_to(ROOT)}"
-              if updated else "README.md and docs/experiment.md have no experiment markers: left as they are")
+    if "main" in chosen:
+        record = {"command": command, "world": {"train_tokens": world_meta["train_tokens"]}, "results": results,
+                  "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
+        write_results(out_dir, report(record), record, "experiment", {ROOT / "README.md": report(record, README_VERBATIM, behaviour=False),
+                                                                      ROOT / "docs" / "experiment.md": report(record)}, config)
+    for study, rows in study_results.items():
+        record = {"command": command, "results": rows, "pretrain_seconds": {s: round(v, 1) for s, v in study_walls[study].items()}}
+        markdown = study_table(study, record, RUNS)
+        write_results(folders[study], markdown, record, f"{study} study", {ROOT / "README.md": markdown}, config)
 
 
 if __name__ == "__main__":

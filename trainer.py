@@ -317,7 +317,7 @@ def train(model, optimizer, get_batch: Callable[[str, int, int], Batch], s: Trai
             fitting = fits_to_time and (done == start_step + FIT_STEPS
                                         or (evaluating and start_step + FIT_STEPS < done < s.max_iters))
             stopping = ctrl_c.agreed(s.device)
-            files.log({"step": done, "loss": round(loss, 5), "lr": lr, "seconds": round(seconds, 4),
+            files.log({"step": done, "loss": round(loss, 5), "lr": lr, "seconds": round(seconds, 4), "tokens": tokens,
                        "tokens_per_s": round(tokens / seconds, 1)})
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / seconds:,.0f}")

@@ -70,12 +70,14 @@ def read_text_files(inputs: list[str], errors: str = "strict") -> list[str]:
     return docs
 
 
-def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction: float, sources: list[str]) -> dict:
-    """Tokenize documents, pick the compact vocabulary, write train.bin, val.bin and meta.json."""
+def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction: float, sources: list[str],
+                  vocab: list | None = None) -> dict:
+    """Tokenize documents, pick the compact vocabulary (or use the one given: another dataset's, so
+    that its models read the same tokens), write train.bin, val.bin and meta.json."""
     if not 0 < val_fraction < 1:
         raise UserError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
     cl100k_docs = cl100k().encode_ordinary_batch(docs, num_threads=os.cpu_count() or 1)
-    tokenizer = Tokenizer(build_vocab(cl100k_docs, vocab_size))
+    tokenizer = Tokenizer(vocab or build_vocab(cl100k_docs, vocab_size))
     ids = np.concatenate([np.array([DOC] + tokenizer.from_cl100k_ids(d), dtype=np.uint16) for d in cl100k_docs])
     n_val = max(1, int(len(ids) * val_fraction))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ def test_tiny_run_loss_falls_and_checkpoint_loads(tiny_dataset, tmp_path):
     log = read_log(out)
     steps = [r for r in log if "loss" in r]
     vals = [r["val_loss"] for r in log if "val_loss" in r]
-    assert len(steps) == 60 and {"step", "loss", "lr", "seconds", "tokens_per_s"} <= set(steps[0])
+    assert len(steps) == 60 and {"step", "loss", "lr", "seconds", "tokens", "tokens_per_s"} <= set(steps[0])
+    assert {r["tokens"] for r in steps} == {8 * 32}  # batch x context, every step
     assert vals[-1] < 0.5 * steps[0]["loss"]  # the tiny text is very repetitive: the loss must fall a lot
     checkpoint = load_checkpoint(out / "ckpt.pt")
     assert checkpoint["step"] == 60 and checkpoint["vocab"] == json.loads((tiny_dataset / "meta.json").read_text())["vocab"]

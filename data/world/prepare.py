@@ -533,6 +533,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     return {"docs": docs, "sft": sft, "train": train, "val": val, "heldout": heldout, "conversations": conversations}
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 

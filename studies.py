@@ -1,0 +1,203 @@
+"""
+The lecture's further claims, each a study of experiment.py on the same pretraining runs:
+
+    python experiment.py --study=crosslingual # 舉一反三 across languages
+    python experiment.py --study=datasize     # instruction fine-tuning is 畫龍點睛
+    python experiment.py --study=all          # the experiment and every study, one pretraining per seed
+
+crosslingual: the lecture's Multi-BERT table at small scale. Fine-tune (fully) on the Chinese
+questions only, on the English ones only, on both, and from random weights; test held-out people
+and countries in each language. Then pretrain on the world's Chinese text alone (same steps, same
+vocabulary) and fine-tune on English: does the transfer need pretraining in both languages? The
+lecture's figures (DRCD, Chinese reading comprehension, exact match): Multi-BERT fine-tuned on
+Chinese 81.2, on English only 63.3, on both 82.6; QANet without pretraining 66.1.
+
+datasize: held-out exact match against the number of fine-tuning examples, on nested subsets of
+the world's instructions from 30 to all of them, for the three ways of fine-tuning of the
+experiment, with each run's fine-tuning compute as a share of its pretraining's. The lecture's
+figures: LIMA fine-tuned on 1,000 examples; Flan-PaLM's instruction tuning took 0.2% of its
+pretraining compute.
+
+Every study run is a finetune.py run on data written here, scored on a fixed sample of the
+held-out questions: every behaviour question and EVAL_FACTS fact questions (the whole held-out
+set takes minutes per run, and a study has many runs). This file holds what the studies are
+(their data, their scores, their tables); experiment.py runs them.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+from pathlib import Path
+
+from data.prepare import write_dataset
+from data.world.prepare import read_jsonl, write_jsonl
+
+SIZES = [30, 100, 300, 1000, 0]  # fine-tuning examples of the datasize study; 0: all of them
+EVAL_FACTS = 300  # held-out fact questions each study run answers
+SAMPLE_SEED = 0  # the subsets and the sample are the same for every seed: seeds vary the training only
+FACT_KINDS = ("person", "place")
+STUDIES = ["crosslingual", "datasize"]
+CJK = re.compile("[\u4e00-\u9fff]")
+
+
+def eval_sample(world: Path, folder: Path) -> Path:
+    """The held-out questions every study run answers: EVAL_FACTS facts drawn once, every other kind."""
+    rows = read_jsonl(world / "eval_heldout.jsonl")
+    facts = [r for r in rows if r["kind"] in FACT_KINDS]
+    chosen = set(map(id, random.Random(SAMPLE_SEED).sample(facts, min(EVAL_FACTS, len(facts)))))
+    path = folder / "eval_sample.jsonl"
+    write_jsonl(path, [r for r in rows if r["kind"] not in FACT_KINDS or id(r) in chosen])
+    return path
+
+
+def nested_subsets(rows: list, sizes: list[int]) -> dict[int, list]:
+    """One shuffle, then its first n rows for each size below len(rows), and all of them (0):
+    each subset holds every smaller one."""
+    order = random.Random(SAMPLE_SEED).sample(rows, len(rows))
+    return {n: order[:n or len(rows)] for n in sizes if n < len(rows)}
+
+
+def datasize_runs(world: Path, folder: Path, ways: list[tuple[str, str, list[str]]]) -> list[dict]:
+    """The datasize study's runs: each size fine-tuned each way (experiment.RUNS), on data written to folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluation = eval_sample(world, folder)
+    runs = []
+    for n, rows in nested_subsets(read_jsonl(world / "sft.jsonl"), SIZES).items():
+        data = folder / f"sft_{n or 'all'}.jsonl"
+        write_jsonl(data, rows)
+        runs += [{"labels": {"size": len(rows), "run": name, "init": init}, "dataset": None, "data": data, "eval": evaluation,
+                  "flags": flags,
+                  "title": f"{len(rows):,} examples, {name} fine-tuning from {init} weights",
+                  "dir": f"{len(rows)}_{name.lower()}_{init}"} for name, init, flags in ways]
+    return runs
+
+
+def language(row: dict) -> str:
+    """zh or en: the language of every user turn of an instruction example; mixed otherwise."""
+    chinese = [bool(CJK.search(m["content"])) for m in row["messages"] if m["role"] == "user"]
+    return "zh" if all(chinese) else "en" if not any(chinese) else "mixed"
+
+
+def chinese_world(world: Path, folder: Path, val_fraction: float) -> Path:
+    """The world's Chinese documents alone, with the whole world's vocabulary (English questions
+    then read the same tokens): the one-language pretraining of the crosslingual study."""
+    docs = [doc for doc in (world / "pretrain.txt").read_text(encoding="utf-8").strip().split("\n\n") if CJK.search(doc)]
+    vocab = json.loads((world / "meta.json").read_text(encoding="utf-8"))["vocab"]
+    dataset = folder / "world_zh"
+    write_dataset(docs, dataset, len(vocab), val_fraction, [str(world / "pretrain.txt")], vocab=vocab)
+    return dataset
+
+
+def crosslingual_runs(world: Path, folder: Path, val_fraction: float) -> list[dict]:
+    """The crosslingual study's runs (full fine-tuning, as the lecture's BERT), on data written to folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluation, rows = eval_sample(world, folder), read_jsonl(world / "sft.jsonl")
+    data = {}
+    for name, languages in (("zh", ("zh",)), ("en", ("en",)), ("zh + en", ("zh", "en"))):  # conversations that switch language: in neither
+        data[name] = folder / f"sft_{name.replace(' + ', '_')}.jsonl"
+        write_jsonl(data[name], [r for r in rows if language(r) in languages])
+    chinese = chinese_world(world, folder, val_fraction)
+    plan = [("the world (zh + en)", None, [], "zh"), ("the world (zh + en)", None, [], "en"),
+            ("the world (zh + en)", None, [], "zh + en"), ("none (random weights)", None, ["--init_from=scratch"], "zh + en"),
+            ("the world's Chinese text", chinese, [], "zh"), ("the world's Chinese text", chinese, [], "en")]
+    return [{"labels": {"pretrain": pretrain, "finetune": tuned}, "dataset": dataset, "data": data[tuned], "eval": evaluation,
+             "flags": flags, "title": f"pretraining: {pretrain}, fine-tuning: {tuned}",
+             "dir": f"{'chinese' if dataset else 'random' if flags else 'world'}-{tuned.replace(' + ', '_')}"}
+            for pretrain, dataset, flags, tuned in plan]
+
+
+def finetuning_flops(run_dir: Path, model_config: dict, lora: bool = False) -> float:
+    """Matmul FLOPs of a finished finetune.py run, from the tokens of each step in its log.jsonl
+    (every position counted at the output layer: a slight over-count, prompts carry no loss)."""
+    from model import GPT, GPTConfig
+    model = GPT(GPTConfig(**model_config))
+    steps = [row["tokens"] for row in read_jsonl(run_dir / "log.jsonl") if "tokens" in row]
+    return sum(model.training_flops(tokens, weights_train=not lora) for tokens in steps)
+
+
+def pretraining_flops(checkpoint: dict) -> float:
+    """Matmul FLOPs of the pretraining that wrote checkpoint, run as experiment.py runs it (one
+    process): each step reads batch_size x gradient_accumulation_steps sequences of block_size."""
+    from model import GPT, GPTConfig
+    c = checkpoint["config"]
+    tokens = c["batch_size"] * c["gradient_accumulation_steps"] * c["block_size"]
+    return checkpoint["step"] * GPT(GPTConfig(**checkpoint["model_config"])).training_flops(tokens)
+
+
+def scores(run_dir: Path) -> dict:
+    """A study run's share right on each kind of the sample, and the kind's count, from finetune.py's eval.jsonl."""
+    rows = read_jsonl(run_dir / "eval.jsonl")
+    kinds = {"facts": (FACT_KINDS, ("zh", "en")), "facts zh": (FACT_KINDS, ("zh",)), "facts en": (FACT_KINDS, ("en",)),
+             **{kind: ((kind,), ("zh", "en")) for kind in ("identity", "refusal", "world", "unknown")}}
+    chosen = {name: [r["correct"] for r in rows if r["kind"] in of and r["lang"] in languages]
+              for name, (of, languages) in kinds.items()}
+    return {name: (statistics.mean(flags), len(flags)) for name, flags in chosen.items()}
+
+
+def cell(values: list[float]) -> str:
+    mean = 100 * statistics.mean(values)
+    return f"{mean:.1f}%" if len(values) == 1 else f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}%"
+
+
+def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
+    """Held-out facts and unseen identity/refusal phrasings against the number of examples, each
+    cell with its run's fine-tuning compute as a share of the pretraining compute."""
+    results = record["results"]
+    sizes = sorted({r["size"] for r in results})
+    seeds = sorted({r["seed"] for r in results})
+    minutes = sum(r["seconds"] for r in results) / len(seeds) / 60
+    lines = [f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}"
+             + (", mean ± standard deviation" if len(seeds) > 1 else "") + f"; the study's {len(results) // len(seeds)} "
+             f"fine-tuning runs took {minutes:.1f} min per seed (training and scoring; the pretraining is the experiment's).",
+             "", f"Held-out facts exact match ({results[0]['scores']['facts'][1]} fact questions drawn once from the held-out set) · the run's "
+             "fine-tuning compute as a share of the pretraining's (Flan-PaLM: 0.2%):", "",
+             "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
+             "| --- | " + " | ".join("---" for _ in ways) + " |"]
+    for size in sizes:
+        cells = []
+        for name, init, _ in ways:
+            group = [r for r in results if (r["size"], r["run"], r["init"]) == (size, name, init)]
+            share = statistics.mean(r["flops"] / r["pretrain_flops"] for r in group)
+            cells.append(f"{cell([r['scores']['facts'][0] for r in group])} · {share:.1%}")
+        lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
+    identity, refusal = results[0]["scores"]["identity"][1], results[0]["scores"]["refusal"][1]
+    lines += ["", f"Unseen identity / refusal phrasings answered right (all of the held-out ones: {identity} / {refusal}):", "",
+              "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
+              "| --- | " + " | ".join("---" for _ in ways) + " |"]
+    for size in sizes:
+        groups = [[r for r in results if (r["size"], r["run"], r["init"]) == (size, name, init)] for name, init, _ in ways]
+        lines.append(f"| {size:,} | " + " | ".join(
+            f"{cell([r['scores']['identity'][0] for r in g])} / {cell([r['scores']['refusal'][0] for r in g])}" for g in groups) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def crosslingual_table(record: dict) -> str:
+    """Held-out facts in each language, for each pretraining and fine-tuning language, in the
+    lecture's layout (pretraining, fine-tuning, test)."""
+    results = record["results"]
+    seeds = sorted({r["seed"] for r in results})
+    minutes = (sum(r["seconds"] for r in results) + sum(record["pretrain_seconds"].values())) / len(seeds) / 60
+    first = [r for r in results if r["seed"] == seeds[0]]
+    lines = [f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}"
+             + (", mean ± standard deviation" if len(seeds) > 1 else "") + f"; the study's {len(first)} fine-tuning runs "
+             f"and one pretraining on the Chinese text took {minutes:.1f} min per seed.", "",
+             f"Held-out facts exact match, full fine-tuning ({first[0]['scores']['facts zh'][1]} Chinese and "
+             f"{first[0]['scores']['facts en'][1]} English fact questions drawn once from the held-out set):", "",
+             "| pretraining | fine-tuning | test: zh | test: en |", "| --- | --- | --- | --- |"]
+    for row in first:
+        group = [r for r in results if (r["pretrain"], r["finetune"]) == (row["pretrain"], row["finetune"])]
+        lines.append(f"| {row['pretrain']} | {row['finetune']} | {cell([r['scores']['facts zh'][0] for r in group])} "
+                     f"| {cell([r['scores']['facts en'][0] for r in group])} |")
+    return "\n".join(lines) + "\n"
+
+
+def study_runs(name: str, world: Path, folder: Path, ways: list[tuple[str, str, list[str]]], val_fraction: float) -> list[dict]:
+    """A study's runs, each {"labels", "dataset" (its own pretraining data, None: the world's),
+    "data", "eval", "flags", "title", "dir"}, their data written to folder."""
+    return crosslingual_runs(world, folder, val_fraction) if name == "crosslingual" else datasize_runs(world, folder, ways)
+
+
+def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
+    return crosslingual_table(record) if name == "crosslingual" else datasize_table(record, ways)

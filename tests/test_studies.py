@@ -1,0 +1,114 @@
+"""studies.py: each study's data (what it claims to hold), its scores, compute and table, on tiny inputs."""
+import json
+
+import numpy as np
+import pytest
+
+from data.prepare import write_dataset
+from data.world.prepare import read_jsonl, write_jsonl
+from model import GPT, GPTConfig
+from studies import (EVAL_FACTS, FACT_KINDS, STUDIES, crosslingual_runs, datasize_runs, datasize_table, language, nested_subsets,
+                     finetuning_flops, pretraining_flops, scores, study_table)
+
+WAYS = [("full", "random", ["--init_from=scratch"]), ("full", "pretrained", []), ("LoRA", "pretrained", ["--lora"])]
+
+
+def turns(*questions):
+    return {"messages": [m for q in questions for m in ({"role": "user", "content": q}, {"role": "assistant", "content": "a"})]}
+
+
+def tiny_world(folder, examples=1500, facts=400):
+    """sft.jsonl: a third Chinese, a third English, a third switching language; held-out questions
+    of every kind in both languages; pretraining text in both."""
+    folder.mkdir()
+    write_jsonl(folder / "sft.jsonl", [[turns(f"玉山{i}？"), turns(f"Who is {i}?", "Why?"), turns(f"q{i}", f"你是誰{i}？")][i % 3]
+                                       for i in range(examples)])
+    kinds = ["identity"] * 5 + ["refusal"] * 7 + ["unknown"] * 3
+    write_jsonl(folder / "eval_heldout.jsonl", [{"question": f"f{i}", "answer": "x", "kind": FACT_KINDS[i % 2], "lang": ["zh", "en"][i % 3 > 0]}
+                                                for i in range(facts)]
+                + [{"question": f"b{i}", "answer": "y", "kind": kind, "lang": "zh"} for i, kind in enumerate(kinds)])
+    return folder
+
+
+def test_the_datasize_subsets_are_nested_and_the_sample_fixed(tmp_path):
+    world = tiny_world(tmp_path / "world")
+    runs = datasize_runs(world, tmp_path / "study", WAYS)
+    subsets = {r["labels"]["size"]: [json.dumps(row) for row in read_jsonl(r["data"])] for r in runs}
+    assert sorted(subsets) == [30, 100, 300, 1000, 1500]  # at least five sizes, from about 30 to all
+    sizes = sorted(subsets)
+    for small, large in zip(sizes, sizes[1:]):
+        assert subsets[large][:small] == subsets[small] and len(set(subsets[large])) == large  # nested, no repeats
+    assert [(r["labels"]["run"], r["labels"]["init"]) for r in runs[:3]] == [(n, i) for n, i, _ in WAYS]
+    assert len({r["dir"] for r in runs}) == len(runs) == 15
+    sample = read_jsonl(runs[0]["eval"])
+    assert sum(r["kind"] in FACT_KINDS for r in sample) == EVAL_FACTS and sum(r["kind"] not in FACT_KINDS for r in sample) == 15
+    again = datasize_runs(world, tmp_path / "again", WAYS)  # the same subsets and sample every time
+    assert read_jsonl(again[0]["eval"]) == sample and read_jsonl(again[-1]["data"]) == read_jsonl(runs[-1]["data"])
+    assert nested_subsets(list(range(50)), [30, 100, 0]) == {30: nested_subsets(list(range(50)), [30])[30], 0: nested_subsets(
+        list(range(50)), [0])[0]}  # a size above the data is left out: "all" covers it
+
+
+def test_the_crosslingual_data_holds_one_language_each(tmp_path):
+    world = tiny_world(tmp_path / "world")
+    docs = ["玉山是台灣最高的山。", "Yushan is the highest mountain in Taiwan.", "聖母峰是世界最高的山。", "The Nile is long."] * 5
+    (world / "pretrain.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    meta = write_dataset(docs, world, 4096, 0.1, ["test"])
+    runs = crosslingual_runs(world, tmp_path / "study", 0.1)
+    data = {r["labels"]["finetune"]: read_jsonl(r["data"]) for r in runs}
+    assert {language(row) for row in data["zh"]} == {"zh"} and len(data["zh"]) == 500
+    assert {language(row) for row in data["en"]} == {"en"} and len(data["en"]) == 500
+    assert data["zh + en"] == [row for row in read_jsonl(world / "sft.jsonl") if language(row) != "mixed"]
+    assert not any("你" in m["content"] for row in data["en"] for m in row["messages"])  # nothing Chinese in the English data
+    assert [(r["labels"]["pretrain"], r["labels"]["finetune"]) for r in runs][-1] == ("the world's Chinese text", "en")
+    assert len({r["dir"] for r in runs}) == len(runs) == 6
+    chinese = {r["dataset"] for r in runs} - {None}
+    (dataset,) = chinese
+    zh_meta = json.loads((dataset / "meta.json").read_text())
+    assert zh_meta["vocab"] == meta["vocab"] and zh_meta["documents"] == 10  # the Chinese documents, the world's vocabulary
+    from tokenizer import Tokenizer
+    ids = np.fromfile(dataset / "train.bin", dtype=np.uint16).tolist() + np.fromfile(dataset / "val.bin", dtype=np.uint16).tolist()
+    text = Tokenizer(meta["vocab"]).decode(ids)
+    assert "玉山" in text and "聖母峰" in text and "Nile" not in text and "Yushan" not in text
+
+
+def test_scores_and_flops_from_a_runs_files(tmp_path):
+    write_jsonl(tmp_path / "eval.jsonl", [{"kind": "person", "correct": True, "lang": "zh"},
+                                          {"kind": "place", "correct": False, "lang": "en"},
+                                          {"kind": "person", "correct": True, "lang": "en"},
+                                          *[{"kind": kind, "correct": kind in ("identity", "world"), "lang": "zh"}
+                                            for kind in ("identity", "refusal", "world", "unknown")]])
+    got = scores(tmp_path)
+    assert got["facts"] == (2 / 3, 3) and got["identity"] == (1, 1) and got["refusal"] == (0, 1)
+    assert got["facts zh"] == (1, 1) and got["facts en"] == (0.5, 2)
+    config = dict(vocab_size=50, n_layer=1, n_head=2, n_embd=16, block_size=8)
+    write_jsonl(tmp_path / "log.jsonl", [{"step": 1, "tokens": 40}, {"step": 1, "val_loss": 1.0}, {"step": 2, "tokens": 24}])
+    model = GPT(GPTConfig(**config))
+    assert finetuning_flops(tmp_path, config) == model.training_flops(40) + model.training_flops(24)
+    assert finetuning_flops(tmp_path, config, lora=True) == model.training_flops(64, weights_train=False)
+    checkpoint = {"step": 10, "model_config": config, "config": {"batch_size": 3, "gradient_accumulation_steps": 2, "block_size": 8}}
+    assert pretraining_flops(checkpoint) == 10 * model.training_flops(48)
+
+
+def test_the_datasize_table_shows_mean_spread_and_compute_share():
+    def result(size, way, seed, facts):
+        return {"size": size, "run": way[0], "init": way[1], "seed": seed, "seconds": 60.0, "flops": size * 1e9,
+                "pretrain_flops": 1e14, "scores": {"facts": (facts, 300), "identity": (0.5, 22), "refusal": (1.0, 31)}}
+    rows = [result(size, way, seed, facts) for size in (30, 2654) for way in WAYS for seed, facts in ((1, 0.4), (2, 0.6))]
+    table = datasize_table({"command": "python experiment.py --study=datasize --seeds=2", "results": rows}, WAYS)
+    lines = table.splitlines()
+    assert "| 30 | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% |" in lines
+    assert "| 2,654 | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% |" in lines
+    assert "| 30 | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% |" in lines
+    assert "6 fine-tuning runs took 6.0 min per seed" in table and "300 fact questions" in table
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_the_readme_shows_each_recorded_study(study):
+    """The README's study tables are what experiment.py renders from the record it wrote beside them."""
+    from cli import readme_markers
+    from conftest import ROOT
+    from experiment import RUNS
+    begin, end = readme_markers(f"{study} study")
+    block = (ROOT / "README.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
+    record = json.loads((ROOT / "docs" / f"{study}_study.json").read_text(encoding="utf-8"))
+    assert block == "\n" + study_table(study, record, RUNS)
