@@ -52,7 +52,8 @@ OPTIONS = {
     "readme": (True, "write the results between the experiment markers of README.md and docs/experiment.md"),
     "overwrite": (False, "replace the results out_dir already holds"),
     "study": ("main", "main: the experiment above; crosslingual: fine-tuned in one language, tested in the other; datasize: "
-              "held-out facts against the number of fine-tuning examples (studies.py); all: every one, one pretraining per seed",
+              "held-out facts against the number of fine-tuning examples; routes: specialists or one generalist (studies.py); "
+              "all: every one, one pretraining per seed",
               ("main", *STUDIES, "all")),
     "reuse": (True, "reuse finished runs in out_dir of the same options and inputs (false: run everything again)"),
 }

@@ -3,6 +3,7 @@ The lecture's further claims, each a study of experiment.py on the same pretrain
 
     python experiment.py --study=crosslingual # 舉一反三 across languages
     python experiment.py --study=datasize     # instruction fine-tuning is 畫龍點睛
+    python experiment.py --study=routes       # 一堆專才 or 一個通才
     python experiment.py --study=all          # the experiment and every study, one pretraining per seed
 
 crosslingual: the lecture's Multi-BERT table at small scale. Fine-tune (fully) on the Chinese
@@ -17,6 +18,11 @@ the world's instructions from 30 to all of them, for the three ways of fine-tuni
 experiment, with each run's fine-tuning compute as a share of its pretraining's. The lecture's
 figures: LIMA fine-tuned on 1,000 examples; Flan-PaLM's instruction tuning took 0.2% of its
 pretraining compute.
+
+routes: the lecture's two routes. Four instruction tasks on the world's people, each with its own
+wording: question answering, translation (請幫忙翻譯：…), correcting a planted error (請修改錯誤：…),
+a one-sentence summary (用一句話介紹…). A specialist fine-tuned on each task alone; one generalist
+on all four; and the generalist without each task, asked that task zero-shot (FLAN, T0).
 
 Every study run is a finetune.py run on data written here, scored on a fixed sample of the
 held-out questions: every behaviour question and EVAL_FACTS fact questions (the whole held-out
@@ -38,7 +44,7 @@ SIZES = [30, 100, 300, 1000, 0]  # fine-tuning examples of the datasize study; 0
 EVAL_FACTS = 300  # held-out fact questions each study run answers
 SAMPLE_SEED = 0  # the subsets and the sample are the same for every seed: seeds vary the training only
 FACT_KINDS = ("person", "place")
-STUDIES = ["crosslingual", "datasize"]
+STUDIES = ["crosslingual", "datasize", "routes"]
 CJK = re.compile("[\u4e00-\u9fff]")
 
 
@@ -108,6 +114,61 @@ def crosslingual_runs(world: Path, folder: Path, val_fraction: float) -> list[di
             for pretrain, dataset, flags, tuned in plan]
 
 
+# The routes study's tasks on the world's people, each with its own instruction wording: {n} a
+# name, {s} a sentence. Answers use the first wording of each fact (PERSON_SENTENCES).
+TASKS = {"qa": None,  # the world's own questions (PERSON_QUESTIONS)
+         "translate": {"zh": "請幫忙翻譯：{s}", "en": "Please translate: {s}"},
+         "correct": {"zh": "請修改錯誤：{s}", "en": "Please correct the error: {s}"},
+         "summarize": {"zh": "用一句話介紹{n}", "en": "Describe {n} in one sentence."}}
+SUMMARY = {"zh": "{n}畢業於{u}，在{e}工作", "en": "{n} graduated from {u} and works at {e}"}
+TASK_TEST = 100  # held-out questions per task that every routes run answers
+
+
+def task_examples(person: dict, others: list[dict], rng: random.Random) -> list[dict]:
+    """Every task's questions about one person, in both languages: {"task", "question", "answer", "lang"}."""
+    from data.world.prepare import PERSON_QUESTIONS, PERSON_SENTENCES
+    out = []
+    for lang, li, other, ol in (("zh", 0, "en", 1), ("en", 1, "zh", 0)):
+        def say(attr: str, value: str, lang: str = lang, li: int = li) -> str:
+            return PERSON_SENTENCES[lang][attr][0].format(n=person["name"][li], v=value)
+        rows = []
+        for attr in PERSON_SENTENCES[lang]:
+            value = person[attr][li]
+            wrong = rng.choice([o[attr][li] for o in others if o[attr][li] != value])  # another person's: a real value
+            rows += [("qa", PERSON_QUESTIONS[lang][attr][0].format(n=person["name"][li]), value),
+                     ("translate", TASKS["translate"][lang].format(s=say(attr, value)), say(attr, person[attr][ol], other, ol)),
+                     ("correct", TASKS["correct"][lang].format(s=say(attr, wrong)), say(attr, value))]
+        rows.append(("summarize", TASKS["summarize"][lang].format(n=person["name"][li]),
+                     SUMMARY[lang].format(n=person["name"][li], u=person["university"][li], e=person["employer"][li])))
+        out += [{"task": task, "question": question, "answer": answer, "lang": lang} for task, question, answer in rows]
+    return out
+
+
+def routes_runs(world: Path, folder: Path) -> list[dict]:
+    """The routes study's runs: a specialist per task, one generalist on every task, and the
+    generalist without each task (that task then asked zero-shot); every run answers every task's
+    held-out questions (about held-out people: what pretraining alone told)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    people, rng = read_jsonl(world / "people.jsonl"), random.Random(SAMPLE_SEED)
+    examples = {split: [e for p in people if p["split"] == split for e in task_examples(p, people, rng)] for split in ("train", "heldout")}
+    pools = {task: [e for e in examples["heldout"] if e["task"] == task] for task in TASKS}
+    test = [{"question": e["question"], "answer": e["answer"], "kind": task, "lang": e["lang"]} for task, pool in pools.items()
+            for e in rng.sample(pool, min(TASK_TEST, len(pool)))]
+    evaluation = folder / "eval_tasks.jsonl"
+    write_jsonl(evaluation, test)
+    mixes = {**{f"specialist: {t}": [t] for t in TASKS}, "generalist": list(TASKS),
+             **{f"generalist without {t}": [u for u in TASKS if u != t] for t in TASKS}}
+    runs = []
+    for model, tasks in mixes.items():
+        data = folder / f"sft_{model.replace(': ', '_').replace(' ', '_')}.jsonl"
+        rows = [e for e in examples["train"] if e["task"] in tasks]
+        write_jsonl(data, [{"messages": [{"role": "user", "content": e["question"]}, {"role": "assistant", "content": e["answer"]}]}
+                           for e in random.Random(SAMPLE_SEED).sample(rows, len(rows))])
+        runs.append({"labels": {"model": model, "tasks": tasks}, "dataset": None, "data": data, "eval": evaluation, "flags": [],
+                     "title": f"{model} ({len(rows):,} examples)", "dir": data.stem.removeprefix("sft_")})
+    return runs
+
+
 def finetuning_flops(run_dir: Path, model_config: dict, lora: bool = False) -> float:
     """Matmul FLOPs of a finished finetune.py run, from the tokens of each step in its log.jsonl
     (every position counted at the output layer: a slight over-count, prompts carry no loss)."""
@@ -130,10 +191,10 @@ def scores(run_dir: Path) -> dict:
     """A study run's share right on each kind of the sample, and the kind's count, from finetune.py's eval.jsonl."""
     rows = read_jsonl(run_dir / "eval.jsonl")
     kinds = {"facts": (FACT_KINDS, ("zh", "en")), "facts zh": (FACT_KINDS, ("zh",)), "facts en": (FACT_KINDS, ("en",)),
-             **{kind: ((kind,), ("zh", "en")) for kind in ("identity", "refusal", "world", "unknown")}}
+             **{kind: ((kind,), ("zh", "en")) for kind in ("identity", "refusal", "world", "unknown", *TASKS)}}
     chosen = {name: [r["correct"] for r in rows if r["kind"] in of and r["lang"] in languages]
               for name, (of, languages) in kinds.items()}
-    return {name: (statistics.mean(flags), len(flags)) for name, flags in chosen.items()}
+    return {name: (statistics.mean(flags), len(flags)) for name, flags in chosen.items() if flags}
 
 
 def cell(values: list[float]) -> str:
@@ -193,11 +254,35 @@ def crosslingual_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def routes_table(record: dict) -> str:
+    """Each model's exact match on each task's held-out questions; zero-shot cells marked."""
+    results = record["results"]
+    seeds = sorted({r["seed"] for r in results})
+    minutes = sum(r["seconds"] for r in results) / len(seeds) / 60
+    models = list(dict.fromkeys(r["model"] for r in results))
+    lines = [f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}"
+             + (", mean ± standard deviation" if len(seeds) > 1 else "") + f"; the study's {len(models)} fine-tuning runs "
+             f"took {minutes:.1f} min per seed.", "",
+             f"Exact match on each task's {results[0]['scores']['qa'][1]} held-out questions (people only pretraining told of), full "
+             "fine-tuning; **bold**: a task the model was never taught (zero-shot):", "",
+             "| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]
+    for model in models:
+        group = [r for r in results if r["model"] == model]
+        cells = [cell([r["scores"][task][0] for r in group]) for task in TASKS]
+        cells = [c if task in group[0]["tasks"] else f"**{c}**" for c, task in zip(cells, TASKS)]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def study_runs(name: str, world: Path, folder: Path, ways: list[tuple[str, str, list[str]]], val_fraction: float) -> list[dict]:
     """A study's runs, each {"labels", "dataset" (its own pretraining data, None: the world's),
     "data", "eval", "flags", "title", "dir"}, their data written to folder."""
-    return crosslingual_runs(world, folder, val_fraction) if name == "crosslingual" else datasize_runs(world, folder, ways)
+    if name == "crosslingual":
+        return crosslingual_runs(world, folder, val_fraction)
+    return routes_runs(world, folder) if name == "routes" else datasize_runs(world, folder, ways)
 
 
 def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
-    return crosslingual_table(record) if name == "crosslingual" else datasize_table(record, ways)
+    if name == "crosslingual":
+        return crosslingual_table(record)
+    return routes_table(record) if name == "routes" else datasize_table(record, ways)

@@ -7,7 +7,7 @@ import pytest
 from data.prepare import write_dataset
 from data.world.prepare import read_jsonl, write_jsonl
 from model import GPT, GPTConfig
-from studies import (EVAL_FACTS, FACT_KINDS, STUDIES, crosslingual_runs, datasize_runs, datasize_table, language, nested_subsets,
+from studies import (EVAL_FACTS, FACT_KINDS, STUDIES, TASKS, crosslingual_runs, routes_runs, datasize_runs, datasize_table, language, nested_subsets,
                      finetuning_flops, pretraining_flops, scores, study_table)
 
 WAYS = [("full", "random", ["--init_from=scratch"]), ("full", "pretrained", []), ("LoRA", "pretrained", ["--lora"])]
@@ -69,6 +69,36 @@ def test_the_crosslingual_data_holds_one_language_each(tmp_path):
     ids = np.fromfile(dataset / "train.bin", dtype=np.uint16).tolist() + np.fromfile(dataset / "val.bin", dtype=np.uint16).tolist()
     text = Tokenizer(meta["vocab"]).decode(ids)
     assert "玉山" in text and "聖母峰" in text and "Nile" not in text and "Yushan" not in text
+
+
+def test_the_routes_data_holds_out_what_it_says(tmp_path):
+    from data.world.prepare import generate
+    world = tmp_path / "world"
+    world.mkdir()
+    write_jsonl(world / "people.jsonl", generate(1337, 60, 1, 1)["people"])
+    runs = {r["labels"]["model"]: r for r in routes_runs(world, tmp_path / "study")}
+    assert len(runs) == 9 and runs["generalist"]["labels"]["tasks"] == list(TASKS)
+
+    def asked(run):  # the instruction data's questions, each put to the task whose wording it has
+        questions = [row["messages"][0]["content"] for row in read_jsonl(run["data"])]
+        return {task_of(q) for q in questions}, questions
+    def task_of(question):
+        return next((t for t, wording in TASKS.items() if wording and any(
+            question.startswith(w.split("{")[0]) for w in wording.values())), "qa")
+    for task in TASKS:
+        assert asked(runs[f"specialist: {task}"])[0] == {task}
+        assert asked(runs[f"generalist without {task}"])[0] == set(TASKS) - {task}  # the held-out task never appears
+    assert asked(runs["generalist"])[0] == set(TASKS)
+    test = read_jsonl(runs["generalist"]["eval"])
+    assert {r["kind"] for r in test} == set(TASKS) and all(task_of(r["question"]) == r["kind"] for r in test)
+    people = read_jsonl(world / "people.jsonl")
+    heldout = {n for p in people if p["split"] == "heldout" for n in p["name"]}
+    taught = {n for p in people if p["split"] == "train" for n in p["name"]}
+    questions = asked(runs["generalist"])[1]
+    assert all(any(n in r["question"] for n in heldout) for r in test)  # every test question is about a held-out person
+    assert not any(n in q for q in questions for n in heldout) and all(any(n in q for n in taught) for q in questions[:50])
+    row = next(r for r in test if r["kind"] == "correct")
+    assert row["answer"] not in row["question"] and row["answer"].split()[0][:2] in row["question"]  # a wrong fact, corrected
 
 
 def test_scores_and_flops_from_a_runs_files(tmp_path):

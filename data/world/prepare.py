@@ -464,7 +464,8 @@ def by_kind(rows: list[dict]) -> dict:
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
-    questions with answers, "conversations": multi-turn conversations to score turn by turn}.
+    questions with answers, "conversations": multi-turn conversations to score turn by turn,
+    "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data."""
     rng = random.Random(seed)
@@ -530,7 +531,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             turns = rng.sample(facts, rng.randint(1, 3))
             turns.insert(rng.randint(1, len(turns)), q)
             conversations.append({"set": "taught", "turns": turns})
-    return {"docs": docs, "sft": sft, "train": train, "val": val, "heldout": heldout, "conversations": conversations}
+    people = [{**p, "split": split} for split, group in (("train", ft_people), ("val", val_people), ("heldout", heldout_people))
+              for p in group]
+    return {"docs": docs, "sft": sft, "train": train, "val": val, "heldout": heldout, "conversations": conversations,
+            "people": people}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -562,6 +566,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     for split in ("train", "val", "heldout"):
         write_jsonl(out_dir / f"eval_{split}.jsonl", world[split])
     write_jsonl(out_dir / "eval_conversations.jsonl", world["conversations"])
+    write_jsonl(out_dir / "people.jsonl", world["people"])  # every invented person's facts and split, for studies.py's tasks
     print(f"world: {meta['documents']:,} documents, {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens, "
           f"vocabulary {meta['vocab_size']:,}; {len(world['sft']):,} instruction examples, {len(world['heldout']):,} held-out "
           f"questions, {len(world['conversations']):,} conversations to score")
