@@ -202,16 +202,21 @@ def cell(values: list[float]) -> str:
     return f"{mean:.1f}%" if len(values) == 1 else f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}%"
 
 
+def opening(record: dict, what: str) -> str:
+    """A study table's first line: its command, its seeds, and the wall time of what it ran per seed."""
+    seeds = {r["seed"] for r in record["results"]}
+    seconds = sum(r["seconds"] for r in record["results"]) + sum(record["pretrain_seconds"].values())
+    return (f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}" + (", mean ± standard deviation" if len(seeds) > 1 else "")
+            + f"; {what} took {seconds / len(seeds) / 60:.1f} min per seed.")
+
+
 def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
     """Held-out facts and unseen identity/refusal phrasings against the number of examples, each
     cell with its run's fine-tuning compute as a share of the pretraining compute."""
     results = record["results"]
     sizes = sorted({r["size"] for r in results})
-    seeds = sorted({r["seed"] for r in results})
-    minutes = sum(r["seconds"] for r in results) / len(seeds) / 60
-    lines = [f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}"
-             + (", mean ± standard deviation" if len(seeds) > 1 else "") + f"; the study's {len(results) // len(seeds)} "
-             f"fine-tuning runs took {minutes:.1f} min per seed (training and scoring; the pretraining is the experiment's).",
+    runs = len(results) // len({r["seed"] for r in results})
+    lines = [opening(record, f"the study's {runs} fine-tuning runs (training and scoring; the pretraining is the experiment's)"),
              "", f"Held-out facts exact match ({results[0]['scores']['facts'][1]} fact questions drawn once from the held-out set) · the run's "
              "fine-tuning compute as a share of the pretraining's (Flan-PaLM: 0.2%):", "",
              "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
@@ -238,12 +243,8 @@ def crosslingual_table(record: dict) -> str:
     """Held-out facts in each language, for each pretraining and fine-tuning language, in the
     lecture's layout (pretraining, fine-tuning, test)."""
     results = record["results"]
-    seeds = sorted({r["seed"] for r in results})
-    minutes = (sum(r["seconds"] for r in results) + sum(record["pretrain_seconds"].values())) / len(seeds) / 60
-    first = [r for r in results if r["seed"] == seeds[0]]
-    lines = [f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}"
-             + (", mean ± standard deviation" if len(seeds) > 1 else "") + f"; the study's {len(first)} fine-tuning runs "
-             f"and one pretraining on the Chinese text took {minutes:.1f} min per seed.", "",
+    first = [r for r in results if r["seed"] == results[0]["seed"]]
+    lines = [opening(record, f"the study's {len(first)} fine-tuning runs and one pretraining on the Chinese text"), "",
              f"Held-out facts exact match, full fine-tuning ({first[0]['scores']['facts zh'][1]} Chinese and "
              f"{first[0]['scores']['facts en'][1]} English fact questions drawn once from the held-out set):", "",
              "| pretraining | fine-tuning | test: zh | test: en |", "| --- | --- | --- | --- |"]
@@ -257,12 +258,8 @@ def crosslingual_table(record: dict) -> str:
 def routes_table(record: dict) -> str:
     """Each model's exact match on each task's held-out questions; zero-shot cells marked."""
     results = record["results"]
-    seeds = sorted({r["seed"] for r in results})
-    minutes = sum(r["seconds"] for r in results) / len(seeds) / 60
     models = list(dict.fromkeys(r["model"] for r in results))
-    lines = [f"`{record['command']}`: {len(seeds)} seed{'s' * (len(seeds) > 1)}"
-             + (", mean ± standard deviation" if len(seeds) > 1 else "") + f"; the study's {len(models)} fine-tuning runs "
-             f"took {minutes:.1f} min per seed.", "",
+    lines = [opening(record, f"the study's {len(models)} fine-tuning runs"), "",
              f"Exact match on each task's {results[0]['scores']['qa'][1]} held-out questions (people only pretraining told of), full "
              "fine-tuning; **bold**: a task the model was never taught (zero-shot):", "",
              "| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]

@@ -124,12 +124,12 @@ def test_the_datasize_table_shows_mean_spread_and_compute_share():
         return {"size": size, "run": way[0], "init": way[1], "seed": seed, "seconds": 60.0, "flops": size * 1e9,
                 "pretrain_flops": 1e14, "scores": {"facts": (facts, 300), "identity": (0.5, 22), "refusal": (1.0, 31)}}
     rows = [result(size, way, seed, facts) for size in (30, 2654) for way in WAYS for seed, facts in ((1, 0.4), (2, 0.6))]
-    table = datasize_table({"command": "python experiment.py --study=datasize --seeds=2", "results": rows}, WAYS)
+    table = datasize_table({"command": "python experiment.py --study=datasize --seeds=2", "results": rows, "pretrain_seconds": {}}, WAYS)
     lines = table.splitlines()
     assert "| 30 | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% |" in lines
     assert "| 2,654 | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% |" in lines
     assert "| 30 | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% |" in lines
-    assert "6 fine-tuning runs took 6.0 min per seed" in table and "300 fact questions" in table
+    assert "6 fine-tuning runs" in table and "took 6.0 min per seed" in table and "300 fact questions" in table
 
 
 @pytest.mark.parametrize("study", STUDIES)
