@@ -31,6 +31,7 @@ from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
 
+AUTO_STEPS = {"pretrained": 300, "scratch": 1200}  # from pretrained weights more steps overfit (docs/notebook.md)
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
     "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape",
@@ -96,7 +97,7 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     if config["learning_rate"] == "auto":
         config["learning_rate"] = 2e-3 if config["lora"] or scratch else 3e-4  # chosen on the validation sets: docs/notebook.md
     if config["max_iters"] == "auto":
-        config["max_iters"] = 1200 if scratch else 300
+        config["max_iters"] = AUTO_STEPS["scratch" if scratch else "pretrained"]
     if config["min_lr"] == "auto":
         config["min_lr"] = config["learning_rate"] / 10
     return config, checkpoint, out_dir

@@ -41,6 +41,7 @@ from data.prepare import write_dataset
 from data.world.prepare import read_jsonl, write_jsonl
 
 SIZES = [30, 100, 300, 1000, 0]  # fine-tuning examples of the datasize study; 0: all of them
+MIN_STEPS = 100  # the fewest steps a datasize run takes (finetune.py warms up for 50)
 EVAL_FACTS = 300  # held-out fact questions each study run answers
 SAMPLE_SEED = 0  # the subsets and the sample are the same for every seed: seeds vary the training only
 FACT_KINDS = ("person", "place")
@@ -66,15 +67,20 @@ def nested_subsets(rows: list, sizes: list[int]) -> dict[int, list]:
 
 
 def datasize_runs(world: Path, folder: Path, ways: list[tuple[str, str, list[str]]]) -> list[dict]:
-    """The datasize study's runs: each size fine-tuned each way (experiment.RUNS), on data written to folder."""
+    """The datasize study's runs: each size fine-tuned each way (experiment.RUNS), on data written
+    to folder, for as many passes over it as finetune.py's default steps make over all the data
+    (at least MIN_STEPS steps: a handful of examples still learns the format)."""
+    from finetune import AUTO_STEPS
     folder.mkdir(parents=True, exist_ok=True)
-    evaluation = eval_sample(world, folder)
+    evaluation, examples = eval_sample(world, folder), read_jsonl(world / "sft.jsonl")
     runs = []
-    for n, rows in nested_subsets(read_jsonl(world / "sft.jsonl"), SIZES).items():
+    for n, rows in nested_subsets(examples, SIZES).items():
         data = folder / f"sft_{n or 'all'}.jsonl"
         write_jsonl(data, rows)
-        runs += [{"labels": {"size": len(rows), "run": name, "init": init}, "dataset": None, "data": data, "eval": evaluation,
-                  "flags": flags,
+        steps = {init: max(MIN_STEPS, round(AUTO_STEPS["scratch" if init == "random" else "pretrained"] * len(rows) / len(examples)))
+                 for init in ("random", "pretrained")}
+        runs += [{"labels": {"size": len(rows), "run": name, "init": init, "steps": steps[init]}, "dataset": None, "data": data,
+                  "eval": evaluation, "flags": [*flags, f"--max_iters={steps[init]}"],
                   "title": f"{len(rows):,} examples, {name} fine-tuning from {init} weights",
                   "dir": f"{len(rows)}_{name.lower()}_{init}"} for name, init, flags in ways]
     return runs
@@ -218,7 +224,8 @@ def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
     runs = len(results) // len({r["seed"] for r in results})
     lines = [opening(record, f"the study's {runs} fine-tuning runs (training and scoring; the pretraining is the experiment's)"),
              "", f"Held-out facts exact match ({results[0]['scores']['facts'][1]} fact questions drawn once from the held-out set) · the run's "
-             "fine-tuning compute as a share of the pretraining's (Flan-PaLM: 0.2%):", "",
+             "fine-tuning compute as a share of the pretraining's (Flan-PaLM: 0.2%). Each size is trained for as many passes "
+             f"as finetune.py's default steps make over all the data, at least {MIN_STEPS} steps (from random / pretrained weights):", "",
              "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
              "| --- | " + " | ".join("---" for _ in ways) + " |"]
     for size in sizes:
@@ -227,7 +234,9 @@ def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
             group = [r for r in results if (r["size"], r["run"], r["init"]) == (size, name, init)]
             share = statistics.mean(r["flops"] / r["pretrain_flops"] for r in group)
             cells.append(f"{cell([r['scores']['facts'][0] for r in group])} · {share:.1%}")
-        lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
+        steps = "/".join(str(next(r["steps"] for r in results if r["size"] == size and r["init"] == init))
+                         for init in dict.fromkeys(init for _, init, _ in ways))
+        lines.append(f"| {size:,} ({steps} steps) | " + " | ".join(cells) + " |")
     identity, refusal = results[0]["scores"]["identity"][1], results[0]["scores"]["refusal"][1]
     lines += ["", f"Unseen identity / refusal phrasings answered right (all of the held-out ones: {identity} / {refusal}):", "",
               "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",

@@ -40,6 +40,10 @@ def test_the_datasize_subsets_are_nested_and_the_sample_fixed(tmp_path):
         assert subsets[large][:small] == subsets[small] and len(set(subsets[large])) == large  # nested, no repeats
     assert [(r["labels"]["run"], r["labels"]["init"]) for r in runs[:3]] == [(n, i) for n, i, _ in WAYS]
     assert len({r["dir"] for r in runs}) == len(runs) == 15
+    steps = {(r["labels"]["size"], r["labels"]["init"]): r["labels"]["steps"] for r in runs}  # finetune.py's passes over all
+    assert steps[1500, "pretrained"] == 300 and steps[1000, "pretrained"] == 200 and steps[300, "pretrained"] == 100
+    assert steps[1500, "random"] == 1200 and steps[300, "random"] == 240 and steps[30, "random"] == 100
+    assert all(f"--max_iters={r['labels']['steps']}" in r["flags"] for r in runs)
     sample = read_jsonl(runs[0]["eval"])
     assert sum(r["kind"] in FACT_KINDS for r in sample) == EVAL_FACTS and sum(r["kind"] not in FACT_KINDS for r in sample) == 15
     again = datasize_runs(world, tmp_path / "again", WAYS)  # the same subsets and sample every time
@@ -121,13 +125,13 @@ def test_scores_and_flops_from_a_runs_files(tmp_path):
 
 def test_the_datasize_table_shows_mean_spread_and_compute_share():
     def result(size, way, seed, facts):
-        return {"size": size, "run": way[0], "init": way[1], "seed": seed, "seconds": 60.0, "flops": size * 1e9,
+        return {"size": size, "run": way[0], "init": way[1], "steps": 100, "seed": seed, "seconds": 60.0, "flops": size * 1e9,
                 "pretrain_flops": 1e14, "scores": {"facts": (facts, 300), "identity": (0.5, 22), "refusal": (1.0, 31)}}
     rows = [result(size, way, seed, facts) for size in (30, 2654) for way in WAYS for seed, facts in ((1, 0.4), (2, 0.6))]
     table = datasize_table({"command": "python experiment.py --study=datasize --seeds=2", "results": rows, "pretrain_seconds": {}}, WAYS)
     lines = table.splitlines()
-    assert "| 30 | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% |" in lines
-    assert "| 2,654 | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% |" in lines
+    assert "| 30 (100/100 steps) | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% | 50.0 ± 14.1% · 0.0% |" in lines
+    assert "| 2,654 (100/100 steps) | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% |" in lines
     assert "| 30 | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% |" in lines
     assert "6 fine-tuning runs" in table and "took 6.0 min per seed" in table and "300 fact questions" in table
 
