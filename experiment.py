@@ -22,6 +22,11 @@ scored turn by turn, taught identity and refusal phrasings alone and mid-convers
 ones, harmless look-alikes, the world's superlatives, honest "I don't know", broken replies.
 The tables go to the screen, to out/experiment/results.md (+ results.json) and, between their
 markers, into README.md (the main tables) and docs/experiment.md (all of them).
+
+    python experiment.py --study=crosslingual|datasize|routes|all
+
+runs the lecture's further claims (studies.py) on the same pretraining runs, each into
+out/experiment/NAME and between its markers in README.md.
 """
 from __future__ import annotations
 
