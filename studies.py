@@ -26,7 +26,8 @@ on all four; and the generalist without each task, asked that task zero-shot (FL
 
 Every study run is a finetune.py run on data written here, scored on a fixed sample of the
 held-out questions: every behaviour question and EVAL_FACTS fact questions (the whole held-out
-set takes minutes per run, and a study has many runs). This file holds what the studies are
+set takes minutes per run, and a study has many runs); the routes study's runs, on TASK_TEST
+questions of each task. This file holds what the studies are
 (their data, their scores, their tables); experiment.py runs them.
 """
 from __future__ import annotations
