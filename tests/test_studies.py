@@ -144,5 +144,7 @@ def test_the_readme_shows_each_recorded_study(study):
     from experiment import RUNS
     begin, end = readme_markers(f"{study} study")
     block = (ROOT / "README.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
-    record = json.loads((ROOT / "docs" / f"{study}_study.json").read_text(encoding="utf-8"))
-    assert block == "\n" + study_table(study, record, RUNS)
+    record_path = ROOT / "docs" / f"{study}_study.json"
+    if block == "\n" and not record_path.exists():
+        pytest.skip(f"the {study} study has not been run into the README yet")
+    assert block == "\n" + study_table(study, json.loads(record_path.read_text(encoding="utf-8")), RUNS)
