@@ -371,7 +371,7 @@ def main() -> None:
             raise UserError(f"{folder} already holds results: pass --overwrite to run again, or choose another --out_dir")
     world_config, _, _ = parse_args(WORLD_OPTIONS, "--world_args", "", argv=shlex.split(config["world_args"]))
     extra_pretrain = shlex.split(config["pretrain_args"])
-    command = "python experiment.py" + "".join(f" {a}" for a in sys.argv[1:] if a != "--overwrite")
+    command = "python experiment.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:] if a != "--overwrite")  # as typed
 
     t_start = time.perf_counter()
     world = out_dir / "world"

@@ -61,6 +61,7 @@ def test_tiny_experiment_end_to_end(tmp_path):
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
     assert table in result.stdout
+    assert f"'--pretrain_args={tiny} --max_iters=20 --eval_interval=20'" in table  # the command as one can type it again
     from experiment import report
     assert report(json.loads((out / "results.json").read_text(encoding="utf-8"))) == table  # the record renders the table
     again = run_script("experiment.py", f"--out_dir={out}")
