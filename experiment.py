@@ -409,13 +409,14 @@ def main() -> None:
                     f"seed {seed}, {study} study, pretraining on {dataset}", "pretrain.py",
                     [f"--dataset={dataset}", f"--out_dir={bases[dataset].parent}", f"--seed={seed}", *extra_pretrain],
                     bases[dataset].parent, [dataset / "train.bin", dataset / "val.bin", dataset / "meta.json"], config["reuse"])
+            pretrain_flops = {dataset: pretraining_flops(load_checkpoint(path)) for dataset, path in bases.items()}  # once a base
             for r in runs:
                 run_dir, base = seed_dir / study / r["dir"], bases[r["dataset"]]
                 seconds, _ = finetune(f"seed {seed}, {study} study, {r['title']}", run_dir, base, r["data"], r["eval"],
                                       seed, r["flags"], config)
                 study_results[study].append({**r["labels"], "seed": seed, "scores": scores(run_dir), "seconds": round(seconds, 1),
                                              "flops": finetuning_flops(run_dir, model_config, lora="--lora" in r["flags"]),
-                                             "pretrain_flops": pretraining_flops(load_checkpoint(base))})
+                                             "pretrain_flops": pretrain_flops[r["dataset"]]})
     walls["total"] = sum(v for k, v in walls.items() if not k.startswith("reused"))  # as if nothing were reused
     walls["this run"] = time.perf_counter() - t_start
     if "main" in chosen:
