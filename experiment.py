@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import json
 import math
 import shlex
@@ -83,9 +84,10 @@ def run_stage(title: str, script: str, args: list[str]) -> float:
 
 
 def reuse_key(script: str, args: list[str], inputs: list[Path]) -> str:
-    """What a run depends on: its script, options and input files. (A change to the code is not
-    seen: pass --reuse=false after one.)"""
-    digest = hashlib.sha256(" ".join([script, *args]).encode())
+    """What a run depends on: its script, options (the script's defaults too, so that a new default
+    is a new run) and input files. (Other changes to the code are not seen: pass --reuse=false.)"""
+    defaults = {name: spec[0] for name, spec in importlib.import_module(Path(script).stem).OPTIONS.items()}
+    digest = hashlib.sha256(" ".join([script, *args, json.dumps(defaults, sort_keys=True)]).encode())
     for path in inputs:
         digest.update(path.read_bytes())
     return digest.hexdigest()

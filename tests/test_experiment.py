@@ -5,7 +5,7 @@ import torch
 
 from checkpoint import load_checkpoint
 from conftest import ROOT, run_script
-from experiment import random_initial_weights, relative_distance
+from experiment import random_initial_weights, relative_distance, reuse_key
 from evaluate import score
 
 
@@ -23,6 +23,20 @@ def test_relative_distance():
     assert relative_distance(before, before) == 0.0
     after = {"a": torch.tensor([3.0, 3.0]), "b": torch.tensor([[0.0, 8.0]])}
     assert abs(relative_distance(before, after) - 1.0) < 1e-7  # moved by sqrt(9 + 16) = 5, from a norm of 5
+
+
+def test_reuse_key_sees_options_inputs_and_new_defaults(tmp_path, monkeypatch):
+    """A finished pretraining is reused only for the same run: a changed default of pretrain.py is a new run."""
+    import pretrain
+    data = tmp_path / "train.bin"
+    data.write_bytes(b"abc")
+    key = reuse_key("pretrain.py", ["--seed=1"], [data])
+    assert key == reuse_key("pretrain.py", ["--seed=1"], [data]) != reuse_key("pretrain.py", ["--seed=2"], [data])
+    monkeypatch.setitem(pretrain.OPTIONS, "max_iters", (7, "steps"))
+    assert reuse_key("pretrain.py", ["--seed=1"], [data]) != key
+    monkeypatch.undo()
+    data.write_bytes(b"abd")
+    assert reuse_key("pretrain.py", ["--seed=1"], [data]) != key
 
 
 def test_scratch_initial_weights_are_drawn_again_exactly(tiny_checkpoint, tmp_path):
