@@ -25,6 +25,16 @@ def test_round_trip_is_lossless(tokenizer, text):
     assert tokenizer.decode(ids) == text
 
 
+def test_decoding_a_cut_off_reply_shows_no_broken_character(tokenizer):
+    """A reply stopped by max_new_tokens may end inside a character: its text leaves that character out."""
+    text = "世界最高的山是聖母峰。"
+    ids = tokenizer.encode(text)
+    cut = [tokenizer.decode(ids[:n]) for n in range(len(ids) + 1)]
+    assert all("\ufffd" not in c and text.startswith(c) for c in cut) and cut[-1] == text
+    assert any(len(tokenizer.decode_bytes(ids[:n])) > len(cut[n].encode()) for n in range(len(ids)))  # some cut mid-character
+    assert tokenizer.decode(tokenizer.encode("a") + [0xFF]) == "a\ufffd"  # bytes that are not UTF-8 stay visible
+
+
 def test_vocabulary_is_compact_and_deterministic():
     docs = [cl100k().encode_ordinary("玉山 玉山 玉山 聖母峰 聖母峰 Everest")]
     vocab = build_vocab(docs, 262)
