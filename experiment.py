@@ -84,9 +84,10 @@ def run_stage(title: str, script: str, args: list[str]) -> float:
 
 
 def reuse_key(script: str, args: list[str], inputs: list[Path]) -> str:
-    """What a run depends on: its script, options (the script's defaults too, so that a new default
-    is a new run) and input files. (Other changes to the code are not seen: pass --reuse=false.)"""
-    defaults = {name: spec[0] for name, spec in importlib.import_module(Path(script).stem).OPTIONS.items()}
+    """What a run depends on: its script, options (a .py script's defaults too, so that a new
+    default is a new run) and input files. (Other changes to the code are not seen: --reuse=false.)"""
+    defaults = {name: spec[0] for name, spec in importlib.import_module(script.removesuffix(".py")).OPTIONS.items()} \
+        if script.endswith(".py") else {}
     digest = hashlib.sha256(" ".join([script, *args, json.dumps(defaults, sort_keys=True)]).encode())
     for path in inputs:
         digest.update(path.read_bytes())

@@ -37,6 +37,7 @@ def test_reuse_key_sees_options_inputs_and_new_defaults(tmp_path, monkeypatch):
     monkeypatch.undo()
     data.write_bytes(b"abd")
     assert reuse_key("pretrain.py", ["--seed=1"], [data]) != key
+    assert reuse_key("measure", [], [data]) == reuse_key("measure", [], [data])  # a step of experiment.py's own
 
 
 def test_scratch_initial_weights_are_drawn_again_exactly(tiny_checkpoint, tmp_path):
