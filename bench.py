@@ -11,7 +11,7 @@ Then each row runs in a fresh process (so its peak memory is its own) and report
 over its time), the fraction of the peak of the precision it ran in, the process's peak
 memory, and the memory training keeps from step to step (weights, gradients of what trains,
 optimizer state). Rows:
-    pretrain   a pretraining step (forward, backward, AdamW) on random tokens
+    pretrain   a pretraining step (forward, backward, pretrain.py's optimizer) on random tokens
     finetune   full fine-tuning on chat-like rows where half the targets are prompt (ignored)
     lora       the same through LoRA (rank 8, attention and MLP projections)
     generate   batch 1, 255 new tokens with the KV cache (and without it, for comparison)
@@ -177,8 +177,8 @@ def serve_row(torch, model, spec: dict, result: dict) -> dict:
 
 
 def training_row(torch, model, spec: dict, result: dict) -> dict:
-    """Training steps (forward, backward, AdamW) on random tokens; fine-tuning rows ignore the
-    prompt half of each row, as the loss mask does."""
+    """Training steps (forward, backward, the optimizer: pretrain.py's, AdamW for fine-tuning) on
+    random tokens; fine-tuning rows ignore the prompt half of each row, as the loss mask does."""
     from machine import autocast
     from model import IGNORE
     from optimizer import make_optimizer
@@ -188,7 +188,8 @@ def training_row(torch, model, spec: dict, result: dict) -> dict:
         from lora import add_lora
         add_lora(model, ["c_attn", "c_proj", "c_fc"], rank=8, alpha=16, dropout=0.0)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(model, 1e-4, 0.1, 0.99)
+    muon = kind == "pretrain" and PRETRAIN_OPTIONS["muon"][0]
+    optimizer = make_optimizer(model, 1e-4, 0.1, 0.99, muon)
     B, T = spec["batch_size"], BLOCK_SIZE
     x = torch.randint(VOCAB, (B, T), device=device)
     y = torch.randint(VOCAB, (B, T), device=device)
@@ -227,7 +228,7 @@ def training_row(torch, model, spec: dict, result: dict) -> dict:
                   tokens_per_s=round(tokens_per_s), achieved_TFLOPs=round(achieved / 1e12, 4),
                   fraction_of_peak=round(achieved / peak, 3), optimizer_state_MB=round(optimizer_bytes / 2**20, 2),
                   training_state_MB=round((weight_bytes + grad_bytes + optimizer_bytes) / 2**20, 1),
-                  peak_memory_MB=round(peak_memory_mb(torch, device)))
+                  peak_memory_MB=round(peak_memory_mb(torch, device)), muon=muon)
     return result
 
 
@@ -241,7 +242,8 @@ def row_line(r: dict) -> str:
             + (f"; int8 weights {r['int8_tokens_per_s']:,.0f} tokens/s" if "int8_tokens_per_s" in r else "")
     else:
         notes = f"{r['trainable_M']}M trainable; {r['training_state_MB']:.0f} MB kept between steps" \
-            + (f", compile {r['compile_s']} s" if "compile_s" in r else "")
+            + (f", compile {r['compile_s']} s" if "compile_s" in r else "") \
+            + ("; Muon's orthogonalisation in the time, not in the FLOPs" if r.get("muon") else "")
     of_peak = f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else ""
     size = CONFIGS[r["config"]]
     return (f"| {r['row']} | {r['config']} ({size['n_layer']} x {size['n_embd']}) | {r['dtype']}{', compiled' if r['compile'] else ''} | "

@@ -85,6 +85,10 @@ class MuonAndAdamW:
     def param_groups(self) -> list[dict]:  # read afresh: load_state_dict replaces each optimizer's groups
         return self.muon.param_groups + self.adamw.param_groups
 
+    @property
+    def state(self) -> dict:  # each parameter's state, as a torch optimizer keeps it
+        return {**self.muon.state, **self.adamw.state}
+
     def step(self) -> None:
         self.muon.step()
         self.adamw.step()

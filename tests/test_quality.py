@@ -47,23 +47,23 @@ def test_corpora_are_split_before_anything_runs(tmp_path):
 
 def test_variant_groups_and_names():
     """Every built-in variant is GPT-2's recipe written out (so that it stays put when pretrain.py's
-    defaults move) and its changes; the default is pretrain.py as it is, still GPT-2's recipe; your
-    own variant is pretrain.py's defaults and its options."""
+    defaults move) and its changes; pretrain.py's default is the speedrun recipe; your own variant
+    is pretrain.py's defaults and its options."""
     from cli import parse_args
     from pretrain import OPTIONS
     from quality import CHANGES, GPT2, KEPT, SPEEDRUN, variants
     alone, without = variants(["alone"]), variants(["without", "nanogpt", "all", "default"])
     assert list(alone) == ["gpt2", *CHANGES] and alone["rope"] == [*GPT2, "--rope"] and without["default"] == []
-    assert without["speedrun-rope"] == [*SPEEDRUN, "--rope=false"] and without["speedrun+muon"] == [*SPEEDRUN, "--muon"]
-    assert {name.split("-")[1] for name in without if "-" in name} == set(KEPT)
+    assert without["speedrun-rope"] == [*SPEEDRUN, "--rope=false"] and without["speedrun-muon"] == [*SPEEDRUN, "--muon=false"]
+    assert {name.split("-")[1] for name in without if "-" in name} == set(KEPT) == set(CHANGES)
     parsed = {name: parse_args(OPTIONS, "", "", argv=flags)[0] for name, flags in {**alone, **without}.items()}
-    today = {"n_layer": 4, "n_embd": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 2e-3, "rope": False,
+    gpt2 = {"n_layer": 4, "n_embd": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 2e-3, "rope": False,
              "muon": False, "logit_cap": 0.0}
-    assert {k: parsed["gpt2"][k] for k in today} == today and parsed["gpt2"] == parsed["default"]
+    assert {k: parsed["gpt2"][k] for k in gpt2} == gpt2 and parsed["speedrun"] == parsed["default"]
     assert (parsed["nanogpt"]["n_embd"], parsed["nanogpt"]["block_size"], parsed["nanogpt"]["rope"]) == (128, 64, False)
     assert parsed["all"]["muon"] and parsed["all"]["batch_size"] == 8 and parsed["all"]["logit_cap"] == 15
     speedrun = parsed["speedrun"]
-    assert speedrun["rope"] and speedrun["untied"] and not speedrun["muon"] and (speedrun["batch_size"], speedrun["max_iters"]) == (8, 1600)
+    assert speedrun["rope"] and speedrun["untied"] and speedrun["muon"] and (speedrun["batch_size"], speedrun["max_iters"]) == (8, 1200)
     assert parsed["speedrun-batch8"]["batch_size"] == 16 and not parsed["speedrun-rope"]["rope"] and parsed["speedrun-rope"]["qk_norm"]
     assert variants(["fast=--muon --muon_lr_scale=3"]) == {"fast": ["--muon", "--muon_lr_scale=3"]}
     for bad in ("default=--rope", "gpt2=--rope", "speedrun-rope=--rope", "a/b=--rope", "=--rope"):
