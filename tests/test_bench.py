@@ -13,6 +13,8 @@ def test_bench_rows_report_throughput_against_the_peak(tmp_path):
     train, lora = report["rows"]
     assert train["row"] == "pretrain" and train["tokens_per_s"] > 0 and 0 < train["fraction_of_peak"] < 1.5
     assert train["peak_memory_MB"] > 0 and lora["row"] == "lora"
+    assert train["muon"] and not lora["muon"]  # pretraining steps pretrain.py's optimizer, fine-tuning AdamW
+    assert train["optimizer_state_MB"] > 0  # Muon's momenta and AdamW's moments both counted
     assert lora["training_state_MB"] < 0.5 * train["training_state_MB"]  # LoRA keeps no gradients or moments for W
     assert "aten::mm" in result.stdout  # the profile: where the step's time goes
 
