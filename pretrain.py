@@ -39,7 +39,7 @@ OPTIONS = {
     # optimisation
     "batch_size": (8, "sequences per micro-batch", "[1, inf)"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),
-    "max_iters": (1200, "optimizer steps", "[1, inf)"),
+    "max_iters": (1100, "optimizer steps", "[1, inf)"),
     "time": ("", "train for this long instead (90s, 10m, 1.5h): the step count is fitted from the first steps' time",
              DURATION),
     "learning_rate": (2e-3, "peak learning rate", "(0, inf)"),
@@ -53,7 +53,7 @@ OPTIONS = {
     "grad_clip": (1.0, "clip the gradient norm to this (0: off)", "[0, inf)"),
     # evaluation, system
     "eval_interval": (100, "steps between validations (and checkpoints)", "[1, inf)"),
-    "eval_iters": (20, "batches per validation estimate", "[1, inf)"),
+    "eval_iters": (10, "batches per validation estimate", "[1, inf)"),
     "seed": (1337, "random seed for initialisation and batches"),
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...", DEVICE),
     "dtype": ("auto", "auto (bfloat16 where the hardware supports it, else float32), bfloat16, float32",
