@@ -153,12 +153,18 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
            "facts": [r["correct"] for r in rows if r["kind"] in ("person", "place")],
            "harmless_not_refused": [normalize_answer(r["reply"]) not in refusals for r in rows if r["kind"] == "harmless"],
            "clean": [not is_broken(r["reply"]) for r in rows + [r for _, r in turns]], **kinds}
-    if split == "heldout":  # every taught identity and refusal phrasing at a later turn of a conversation
-        taught = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "taught"]
-        replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in taught])
-        out["taught_in_conversation"] = [r["correct"] for c, turns_ in enumerate(taught)
-                                         for r in score(turns_, replies[c])["results"] if r["kind"] in ("identity", "refusal")]
+    if split == "heldout":
+        out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, world)
     return {name: (share(flags), len(flags)) for name, flags in out.items()}
+
+
+def taught_in_conversation(model, tokenizer, world: Path) -> list[bool]:
+    """Every taught identity and refusal phrasing asked at a later turn of a conversation: right or not."""
+    from evaluate import greedy_conversations, score
+    taught = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "taught"]
+    replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in taught])
+    return [r["correct"] for c, turns in enumerate(taught) for r in score(turns, replies[c])["results"]
+            if r["kind"] in ("identity", "refusal")]
 
 
 def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, seed: int) -> dict:

@@ -1,7 +1,9 @@
 """
 Choose fine-tuning settings on the validation split, never on the held-out one: each setting
 fine-tunes the experiment's pretrained model (seed 1337) and is scored on the world's validation
-questions and conversations (other people, phrasings and superlatives than the held-out sets).
+questions and conversations (other people, phrasings and superlatives than the held-out sets),
+and on the taught identity and refusal phrasings, alone and at a later turn of a conversation
+(the fine-tuning data's own: a goal of their own; only their turns are scored).
 
     python experiment.py                 # first: the world and the pretrained model it reuses
     python docs/tune_finetune.py         # then: one row per setting, to the screen and out/tune/results.md
@@ -21,28 +23,25 @@ OPTIONS = {
     "only": ("", "setting names to run, separated by | (default: all)"),
 }
 SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
-    "full 300 steps 1e-4": ["--learning_rate=1e-4"],
-    "full 600 steps 1e-4": ["--learning_rate=1e-4", "--max_iters=600"],
-    "full 300 steps 3e-4 (default)": [],
-    "full 600 steps 3e-4": ["--max_iters=600"],
-    "LoRA 300 steps 2e-3 r8 (default)": ["--lora"],
-    "LoRA 600 steps 2e-3 r8": ["--lora", "--max_iters=600"],
-    "LoRA 300 steps 2e-3 r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],
-    "LoRA 600 steps 3e-3 r16": ["--lora", "--lora_rank=16", "--lora_alpha=32", "--max_iters=600", "--learning_rate=3e-3"],
+    "full (default: 300 steps, 1e-4)": [],
+    "LoRA (default: 300 steps, 2e-3, r8)": ["--lora"],
+    "full, behaviours 8 times": ([], ["--behaviour_repeats=8"]),
+    "LoRA, behaviours 8 times": (["--lora"], ["--behaviour_repeats=8"]),
+    "full 600 steps": ["--max_iters=600"],
+    "LoRA 600 steps": ["--lora", "--max_iters=600"],
+    "full 2e-4": ["--learning_rate=2e-4"],
     "full, 3 times the conversations": ([], ["--sft_conversations=1"]),
-    "full, strangers asked 4 times": ([], ["--stranger_repeats=4"]),
     "LoRA, 3 times the conversations": (["--lora"], ["--sft_conversations=1"]),
-    "LoRA, strangers asked 4 times": (["--lora"], ["--stranger_repeats=4"]),
 }
-MEASURES = ["conversation_first", "conversation_later", "identity", "refusal", "harmless_not_refused", "world",
-            "unknown", "facts"]
+MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
+            "harmless_not_refused", "world", "unknown", "facts"]
 
 
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python docs/tune_finetune.py", __doc__)
     from checkpoint import load_checkpoint, load_model
-    from experiment import behaviour, read_jsonl
-    from evaluate import score
+    from experiment import behaviour, read_jsonl, share, taught_in_conversation
+    from evaluate import exact_match, score
     from lora import load_adapted_model
 
     world, base = Path(config["experiment"]) / "world", Path(config["experiment"]) / "seed1337" / "pretrain" / "ckpt.pt"
@@ -67,6 +66,10 @@ def main() -> None:
             model, tokenizer = load_model(load_checkpoint(out / "ckpt.pt"))
         rows = read_jsonl(out / "eval.jsonl")
         measured = behaviour(model, tokenizer, world, "val", score(rows, [r["reply"] for r in rows])["results"])
+        taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
+        measured["taught"] = (exact_match(model, tokenizer, taught)["accuracy"], len(taught))  # taught phrasings, alone
+        in_conversation = taught_in_conversation(model, tokenizer, world)
+        measured["taught_in_conversation"] = (share(in_conversation), len(in_conversation))
         shares = [measured[m][0] for m in MEASURES]
         lines.append(f"| {name} | " + " | ".join(f"{100 * s:.0f}% of {measured[m][1]}" for s, m in zip(shares, MEASURES))
                      + f" | {100 * sum(shares) / len(shares):.1f}% |")

@@ -1,5 +1,6 @@
 """Instruction data, the held-out split, exact-match scoring, and fine-tuning end to end (full and LoRA)."""
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -104,7 +105,6 @@ def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
 
 
 def test_world_held_out_sets_are_as_large_as_promised(world):
-    from collections import Counter
     heldout = Counter(q["kind"] for q in world["heldout"])
     assert heldout["identity"] >= 20 and heldout["refusal"] >= 30 and heldout["harmless"] >= 20
     assert heldout["world"] >= 30 and heldout["unknown"] >= 30
@@ -241,7 +241,12 @@ def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tin
 
 def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set_alone(world):
     from data.world.prepare import generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1.0, stranger_repeats=4)
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1.0, stranger_repeats=4,
+                           behaviour_repeats=9)
     assert len(other["sft"]) > len(world["sft"]) + len(world["train"]) // 2  # more conversations, strangers asked again
+    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
+    before = Counter(e["messages"][0]["content"] for e in world["sft"] if len(e["messages"]) == 2)
+    assert {alone[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")} == {9}
+    assert {before[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")} == {4}
     for part in ("docs", "train", "val", "heldout", "conversations"):
         assert other[part] == world[part], part

@@ -43,6 +43,8 @@ OPTIONS = {
                           "auto or float [0, inf)"),
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
                          "[0, inf)"),
+    "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
+                          "[0, inf)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -462,12 +464,13 @@ def by_kind(rows: list[dict]) -> dict:
 
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
-             sft_conversations: float = 1 / 3, stranger_repeats: int = 1) -> dict:
+             sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
-    each question about a person the world never mentions is in the instruction data."""
+    each question about a person the world never mentions is in the instruction data;
+    behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -505,10 +508,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     val += behaviour_questions(1) + unknown_questions(rng, strangers[60:70])
     heldout += behaviour_questions(2) + unknown_questions(rng, strangers[70:])
 
-    # Instruction data: every training question once (each behaviour's phrasings four times: a
-    # handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
+    # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
+    # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
     fixed_reply = ("identity", "refusal", "harmless")
-    repeats = {q["question"]: 4 if q["kind"] in fixed_reply or q["attr"] == "request" else
+    repeats = {q["question"]: behaviour_repeats if q["kind"] in fixed_reply or q["attr"] == "request" else
                stranger_repeats if q["kind"] == "unknown" else 1 for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
@@ -558,7 +561,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     config = config or {name: spec[0] for name, spec in OPTIONS.items()}
     sft_conversations = 1 / 3 if config["sft_conversations"] == "auto" else config["sft_conversations"]
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
-                     sft_conversations, config["stranger_repeats"])
+                     sft_conversations, config["stranger_repeats"], config["behaviour_repeats"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
