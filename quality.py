@@ -309,6 +309,11 @@ def docs_blocks(record: dict) -> dict[Path, str]:
     return {ROOT / "README.md": "\n".join(readme), ROOT / "docs" / "quality.md": "\n".join(every)}
 
 
+def trained(options: dict) -> dict:
+    """The options that shape the trained model: not how often or how long it is validated."""
+    return {k: v for k, v in options.items() if k not in ("eval_interval", "eval_iters")}
+
+
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python quality.py [--corpora=...] [--variants=...] [--minutes=2]", __doc__)
     out_dir, fortunes_dir = Path(config["out_dir"]), Path(config["fortunes_dir"])
@@ -336,8 +341,9 @@ def main() -> None:
                                                  if k in SIZES} for c in corpora})
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()
             for seed in range(1337, 1337 + config["seeds"])
-            if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], r["options"])
-                                          == (corpus, variant, config["minutes"], seed, options[variant]) for r in record["results"])]
+            if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], trained(r["options"]))
+                                          == (corpus, variant, config["minutes"], seed, trained(options[variant]))
+                                          for r in record["results"])]
     seconds = {}
     for corpus, variant, flags, _ in todo:  # one at a time, before any run shares the machine
         if (corpus, variant) not in seconds:
