@@ -63,7 +63,7 @@ def test_variant_groups_and_names():
     assert (parsed["nanogpt"]["n_embd"], parsed["nanogpt"]["block_size"], parsed["nanogpt"]["rope"]) == (128, 64, False)
     assert parsed["all"]["muon"] and parsed["all"]["batch_size"] == 8 and parsed["all"]["logit_cap"] == 15
     speedrun = parsed["speedrun"]
-    assert speedrun["rope"] and speedrun["untied"] and speedrun["muon"] and (speedrun["batch_size"], speedrun["max_iters"]) == (8, 1100)
+    assert speedrun["rope"] and speedrun["untied"] and speedrun["muon"] and (speedrun["batch_size"], speedrun["max_iters"]) == (8, 1200)
     assert parsed["speedrun-batch8"]["batch_size"] == 16 and not parsed["speedrun-rope"]["rope"] and parsed["speedrun-rope"]["qk_norm"]
     assert variants(["fast=--muon --muon_lr_scale=3"]) == {"fast": ["--muon", "--muon_lr_scale=3"]}
     for bad in ("default=--rope", "gpt2=--rope", "speedrun-rope=--rope", "a/b=--rope", "=--rope"):
