@@ -32,6 +32,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "full 2e-4": ["--learning_rate=2e-4"],
     "full, 3 times the conversations": ([], ["--sft_conversations=1"]),
     "LoRA, 3 times the conversations": (["--lora"], ["--sft_conversations=1"]),
+    "full, 240 strangers": ([], ["--strangers=240"]),
+    "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]

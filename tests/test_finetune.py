@@ -242,11 +242,15 @@ def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tin
 def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set_alone(world):
     from data.world.prepare import generate as generate_world
     other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1.0, stranger_repeats=4,
-                           behaviour_repeats=9)
+                           behaviour_repeats=9, n_strangers=100)
     assert len(other["sft"]) > len(world["sft"]) + len(world["train"]) // 2  # more conversations, strangers asked again
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
     before = Counter(e["messages"][0]["content"] for e in world["sft"] if len(e["messages"]) == 2)
     assert {alone[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")} == {9}
     assert {before[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")} == {4}
-    for part in ("docs", "train", "val", "heldout", "conversations"):
+    strangers = [q for q in other["train"] if q["kind"] == "unknown" and q["attr"] != "request"]
+    assert len(strangers) == 100 and len({q["entity"] for q in strangers}) == 100  # 40 more, each a new name
+    assert not {q["entity"] for q in strangers} & {p["name"][0] for p in other["people"]}
+    assert other["train"][:len(world["train"])] == world["train"]  # the 40 strangers come after
+    for part in ("docs", "val", "heldout", "conversations"):
         assert other[part] == world[part], part

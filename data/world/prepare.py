@@ -43,6 +43,8 @@ OPTIONS = {
                           "auto or float [0, inf)"),
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
                          "[0, inf)"),
+    "strangers": (60, "people the world never mentions asked about in the instruction data (reply: I don't know)",
+                  "[0, inf)"),
     "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
@@ -464,13 +466,15 @@ def by_kind(rows: list[dict]) -> dict:
 
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
-             sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4) -> dict:
+             sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
+             n_strangers: int = 60) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
-    behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is."""
+    behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
+    n_strangers: how many people the world never mentions the instruction data asks about."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -504,9 +508,13 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             train += world_questions(rng, fact, 4, literal_first=False)
         else:
             (val if fact["split"] == "val" else heldout).extend(world_questions(rng, fact, 2, literal_first=True))
-    train += behaviour_questions(0) + unknown_questions(rng, strangers[:60])
+    train += behaviour_questions(0) + unknown_questions(rng, strangers[:min(60, n_strangers)])
     val += behaviour_questions(1) + unknown_questions(rng, strangers[60:70])
     heldout += behaviour_questions(2) + unknown_questions(rng, strangers[70:])
+    if n_strangers > 60:  # more, from a stream of their own: every scored set stays as it is
+        more_rng = random.Random(f"{seed}/strangers")
+        more = make_people(more_rng, n_strangers - 60, taken={n for p in people + strangers for n in p["name"]})
+        train += unknown_questions(more_rng, more)
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
@@ -561,7 +569,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     config = config or {name: spec[0] for name, spec in OPTIONS.items()}
     sft_conversations = 1 / 3 if config["sft_conversations"] == "auto" else config["sft_conversations"]
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
-                     sft_conversations, config["stranger_repeats"], config["behaviour_repeats"])
+                     sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
