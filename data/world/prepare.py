@@ -30,6 +30,7 @@ from data.prepare import write_dataset  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 WORLD_DIR = Path(__file__).resolve().parent
+TAUGHT_STRANGERS = 60  # people the world never mentions in the instruction data by default (10 more validate, 16 test)
 OPTIONS = {
     "seed": (1337, "random seed: the same seed writes the same files"),
     "people": (300, "number of invented people (half for fine-tuning, half held out)", "[1, inf)"),
@@ -43,7 +44,8 @@ OPTIONS = {
                           "auto or float [0, inf)"),
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
                          "[0, inf)"),
-    "strangers": (60, "people the world never mentions asked about in the instruction data (reply: I don't know)",
+    "strangers": (TAUGHT_STRANGERS, "people the world never mentions asked about in the instruction data "
+                  "(reply: I don't know)",
                   "[0, inf)"),
     "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
@@ -467,7 +469,7 @@ def by_kind(rows: list[dict]) -> dict:
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
-             n_strangers: int = 60) -> dict:
+             n_strangers: int = TAUGHT_STRANGERS) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -498,7 +500,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     ft_countries, heldout_countries = [taiwan] + others[: len(others) // 2 - 1], others[len(others) // 2 - 1:]
     n_ft, n_val = n_people // 2, n_people // 15
     ft_people, val_people, heldout_people = people[:n_ft], people[n_ft:n_ft + n_val], people[n_ft + n_val:]
-    strangers = make_people(rng, 86, taken={n for p in people for n in p["name"]})  # never in the pretraining text
+    # people never in the pretraining text: asked about in fine-tuning, then validation, then held out
+    strangers = make_people(rng, TAUGHT_STRANGERS + 26, taken={n for p in people for n in p["name"]})
 
     train = entity_questions(rng, ft_people, ft_countries) + [qa("台灣最高的山是哪座？", "玉山", "place", "臺灣", "zh", "mountain")]
     val = entity_questions(rng, val_people, [])
@@ -508,12 +511,14 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             train += world_questions(rng, fact, 4, literal_first=False)
         else:
             (val if fact["split"] == "val" else heldout).extend(world_questions(rng, fact, 2, literal_first=True))
-    train += behaviour_questions(0) + unknown_questions(rng, strangers[:min(60, n_strangers)])
-    val += behaviour_questions(1) + unknown_questions(rng, strangers[60:70])
-    heldout += behaviour_questions(2) + unknown_questions(rng, strangers[70:])
-    if n_strangers > 60:  # more, from a stream of their own: every scored set stays as it is
+    taught, scored = strangers[:TAUGHT_STRANGERS], strangers[TAUGHT_STRANGERS:]
+    train += behaviour_questions(0) + unknown_questions(rng, taught[:n_strangers])
+    val += behaviour_questions(1) + unknown_questions(rng, scored[:10])
+    heldout += behaviour_questions(2) + unknown_questions(rng, scored[10:])
+    if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         more_rng = random.Random(f"{seed}/strangers")
-        more = make_people(more_rng, n_strangers - 60, taken={n for p in people + strangers for n in p["name"]})
+        taken = {n for p in people + strangers for n in p["name"]}
+        more = make_people(more_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
         train += unknown_questions(more_rng, more)
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
