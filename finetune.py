@@ -26,7 +26,7 @@ from cli import DEVICE, UserError, parse_args, run
 from evaluate import exact_match, read_questions
 from instructions import Batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
-from machine import choose_device, choose_dtype, init_distributed, set_threads
+from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads
 from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
@@ -177,10 +177,9 @@ def main() -> None:
         + (f", resuming at step {start_step}" if start_step else ""))
     train(model, optimizer, batches.get, TrainSettings.of(config), out_dir, start_step, extra, weights_to_save,
           old_results=RUN_FILES)
-    if world > 1:
-        torch.distributed.destroy_process_group()
-        if rank > 0:
-            return  # process 0 saves and evaluates
+    leave_distributed()
+    if rank > 0:
+        return  # process 0 saves and evaluates
     result_file = save_and_evaluate(model, tokenizer, config, extra, out_dir)
     chat = f"--adapter={result_file}" if config["lora"] else f"--ckpt={result_file}"
     print(f'next: python sample.py {chat}    (or --prompt "台灣最高的山是哪座？")')

@@ -66,6 +66,14 @@ def init_distributed(device: str) -> tuple[int, int, str]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def leave_distributed() -> None:
+    """Leave the process group together: the others wait while process 0 checkpoints, since a
+    process that tears its connections down while a peer is still busy can abort (gloo, under load)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def choose_dtype(dtype: str, device: str) -> str:
     """bf16 where the hardware computes it natively (CUDA GPUs of Ampere and later; CPUs with
     AVX-512 BF16 or AMX, where it runs the matmuls several times faster), fp32 elsewhere."""

@@ -111,7 +111,7 @@ def main() -> None:
     import numpy as np
     import torch
     from model import GPT, GPTConfig
-    from machine import choose_device, choose_dtype, init_distributed, set_threads
+    from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads
     from optimizer import make_optimizer
     from trainer import TrainSettings, batch_generator, restore, start_or_resume, train, writable_folder
 
@@ -159,8 +159,7 @@ def main() -> None:
     extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder),
              "config": config}
     losses = train(model, optimizer, get_batch, TrainSettings.of(config), out_dir, start_step, extra)
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    leave_distributed()
 
     say(f"done. validation loss {losses.get('val', float('nan')):.3f} "
         f"(a uniform guess over the vocabulary scores {math.log(meta['vocab_size']):.3f})")
