@@ -156,7 +156,7 @@ def load_for_generation(ckpt: str, adapter: str, device: str, dtype: str = "auto
     else:
         model, tokenizer = load_model(load_checkpoint(ckpt, option="--ckpt"), device)
         path = ckpt
-    n_params = model.num_params()
+    n_params = model.num_params(non_embedding=False)  # every weight, as the README counts them
     model = for_generation(model, device, dtype)
     weights = str(next(model.parameters()).dtype).removeprefix("torch.")
     weights = f"int8 linear layers, {weights}" if any(isinstance(m, Int8Linear) for m in model.modules()) else weights

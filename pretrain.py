@@ -151,7 +151,7 @@ def main() -> None:
 
     tokens_per_step = B * T * config["gradient_accumulation_steps"] * world
     say(f"dataset {folder}: {len(train_data):,} train / {len(val_data):,} val tokens, vocabulary {meta['vocab_size']:,}")
-    say(f"model: {model.num_params() / 1e6:.2f}M parameters ({config['n_layer']} layers, {config['n_head']} heads, "
+    say(f"model: {model.num_params(non_embedding=False) / 1e6:.2f}M parameters ({config['n_layer']} layers, {config['n_head']} heads, "
         f"{config['n_embd']} wide, context {T}); {config['device']}, {config['dtype']}; "
         f"{tokens_per_step:,} tokens per step, "
         + (f"as many steps as fit in {config['time']:g} s" if config["time"] and checkpoint is None else f"{config['max_iters']:,} steps")
