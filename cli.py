@@ -30,6 +30,7 @@ from typing import IO, Any, Callable
 DEVICE = "auto, cpu, mps, cuda or cuda:N"
 DURATION = "a duration such as 90s, 10m or 1.5h"
 SECONDS = {"s": 1, "m": 60, "h": 3600}
+REQUIRED_PACKAGES = ("numpy", "torch", "tiktoken", "tqdm")  # requirements.txt, by the names scripts import
 
 
 class UserError(Exception):
@@ -47,6 +48,12 @@ def run(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("\nstopped.", file=sys.stderr)
         sys.exit(130)
+    except ModuleNotFoundError as e:  # a run-time package missing from this Python: the set-up, not a bug
+        if (e.name or "").split(".")[0] not in REQUIRED_PACKAGES:
+            raise_as_bug()
+        print(f"error: the package {e.name.split('.')[0]} is not installed in this Python ({sys.executable}): "
+              "run pip install -r requirements.txt (or activate the environment that has it)", file=sys.stderr)
+        sys.exit(2)
     except OSError as e:  # a file that cannot be read or written: the disk, a path, a permission
         if not e.filename:
             raise_as_bug()

@@ -257,7 +257,7 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_partial_one(tmp_path, monk
     assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
-def test_run_turns_a_full_disk_into_one_line_and_a_bug_into_a_report(capsys):
+def test_run_turns_a_full_disk_or_a_missing_package_into_one_line_and_a_bug_into_a_report(capsys):
     import errno
     from cli import run
 
@@ -273,6 +273,13 @@ def test_run_turns_a_full_disk_into_one_line_and_a_bug_into_a_report(capsys):
         run(fails(ZeroDivisionError("a bug")))
     err = capsys.readouterr().err
     assert exit_status.value.code == 1 and "Traceback" in err and "please report it" in err
+    with pytest.raises(SystemExit) as exit_status:  # torch missing is the set-up; a module of ours missing, a bug
+        run(fails(ModuleNotFoundError("No module named 'torch'", name="torch")))
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2 and err.count("\n") == 1 and "pip install -r requirements.txt" in err
+    with pytest.raises(SystemExit) as exit_status:
+        run(fails(ModuleNotFoundError("No module named 'checkpoint'", name="checkpoint")))
+    assert exit_status.value.code == 1 and "please report it" in capsys.readouterr().err
 
 
 def test_hand_edited_checkpoints_name_what_is_missing(tiny_checkpoint, tmp_path):
