@@ -1,26 +1,31 @@
 """
 Choose fine-tuning settings on the validation split, never on the held-out one: each setting
-fine-tunes the experiment's pretrained model (seed 1337) and is scored on the world's validation
-questions and conversations (other people, phrasings and superlatives than the held-out sets),
+fine-tunes the experiment's pretrained model (seed 1337, or --seeds of them) and is scored on the
+world's validation questions and conversations (other people, phrasings and superlatives than the held-out sets),
 and on the taught identity and refusal phrasings, alone and at a later turn of a conversation
 (the fine-tuning data's own: a goal of their own; only their turns are scored).
 
     python experiment.py                 # first: the world and the pretrained model it reuses
     python docs/tune_finetune.py         # then: one row per setting, to the screen and out/tune/results.md
+    python docs/tune_finetune.py --seeds=3 --world_args=--val_conversations=200    # mean ± spread, 200 conversations
 """
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cli import parse_args, run  # noqa: E402
+from cli import UserError, parse_args, run  # noqa: E402
 
 OPTIONS = {
-    "experiment": ("out/experiment", "the experiment's folder (its world and seed1337/pretrain are used)"),
+    "experiment": ("out/experiment", "the experiment's folder (its world and seedN/pretrain are used)"),
     "out_dir": ("out/tune", "where each setting's run and results.md go"),
     "only": ("", "setting names to run, separated by | (default: all)"),
+    "seeds": (1, "the experiment's pretrained models to fine-tune each setting from: seed1337, seed1338, ...", "[1, inf)"),
+    "world_args": ("", "data/world/prepare.py options for every setting, e.g. --val_conversations=200 (more validation "
+                       "conversations; the rest of the world stays as it is)"),
 }
 SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
     "full (default: 300 steps, 1e-4)": [],
@@ -45,36 +50,53 @@ def main() -> None:
     from experiment import behaviour, read_jsonl, share, taught_in_conversation
     from evaluate import exact_match, score
     from lora import load_adapted_model
-
-    world, base = Path(config["experiment"]) / "world", Path(config["experiment"]) / "seed1337" / "pretrain" / "ckpt.pt"
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
+
+    experiment, common = Path(config["experiment"]), shlex.split(config["world_args"])
+    seeds = range(1337, 1337 + config["seeds"])
+    for seed in seeds:  # every pretrained model there before the first fine-tuning
+        if not (experiment / f"seed{seed}" / "pretrain" / "ckpt.pt").exists():
+            raise UserError(f"{experiment / f'seed{seed}' / 'pretrain'} has no pretrained model: run python experiment.py "
+                            f"--seeds={config['seeds']} first (or give fewer --seeds)")
     names = [n for n in SETTINGS if not config["only"] or n in config["only"].split("|")]
     lines = ["| setting | " + " | ".join(MEASURES) + " | mean |", "|" + " --- |" * (len(MEASURES) + 2)]
     for name in names:
         out = Path(config["out_dir"]) / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
         finetune_args, world_args = SETTINGS[name] if isinstance(SETTINGS[name], tuple) else (SETTINGS[name], [])
-        data = world / "sft.jsonl"
-        if world_args:  # the same world (its validation sets included), other instruction data
-            world_config, _, _ = parse_args(WORLD_OPTIONS, "", "", argv=world_args)
+        world = experiment / "world"
+        if common or world_args:  # the same world (pretraining text, held-out sets), other instruction or validation data
+            world_config, _, _ = parse_args(WORLD_OPTIONS, "", "", argv=[*common, *world_args])
             prepare_world(world_config, out / "world")
-            data = out / "world" / "sft.jsonl"
-        args = [f"--base={base}", f"--data={data}", f"--eval={world / 'eval_val.jsonl'}", f"--out_dir={out}",
-                "--overwrite", *finetune_args]
-        print(f"\n=== {name}: python finetune.py {shlex.join(args)}", flush=True)
-        subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        if "--lora" in finetune_args:
-            model, tokenizer, _ = load_adapted_model(out / "adapter.pt", base)
-        else:
-            model, tokenizer = load_model(load_checkpoint(out / "ckpt.pt"))
-        rows = read_jsonl(out / "eval.jsonl")
-        measured = behaviour(model, tokenizer, world, "val", score(rows, [r["reply"] for r in rows])["results"])
-        taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
-        measured["taught"] = (exact_match(model, tokenizer, taught)["accuracy"], len(taught))  # taught phrasings, alone
-        in_conversation = taught_in_conversation(model, tokenizer, world)
-        measured["taught_in_conversation"] = (share(in_conversation), len(in_conversation))
-        shares = [measured[m][0] for m in MEASURES]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * s:.0f}% of {measured[m][1]}" for s, m in zip(shares, MEASURES))
-                     + f" | {100 * sum(shares) / len(shares):.1f}% |")
+            if (out / "world" / "train.bin").read_bytes() != (world / "train.bin").read_bytes():
+                raise UserError(f"{name}: {shlex.join([*common, *world_args])} changes the pretraining text, which the "
+                                f"experiment's pretrained models were not trained on: leave such options to experiment.py")
+            world = out / "world"
+        measured = {m: [] for m in MEASURES}  # measure -> (share, set size) per seed
+        for seed in seeds:
+            base, run_dir = experiment / f"seed{seed}" / "pretrain" / "ckpt.pt", out / f"seed{seed}"
+            args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}",
+                    f"--out_dir={run_dir}", "--overwrite", *finetune_args]
+            print(f"\n=== {name}, seed {seed}: python finetune.py {shlex.join(args)}", flush=True)
+            subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            if "--lora" in finetune_args:
+                model, tokenizer, _ = load_adapted_model(run_dir / "adapter.pt", base)
+            else:
+                model, tokenizer = load_model(load_checkpoint(run_dir / "ckpt.pt"))
+            rows = read_jsonl(run_dir / "eval.jsonl")
+            one = behaviour(model, tokenizer, world, "val", score(rows, [r["reply"] for r in rows])["results"])
+            taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
+            one["taught"] = (exact_match(model, tokenizer, taught)["accuracy"], len(taught))  # taught phrasings, alone
+            in_conversation = taught_in_conversation(model, tokenizer, world)
+            one["taught_in_conversation"] = (share(in_conversation), len(in_conversation))
+            for m in MEASURES:
+                measured[m].append(one[m])
+        cells = []
+        for m in MEASURES:
+            shares = [100 * s for s, _ in measured[m]]
+            spread = f" ± {statistics.stdev(shares):.0f}" if len(shares) > 1 else ""
+            cells.append(f"{statistics.mean(shares):.0f}{spread}% of {measured[m][0][1]}")
+        mean = statistics.mean(100 * s for m in MEASURES for s, _ in measured[m])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.1f}% |")
         print(lines[-1], flush=True)
     (Path(config["out_dir"]) / "results.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))

@@ -254,3 +254,17 @@ def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set
     assert other["train"][:len(world["train"])] == world["train"]  # the 40 strangers come after
     for part in ("docs", "val", "heldout", "conversations"):
         assert other[part] == world[part], part
+
+
+def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
+    from data.world.prepare import generate as generate_world
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=200)
+    sets = [[c for c in w["conversations"] if c["set"] == "val"] for w in (world, more)]
+    assert len(sets[0]) == 40 and len(sets[1]) == 200 and sets[1][:40] == sets[0]
+    assert len({json.dumps(c, ensure_ascii=False) for c in sets[1]}) > 150  # new ones, not the 40 again
+    assert [c for c in more["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]
+    for part in ("docs", "sft", "train", "val", "heldout", "people"):
+        assert more[part] == world[part], part
+    fewer = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=10)
+    assert [c for c in fewer["conversations"] if c["set"] == "val"] == sets[0][:10]
+    assert [c for c in fewer["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]

@@ -38,8 +38,9 @@ OPTIONS = {
     "bios_en": (10, "English biographies per person", "[0, inf)"),
     "vocab_size": (4096, "largest compact vocabulary (the corpus may need fewer)", "[260, 65536]"),
     "val_fraction": (0.05, "share of the pretraining tokens held out for validation loss", "(0, 1)"),
-    "conversations": (150, "held-out conversations to score turn by turn (and 4 in 15 as many for validation)",
-                      "[1, inf)"),
+    "conversations": (150, "held-out conversations to score turn by turn", "[1, inf)"),
+    "val_conversations": ("auto", "validation conversations (auto: 4 in 15 of --conversations; more keep those and "
+                          "add others, leaving every other set as it is)", "auto or int [0, inf)"),
     "sft_conversations": ("auto", "training conversations of 2 to 6 turns per training question (auto: a third)",
                           "auto or float [0, inf)"),
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
@@ -469,14 +470,15 @@ def by_kind(rows: list[dict]) -> dict:
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
-             n_strangers: int = TAUGHT_STRANGERS) -> dict:
+             n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
-    n_strangers: how many people the world never mentions the instruction data asks about."""
+    n_strangers: how many people the world never mentions the instruction data asks about;
+    n_val_conversations: validation conversations (None: 4 in 15 of n_conversations)."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -539,14 +541,18 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     rng = random.Random(f"{seed}/conversations")
     heldout_pool = by_kind([q for q in heldout if q["kind"] in ("person", "place", "world", "identity", "refusal")])
     conversations = [{"set": "heldout", "turns": conversation(rng, heldout_pool, rng.randint(2, 6))} for _ in range(n_conversations)]
-    conversations += [{"set": "val", "turns": conversation(rng, by_kind([q for q in val if q["kind"] != "harmless"]),
-                                                           rng.randint(2, 6))} for _ in range(n_conversations * 4 // 15)]
+    val_pool = by_kind([q for q in val if q["kind"] != "harmless"])
+    usual = n_conversations * 4 // 15  # always drawn, so that asking for fewer or more leaves the other sets alone
+    n_val = usual if n_val_conversations is None else n_val_conversations
+    conversations += [{"set": "val", "turns": conversation(rng, val_pool, rng.randint(2, 6))} for _ in range(usual)][:n_val]
     facts = [q for q in heldout if q["kind"] in ("person", "place")]
     for q in train:
         if q["kind"] in ("identity", "refusal"):
             turns = rng.sample(facts, rng.randint(1, 3))
             turns.insert(rng.randint(1, len(turns)), q)
             conversations.append({"set": "taught", "turns": turns})
+    conversations += [{"set": "val", "turns": conversation(rng, val_pool, rng.randint(2, 6))}  # more: after all the rest
+                      for _ in range(n_val - usual)]
     people = [{**p, "split": split} for split, group in (("train", ft_people), ("val", val_people), ("heldout", heldout_people))
               for p in group]
     return {"docs": docs, "sft": sft, "train": train, "val": val, "heldout": heldout, "conversations": conversations,
@@ -574,7 +580,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     config = config or {name: spec[0] for name, spec in OPTIONS.items()}
     sft_conversations = 1 / 3 if config["sft_conversations"] == "auto" else config["sft_conversations"]
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
-                     sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"])
+                     sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
+                     None if config["val_conversations"] == "auto" else config["val_conversations"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
