@@ -93,8 +93,8 @@ def main() -> None:
         cells = []
         for m in MEASURES:
             shares = [100 * s for s, _ in measured[m]]
-            spread = f" ± {statistics.stdev(shares):.0f}" if len(shares) > 1 else ""
-            cells.append(f"{statistics.mean(shares):.0f}{spread}% of {measured[m][0][1]}")
+            spread = f" ± {statistics.stdev(shares):.1f}" if len(shares) > 1 else ""  # a decimal: rules compare means
+            cells.append(f"{statistics.mean(shares):.{1 if spread else 0}f}{spread}% of {measured[m][0][1]}")
         mean = statistics.mean(100 * s for m in MEASURES for s, _ in measured[m])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.1f}% |")
         print(lines[-1], flush=True)
