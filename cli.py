@@ -49,9 +49,10 @@ def run(main: Callable[[], Any]) -> None:
         print("\nstopped.", file=sys.stderr)
         sys.exit(130)
     except ModuleNotFoundError as e:  # a run-time package missing from this Python: the set-up, not a bug
-        if (e.name or "").split(".")[0] not in REQUIRED_PACKAGES:
+        package = (e.name or "").split(".")[0]
+        if package not in REQUIRED_PACKAGES:
             raise_as_bug()
-        print(f"error: the package {e.name.split('.')[0]} is not installed in this Python ({sys.executable}): "
+        print(f"error: the package {package} is not installed in this Python ({sys.executable}): "
               "run pip install -r requirements.txt (or activate the environment that has it)", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # a file that cannot be read or written: the disk, a path, a permission

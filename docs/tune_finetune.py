@@ -1,9 +1,9 @@
 """
 Choose fine-tuning settings on the validation split, never on the held-out one: each setting
 fine-tunes the experiment's pretrained model (seed 1337, or --seeds of them) and is scored on the
-world's validation questions and conversations (other people, phrasings and superlatives than the held-out sets),
-and on the taught identity and refusal phrasings, alone and at a later turn of a conversation
-(the fine-tuning data's own: a goal of their own; only their turns are scored).
+world's validation questions and conversations (other people, phrasings and superlatives than the
+held-out sets), and on the taught identity and refusal phrasings, alone and at a later turn of a
+conversation (the fine-tuning data's own: a goal of their own; only their turns are scored).
 
     python experiment.py                 # first: the world and the pretrained model it reuses
     python docs/tune_finetune.py         # then: one row per setting, to the screen and out/tune/results.md
@@ -53,11 +53,11 @@ def main() -> None:
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
 
     experiment, common = Path(config["experiment"]), shlex.split(config["world_args"])
-    seeds = range(1337, 1337 + config["seeds"])
-    for seed in seeds:  # every pretrained model there before the first fine-tuning
-        if not (experiment / f"seed{seed}" / "pretrain" / "ckpt.pt").exists():
-            raise UserError(f"{experiment / f'seed{seed}' / 'pretrain'} has no pretrained model: run python experiment.py "
-                            f"--seeds={config['seeds']} first (or give fewer --seeds)")
+    bases = {seed: experiment / f"seed{seed}" / "pretrain" / "ckpt.pt" for seed in range(1337, 1337 + config["seeds"])}
+    for base in bases.values():  # every pretrained model there before the first fine-tuning
+        if not base.exists():
+            raise UserError(f"{base.parent} has no pretrained model: run python experiment.py --seeds={config['seeds']} "
+                            "first (or give fewer --seeds)")
     names = [n for n in SETTINGS if not config["only"] or n in config["only"].split("|")]
     lines = ["| setting | " + " | ".join(MEASURES) + " | mean |", "|" + " --- |" * (len(MEASURES) + 2)]
     for name in names:
@@ -71,9 +71,10 @@ def main() -> None:
                 raise UserError(f"{name}: {shlex.join([*common, *world_args])} changes the pretraining text, which the "
                                 f"experiment's pretrained models were not trained on: leave such options to experiment.py")
             world = out / "world"
+        taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
         measured = {m: [] for m in MEASURES}  # measure -> (share, set size) per seed
-        for seed in seeds:
-            base, run_dir = experiment / f"seed{seed}" / "pretrain" / "ckpt.pt", out / f"seed{seed}"
+        for seed, base in bases.items():
+            run_dir = out / f"seed{seed}"
             args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}",
                     f"--out_dir={run_dir}", "--overwrite", *finetune_args]
             print(f"\n=== {name}, seed {seed}: python finetune.py {shlex.join(args)}", flush=True)
@@ -84,7 +85,6 @@ def main() -> None:
                 model, tokenizer = load_model(load_checkpoint(run_dir / "ckpt.pt"))
             rows = read_jsonl(run_dir / "eval.jsonl")
             one = behaviour(model, tokenizer, world, "val", score(rows, [r["reply"] for r in rows])["results"])
-            taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
             one["taught"] = (exact_match(model, tokenizer, taught)["accuracy"], len(taught))  # taught phrasings, alone
             in_conversation = taught_in_conversation(model, tokenizer, world)
             one["taught_in_conversation"] = (share(in_conversation), len(in_conversation))
