@@ -67,7 +67,7 @@ def stream_reply(model, tokenizer, prompt_ids: list[int], config: dict, generato
             if token == END:
                 break
             piece = decode(token)
-            if not "".join(pieces).strip():  # the space that starts an English reply (see encode_turn)
+            if chat and not "".join(pieces).strip():  # the space that starts an English reply (see encode_turn)
                 piece = piece.lstrip(" ")
             pieces.append(piece)
             if config["show_tokens"]:

@@ -47,14 +47,14 @@ def test_sampling_options():
     assert same_seed[0] == same_seed[1]
 
 
-def test_raw_continuation_loads_a_pretrained_checkpoint(tiny_checkpoint):
-    result = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", "--prompt=臺灣最高的山是", "--max_new_tokens=8",
+@pytest.mark.parametrize("text", ["臺灣最高的山是", "The highest mountain in Japan is"])
+def test_raw_continuation_loads_a_pretrained_checkpoint(tiny_checkpoint, text):
+    result = run_script("sample.py", "--raw", f"--ckpt={tiny_checkpoint}", f"--prompt={text}", "--max_new_tokens=8",
                         "--dtype=float32", check=True)
-    assert result.stdout.startswith("臺灣最高的山是") and len(result.stdout.strip()) > len("臺灣最高的山是")
+    assert result.stdout.startswith(text) and len(result.stdout.strip()) > len(text)
     model, tokenizer = load_model(load_checkpoint(tiny_checkpoint))
-    ids = tokenizer.encode_document("臺灣最高的山是")
-    expected = tokenizer.decode(generate(model, ids, 8, tokenizer=tokenizer, chat=False))
-    assert result.stdout.rstrip("\n") == "臺灣最高的山是" + expected
+    expected = tokenizer.decode(generate(model, tokenizer.encode_document(text), 8, tokenizer=tokenizer, chat=False))
+    assert result.stdout.rstrip("\n") == text + expected  # an English continuation keeps the space it starts with
 
 
 def test_piped_chat_gives_one_reply_per_line(tiny_checkpoint):
