@@ -37,6 +37,11 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "full 2e-4": ["--learning_rate=2e-4"],
     "full, 3 times the conversations": ([], ["--sft_conversations=1"]),
     "LoRA, 3 times the conversations": (["--lora"], ["--sft_conversations=1"]),
+    # 450 steps: each single question as often as in the default's 300 (3,856 examples instead of 2,654)
+    "full, 3 times the conversations, 450 steps": (["--max_iters=450"], ["--sft_conversations=1"]),
+    "LoRA, 3 times the conversations, 450 steps": (["--lora", "--max_iters=450"], ["--sft_conversations=1"]),
+    "full, every superlative wording": ([], ["--world_wordings=20"]),
+    "LoRA, every superlative wording": (["--lora"], ["--world_wordings=20"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
 }

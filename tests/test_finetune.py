@@ -268,3 +268,19 @@ def test_more_validation_conversations_keep_the_first_and_every_other_set(world)
     fewer = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=10)
     assert [c for c in fewer["conversations"] if c["set"] == "val"] == sets[0][:10]
     assert [c for c in fewer["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]
+
+
+def test_more_superlative_wordings_keep_every_scored_set(world):
+    from data.world.prepare import generate as generate_world
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, world_wordings=20, val_world_wordings=20)
+    taught = Counter((q["entity"], q["lang"]) for q in more["train"] if q["kind"] == "world")
+    assert set(taught.values()) == {20, 12}  # every Chinese and English wording of each taught superlative
+    assert more["train"][:len(world["train"])] == world["train"]  # the usual 4 first, the others after
+    assert more["val"][:len(world["val"])] == world["val"]
+    added = more["val"][len(world["val"]):]
+    assert {q["kind"] for q in added} == {"world"} and len(added) == 2 * (20 + 12) - 2 * 4
+    assert not {q["question"] for q in added} & {q["question"] for q in world["val"]}
+    sft_text = json.dumps(more["sft"], ensure_ascii=False)
+    assert not any(q["question"] in sft_text for q in added + more["heldout"] if q["kind"] == "world")
+    for part in ("docs", "heldout", "conversations", "people"):
+        assert more[part] == world[part], part

@@ -50,6 +50,11 @@ OPTIONS = {
                   "[0, inf)"),
     "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
+    "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to every "
+                       "wording: 20 in Chinese, 12 in English; past 4 drawn on their own, leaving every scored set alone)",
+                       "[1, 20]"),
+    "val_world_wordings": (2, "validation questions per validation superlative and language (more keep those and add "
+                           "others, leaving every other set alone)", "[1, 20]"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -148,7 +153,8 @@ def world_questions(rng: random.Random, fact: dict, per_lang: int, literal_first
     out = []
     for lang, prefixes in (("zh", WORLD_ZH), ("en", WORLD_EN)):
         combos = [(p, f) for p in prefixes for f in WORLD_QUESTIONS[lang]]
-        chosen = [combos[0]] + rng.sample(combos[1:], per_lang - 1) if literal_first else rng.sample(combos, per_lang)
+        n = min(per_lang, len(combos))
+        chosen = [combos[0]] + rng.sample(combos[1:], n - 1) if literal_first else rng.sample(combos, n)
         for prefix, form in chosen:
             if lang == "zh":
                 question, answer = form.format(p=prefix, w=fact["zh"][0], m=fact["zh"][2]), fact["zh"][1]
@@ -470,7 +476,8 @@ def by_kind(rows: list[dict]) -> dict:
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
-             n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None) -> dict:
+             n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None, world_wordings: int = 4,
+             val_world_wordings: int = 2) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -478,7 +485,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
     n_strangers: how many people the world never mentions the instruction data asks about;
-    n_val_conversations: validation conversations (None: 4 in 15 of n_conversations)."""
+    n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
+    world_wordings / val_world_wordings: questions per taught / validation superlative and language."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -522,6 +530,16 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         taken = {n for p in people + strangers for n in p["name"]}
         more = make_people(more_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
         train += unknown_questions(more_rng, more)
+    more_val = []  # more validation superlatives: added after the validation conversations are drawn, which stay as they are
+    if world_wordings > 4 or val_world_wordings > 2:  # more wordings, from a stream of their own
+        wording_rng = random.Random(f"{seed}/world wordings")
+        for fact in (f for f in world if f["split"] in ("taught", "val")):
+            split, wanted = (train, world_wordings) if fact["split"] == "taught" else (val, val_world_wordings)
+            every = world_questions(wording_rng, fact, 20, literal_first=False)
+            for lang in ("zh", "en"):
+                asked = {q["question"] for q in split if q["entity"] == fact["key"] and q["lang"] == lang}
+                fresh = [q for q in every if q["lang"] == lang and q["question"] not in asked][:max(0, wanted - len(asked))]
+                (train if split is train else more_val).extend(fresh)
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
@@ -553,6 +571,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             conversations.append({"set": "taught", "turns": turns})
     conversations += [{"set": "val", "turns": conversation(rng, val_pool, rng.randint(2, 6))}  # more: after all the rest
                       for _ in range(n_val - usual)]
+    val += more_val
     people = [{**p, "split": split} for split, group in (("train", ft_people), ("val", val_people), ("heldout", heldout_people))
               for p in group]
     return {"docs": docs, "sft": sft, "train": train, "val": val, "heldout": heldout, "conversations": conversations,
@@ -581,7 +600,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     sft_conversations = 1 / 3 if config["sft_conversations"] == "auto" else config["sft_conversations"]
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
                      sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
-                     None if config["val_conversations"] == "auto" else config["val_conversations"])
+                     None if config["val_conversations"] == "auto" else config["val_conversations"],
+                     config["world_wordings"], config["val_world_wordings"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
