@@ -1,4 +1,5 @@
 """Instruction data, the held-out split, exact-match scoring, and fine-tuning end to end (full and LoRA)."""
+import hashlib
 import json
 from collections import Counter
 
@@ -270,17 +271,27 @@ def test_more_validation_conversations_keep_the_first_and_every_other_set(world)
     assert [c for c in fewer["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]
 
 
-def test_more_superlative_wordings_keep_every_scored_set(world):
+def test_every_superlative_wording_changes_only_the_instruction_data(world):
     from data.world.prepare import generate as generate_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, world_wordings=20, val_world_wordings=20)
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, world_wordings=20)
     taught = Counter((q["entity"], q["lang"]) for q in more["train"] if q["kind"] == "world")
     assert set(taught.values()) == {20, 12}  # every Chinese and English wording of each taught superlative
     assert more["train"][:len(world["train"])] == world["train"]  # the usual 4 first, the others after
-    assert more["val"][:len(world["val"])] == world["val"]
-    added = more["val"][len(world["val"]):]
-    assert {q["kind"] for q in added} == {"world"} and len(added) == 2 * (20 + 12) - 2 * 4
-    assert not {q["question"] for q in added} & {q["question"] for q in world["val"]}
     sft_text = json.dumps(more["sft"], ensure_ascii=False)
-    assert not any(q["question"] in sft_text for q in added + more["heldout"] if q["kind"] == "world")
-    for part in ("docs", "heldout", "conversations", "people"):
+    assert not any(q["question"] in sft_text for q in more["val"] + more["heldout"] if q["kind"] == "world")
+    for part in ("docs", "val", "heldout", "conversations", "people"):
         assert more[part] == world[part], part
+
+
+def test_the_validation_set_grew_and_nothing_else_moved(world):
+    """The validation questions added on 2026-11-28 come after the first 74 of this world; the
+    held-out sets, the instruction data and the pretraining text are as they were before (digests
+    of that day's code): a held-out set, once written, never changes."""
+    digest = lambda part: hashlib.sha256(json.dumps(part, ensure_ascii=False).encode()).hexdigest()[:16]  # noqa: E731
+    before = {"docs": "9e6af24fa7ff4427", "sft": "4398edf22a107acc", "train": "a36822bddc3270c7",
+              "heldout": "b6f33ca9cb441112", "conversations": "568b38f0a65bdb30", "people": "b52e4056ce00c575"}
+    assert {part: digest(world[part]) for part in before} == before
+    assert digest(world["val"][:74]) == "63d82404fda9b9a1"
+    val = Counter(q["kind"] for q in world["val"])
+    assert val["world"] == 2 * (20 + 12) and val["identity"] == val["refusal"] == val["harmless"] == 20
+    assert val["unknown"] == 20 + 10 + 20  # requests outside the world, the first 10 strangers, 20 more
