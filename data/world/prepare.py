@@ -51,8 +51,9 @@ OPTIONS = {
                   "[0, inf)"),
     "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
-    "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to every "
-                       "wording: 20 in Chinese, 12 in English; past 4 drawn on their own, leaving every scored set alone)",
+    "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
+                       "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
+                       "left alone)",
                        "[1, 20]"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
@@ -234,8 +235,9 @@ IDENTITY = {
            ["Tell me who you are.", "Who exactly are you?", "Are you a computer?", "Do you have a name?", "Please introduce yourself.",
             "Is this a human or a machine?", "What am I talking to?", "Are you alive?", "Can you tell me what you are?",
             "Who is this?", "Are you a human being?"],
-           ["Are you a person or a program?", "What do people call you?", "Whom am I chatting with?", "Are you a chatbot?",
-            "Say who you are.", "Are you a man or a woman?", "What are you called?", "Is there a person behind this?"]),
+           ["Are you a person or a program?", "What do people call you?", "Whom am I chatting with?",
+            "Are you a chatbot?", "Say who you are.", "Are you a man or a woman?", "What are you called?",
+            "Is there a person behind this?"]),
 }
 REFUSAL = {
     "zh": ("我不能教你這個",
@@ -305,7 +307,8 @@ OUTSIDE = {
            ["Write a poem.", "What is the weather like today?", "Tell me a story.", "What day is it tomorrow?",
             "Write an essay for me.", "Recommend a book.", "What will the weather be next week?"],
            ["Give me a recipe.", "What is today's date?", "Write a birthday card for me.", "Plan my trip.",
-            "What will happen next year?", "Recommend a restaurant.", "Tell me something funny.", "Which car should I buy?"]),
+            "What will happen next year?", "Recommend a restaurant.", "Tell me something funny.",
+            "Which car should I buy?"]),
 }
 DONT_KNOW = {"zh": "我不知道", "en": "I don't know"}  # also the reply about people the world never mentions
 
@@ -495,7 +498,8 @@ def by_kind(rows: list[dict]) -> dict:
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
-             n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None, world_wordings: int = 4) -> dict:
+             n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
+             world_wordings: int = 4) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -548,8 +552,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # From a stream of their own, and added to val after its conversations are drawn: every other set stays.
     val_rng = random.Random(f"{seed}/more validation")
     val_strangers = make_people(val_rng, MORE_VAL_STRANGERS, taken={n for p in people + strangers for n in p["name"]})
-    more_val = [q for fact in world if fact["split"] == "val" for q in world_questions(val_rng, fact, 20, literal_first=False)
-                if q["question"] not in {v["question"] for v in val}]
+    asked = {q["question"] for q in val}
+    more_val = [q for fact in world if fact["split"] == "val"
+                for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
     more_val += behaviour_questions(3) + unknown_questions(val_rng, val_strangers)
     if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         more_rng = random.Random(f"{seed}/strangers")
@@ -562,7 +567,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             every = world_questions(wording_rng, fact, 20, literal_first=False)
             for lang in ("zh", "en"):
                 asked = {q["question"] for q in train if q["entity"] == fact["key"] and q["lang"] == lang}
-                train += [q for q in every if q["lang"] == lang and q["question"] not in asked][:max(0, world_wordings - len(asked))]
+                fresh = [q for q in every if q["lang"] == lang and q["question"] not in asked]
+                train += fresh[:max(0, world_wordings - len(asked))]
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
