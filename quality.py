@@ -202,13 +202,26 @@ def step_seconds(folder: Path, flags: list[str], extra: list[str], run_dir: Path
     return statistics.median(r["seconds"] for r in log if "loss" in r and r["step"] > PROBE_SKIP)
 
 
+def this_machine() -> str:
+    """The CPU (or GPU) and its matmul peak in pretrain.py's precision, measured now: the minutes
+    of rows from two machines of the same name differ by as much as their peaks."""
+    import torch
+    from bench import matmul_peak
+    from machine import choose_device, choose_dtype, machine_name
+    device = choose_device("auto")
+    dtype = choose_dtype("auto", device)
+    peak = matmul_peak(torch, device, getattr(torch, dtype))
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else machine_name()
+    return f"{name} ({dtype} matmul peak {round(peak / 1e10) * 10:,} GFLOP/s)"
+
+
 def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: list[str], minutes: float, steps: int,
-                    seconds: float, seed: int, run_dir: Path, extra: list[str], threads: int, options: dict) -> dict:
+                    seconds: float, seed: int, run_dir: Path, extra: list[str], threads: int, options: dict,
+                    machine: str) -> dict:
     """One pretraining run of the variant for the given steps, and its scores: bits per byte on the
     whole validation and test splits, and the curve of validation estimates against the minutes
     those steps take this machine (steps times its seconds per step, timed alone)."""
     import numpy as np
-    from machine import machine_name
     start = time.perf_counter()
     log = pretrain(folder, run_dir, [*flags, *extra, f"--max_iters={steps}", f"--seed={seed}", f"--threads={threads}",
                                      f"--eval_interval={-(-steps // CURVE_POINTS)}", f"--eval_iters={CURVE_ITERS}"],
@@ -218,7 +231,7 @@ def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: 
                                          meta[f"{split}_bytes"]), 5) for split in ("val", "test")}
     bits_per_token_to_byte = meta["val_tokens"] / meta["val_bytes"] / math.log(2)
     return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags,
-            "pretrain_args": extra, "options": options, "machine": machine_name(), "steps": steps, "step_seconds": seconds,
+            "pretrain_args": extra, "options": options, "machine": machine, "steps": steps, "step_seconds": seconds,
             "train_minutes": round(steps * seconds / 60, 2), "wall_seconds": round(wall, 1),
             "val_bits_per_byte": scores["val"], "test_bits_per_byte": scores["test"],
             "curve": [[round(r["step"] * seconds / 60, 3), round(r["val_loss"] * bits_per_token_to_byte, 4)]
@@ -344,6 +357,7 @@ def main() -> None:
             if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], trained(r["options"]))
                                           == (corpus, variant, config["minutes"], seed, trained(options[variant]))
                                           for r in record["results"])]
+    machine = this_machine() if todo else ""
     seconds = {}
     for corpus, variant, flags, _ in todo:  # one at a time, before any run shares the machine
         if (corpus, variant) not in seconds:
@@ -358,7 +372,8 @@ def main() -> None:
             run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
             meta = json.loads((folders[corpus] / "meta.json").read_text())
             runs.append(pool.submit(train_and_score, corpus, folders[corpus], meta, variant, flags, config["minutes"],
-                                    steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant]))
+                                    steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant],
+                                    machine))
         for done in as_completed(runs):
             result = done.result()
             print(f"{result['corpus']:<12} {result['variant']:<16} seed {result['seed']}: {result['steps']:,} steps "

@@ -1,6 +1,7 @@
 """quality.py: corpora split as claimed, bits per byte as defined, a tiny equal-time comparison."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -106,8 +107,11 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     again = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", f"--fortunes_dir={folder}",
                        f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY} --eval_iters=3", check=True)
     assert "per step" not in again.stdout and "| rope |" in again.stdout  # the same runs (validated otherwise): kept
+    assert len({r["machine"] for r in record["results"]}) == 1  # measured once, before the probes
     for r in record["results"]:
         assert r["steps"] == round(6 / r["step_seconds"]) and 0 < r["test_bits_per_byte"] < 8
+        peak = re.fullmatch(r".+ \((float32|bfloat16) matmul peak ([\d,]+) GFLOP/s\)", r["machine"])
+        assert peak and int(peak[2].replace(",", "")) > 0 and peak[2] in result.stdout  # the table names it
         assert 6 <= len(r["curve"]) <= 10 and r["curve"][-1][0] == pytest.approx(6 / 60, abs=0.01)
         log = [json.loads(line) for line in (tmp_path / "q" / "runs" / "fortunes" / r["variant"] / "0.1m-1337" / "log.jsonl").open()]
         assert sum("loss" in row for row in log) == r["steps"]
