@@ -26,6 +26,7 @@ OPTIONS = {
     "seeds": (1, "the experiment's pretrained models to fine-tune each setting from: seed1337, seed1338, ...", "[1, inf)"),
     "world_args": ("", "data/world/prepare.py options for every setting, e.g. --val_conversations=200 (more validation "
                        "conversations; the rest of the world stays as it is)"),
+    "finetune_args": ("", "finetune.py options added to every setting's, e.g. --threads=1"),
 }
 SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
     "full (default: 300 steps, 1e-4)": [],
@@ -58,11 +59,15 @@ def main() -> None:
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
 
     experiment, common = Path(config["experiment"]), shlex.split(config["world_args"])
+    extra = shlex.split(config["finetune_args"])
     bases = {seed: experiment / f"seed{seed}" / "pretrain" / "ckpt.pt" for seed in range(1337, 1337 + config["seeds"])}
     for base in bases.values():  # every pretrained model there before the first fine-tuning
         if not base.exists():
             raise UserError(f"{base.parent} has no pretrained model: run python experiment.py --seeds={config['seeds']} "
                             "first (or give fewer --seeds)")
+    unknown = [n for n in config["only"].split("|") if n and n not in SETTINGS]
+    if unknown:
+        raise UserError(f"--only: no setting named {unknown[0]!r}; the settings are: {' | '.join(SETTINGS)}")
     names = [n for n in SETTINGS if not config["only"] or n in config["only"].split("|")]
     lines = ["| setting | " + " | ".join(MEASURES) + " | mean |", "|" + " --- |" * (len(MEASURES) + 2)]
     for name in names:
@@ -81,9 +86,10 @@ def main() -> None:
         for seed, base in bases.items():
             run_dir = out / f"seed{seed}"
             args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}",
-                    f"--out_dir={run_dir}", "--overwrite", *finetune_args]
+                    f"--out_dir={run_dir}", "--overwrite", *finetune_args, *extra]
             print(f"\n=== {name}, seed {seed}: python finetune.py {shlex.join(args)}", flush=True)
-            subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            if subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL).returncode:
+                raise UserError(f"{name}, seed {seed}: finetune.py failed; its message is above")
             if "--lora" in finetune_args:
                 model, tokenizer, _ = load_adapted_model(run_dir / "adapter.pt", base)
             else:

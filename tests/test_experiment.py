@@ -1,9 +1,11 @@
 """experiment.py: its measurements on tiny inputs, and the whole comparison end to end on a tiny world."""
 import json
 
+import pytest
 import torch
 
 from checkpoint import load_checkpoint
+from data.world.prepare import read_jsonl
 from conftest import ROOT, run_script
 from experiment import random_initial_weights, relative_distance, reuse_key
 from evaluate import score
@@ -54,14 +56,24 @@ def test_scratch_initial_weights_are_drawn_again_exactly(tiny_checkpoint, tmp_pa
                              {k: trained[k] for k in start}) > 0.1  # another seed draws other weights
 
 
-def test_tiny_experiment_end_to_end(tmp_path):
-    out = tmp_path / "exp"
+TINY_WORLD = "--people=6 --bios_zh=1 --bios_en=1 --conversations=8"
+TINY_FINETUNE = "--max_iters=4 --eval_interval=4 --eval_iters=2 --batch_size=8 --dtype=float32"
+
+
+@pytest.fixture(scope="module")
+def tiny_experiment(tmp_path_factory):
+    """Two seeds of the whole experiment on a tiny world and model: (its folder, its run, the model options)."""
+    out = tmp_path_factory.mktemp("experiment") / "exp"
     tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=256 --batch_size=4 --eval_iters=2 --dtype=float32 --threads=2"
     result = run_script("experiment.py", f"--out_dir={out}", "--readme=false", "--seeds=2",
-                        "--world_args=--people=6 --bios_zh=1 --bios_en=1 --conversations=8",
-                        f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20",
-                        "--finetune_args=--max_iters=4 --eval_interval=4 --eval_iters=2 --batch_size=8 --dtype=float32",
+                        f"--world_args={TINY_WORLD}", f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20",
+                        f"--finetune_args={TINY_FINETUNE}",
                         check=True, timeout=600)
+    return out, result, tiny
+
+
+def test_tiny_experiment_end_to_end(tiny_experiment):
+    out, result, tiny = tiny_experiment
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
     assert [(r["run"], r["init"], r["seed"]) for r in results] == [
         (run, init, seed) for seed in (1337, 1338) for run, init in (("full", "random"), ("full", "pretrained"), ("LoRA", "pretrained"))]
@@ -87,6 +99,29 @@ def test_tiny_experiment_end_to_end(tmp_path):
     assert reused.stdout.count("reusing") == 8 and "\nmeasuring " not in reused.stdout
     assert (out / "seed1337" / "pretrain" / "ckpt.pt").stat().st_mtime_ns == pretrained
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["results"] == results
+
+
+def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_experiment, tmp_path):
+    out, _, _ = tiny_experiment
+    args = ["docs/tune_finetune.py", f"--experiment={out}", f"--out_dir={tmp_path / 'tune'}",
+            f"--finetune_args={TINY_FINETUNE}"]
+    chosen = "--only=full (default: 300 steps, 1e-4)|LoRA, every superlative wording"
+    run_script(*args, chosen, "--seeds=2", f"--world_args={TINY_WORLD} --val_conversations=12", check=True, timeout=300)
+    rows = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| full (default: 300 steps, 1e-4)",
+                                                      "| LoRA, every superlative wording"]
+    val = read_jsonl(out / "world" / "eval_val.jsonl")
+    for row in rows:  # every measure a mean ± spread of the two seeds, over the validation split's sets
+        cells = row.strip("| ").split(" | ")[1:-1]
+        assert len(cells) == 10 and all(" ± " in c for c in cells)
+        assert cells[2].endswith("of 12") and cells[7].endswith(f"of {sum(q['kind'] == 'world' for q in val)}")
+    assert (tmp_path / "tune" / "LoRA_every_superlative_wording" / "world" / "sft.jsonl").exists()
+    moved = run_script(*args, chosen, "--world_args=--people=7")  # another pretraining text: not these models'
+    assert moved.returncode == 2 and moved.stderr.count("\n") == 1 and "pretraining text" in moved.stderr
+    typo = run_script(*args, "--only=full 300 steps")
+    assert typo.returncode == 2 and "no setting named 'full 300 steps'" in typo.stderr
+    missing = run_script(*args, "--seeds=3")
+    assert missing.returncode == 2 and "seed1339" in missing.stderr
 
 
 def test_the_goal_table_marks_what_meets_issue_12s_targets():
