@@ -281,6 +281,8 @@ def test_every_superlative_wording_changes_only_the_instruction_data(world):
     assert not any(q["question"] in sft_text for q in more["val"] + more["heldout"] if q["kind"] == "world")
     for part in ("docs", "val", "heldout", "conversations", "people"):
         assert more[part] == world[part], part
+    fewer = run_script("data/world/prepare.py", "--world_wordings=2")  # the first 4 are always taught
+    assert fewer.returncode == 2 and "--world_wordings must be at least 4" in fewer.stderr
 
 
 def test_the_validation_set_grew_and_nothing_else_moved(world):

@@ -54,7 +54,7 @@ OPTIONS = {
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
-                       "[1, 20]"),
+                       "[4, 20]"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
