@@ -291,13 +291,10 @@ def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     return lines
 
 
-README_VERBATIM = 4  # rows of the verbatim table in the README (the first: the world's superlatives); docs/experiment.md has all
-
-
-def report(record: dict, verbatim_rows: int | None = None, behaviour: bool = True) -> str:
-    """The results as Markdown: the tables, then what lies behind their cells (verbatim_rows: how
-    many of the verbatim replies to show, None: all; behaviour: the table of every behaviour
-    measure, beside the goal table). record: what results.json holds."""
+def report(record: dict, brief: bool = False) -> str:
+    """The results as Markdown: the tables, then what lies behind their cells (brief, for the
+    README: without the table of every behaviour measure and the verbatim replies, which
+    docs/experiment.md shows). record: what results.json holds."""
     results, walls, command, world_meta = record["results"], record["wall_seconds"], record["command"], record["world"]
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
@@ -320,19 +317,17 @@ def report(record: dict, verbatim_rows: int | None = None, behaviour: bool = Tru
               + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
               f"every run). Fine-tuning wall times include scoring the held-out questions."]
-    if behaviour:
+    if not brief:
         lines += behaviour_table(groups, first)
     lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
               "", *goal_table(groups)]
-    verbatim = list(first[0]["verbatim"].items())
-    shown = verbatim[:verbatim_rows]
-    lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "
-              "look-alikes and what the world never mentions, none of them in the fine-tuning data"
-              + (f" (the first {len(shown)} of {len(verbatim)}; all in [docs/experiment.md](docs/experiment.md))" if len(shown) < len(verbatim)
-                 else "") + ":", "",
-              "| question | gold | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
-    for question, (answer, _) in shown:
+    verbatim = [] if brief else list(first[0]["verbatim"].items())
+    if verbatim:
+        lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "
+                  "look-alikes and what the world never mentions, none of them in the fine-tuning data:", "",
+                  "| question | gold | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
+    for question, (answer, _) in verbatim:
         lines.append(f"| {question} | {answer} | " + " | ".join(r["verbatim"][question][1] or "(nothing)" for r in first) + " |")
     by_weights = [r for r in first if len(r["heldout_by_weights"]) > 1]  # measured where the CPU computes bf16
     if by_weights:
@@ -431,12 +426,13 @@ def main() -> None:
     if "main" in chosen:
         record = {"command": command, "world": {"train_tokens": world_meta["train_tokens"]}, "results": results,
                   "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
-        write_results(out_dir, report(record), record, "experiment", {ROOT / "README.md": report(record, README_VERBATIM, behaviour=False),
+        write_results(out_dir, report(record), record, "experiment", {ROOT / "README.md": report(record, brief=True),
                                                                       ROOT / "docs" / "experiment.md": report(record)}, config)
     for study, rows in study_results.items():
         record = {"command": command, "results": rows, "pretrain_seconds": {s: round(v, 1) for s, v in study_walls[study].items()}}
         markdown = study_table(study, record, RUNS)
-        write_results(folders[study], markdown, record, f"{study} study", {ROOT / "README.md": markdown}, config)
+        write_results(folders[study], markdown, record, f"{study} study",
+                      {ROOT / "README.md": study_table(study, record, RUNS, brief=True), ROOT / "docs" / "studies.md": markdown}, config)
 
 
 if __name__ == "__main__":

@@ -217,9 +217,9 @@ def opening(record: dict, what: str) -> str:
             + f"; {what} took {seconds / len(seeds) / 60:.1f} min per seed.")
 
 
-def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
-    """Held-out facts and unseen identity/refusal phrasings against the number of examples, each
-    cell with its run's fine-tuning compute as a share of the pretraining compute."""
+def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]], brief: bool = False) -> str:
+    """Held-out facts (and, unless brief, unseen identity/refusal phrasings) against the number of
+    examples, each cell with its run's fine-tuning compute as a share of the pretraining compute."""
     results = record["results"]
     sizes = sorted({r["size"] for r in results})
     runs = len(results) // len({r["seed"] for r in results})
@@ -238,6 +238,8 @@ def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
         steps = "/".join(str(next(r["steps"] for r in results if r["size"] == size and r["init"] == init))
                          for init in dict.fromkeys(init for _, init, _ in ways))
         lines.append(f"| {size:,} ({steps} steps) | " + " | ".join(cells) + " |")
+    if brief:
+        return "\n".join(lines) + "\n"
     identity, refusal = results[0]["scores"]["identity"][1], results[0]["scores"]["refusal"][1]
     lines += ["", f"Unseen identity / refusal phrasings answered right (all of the held-out ones: {identity} / {refusal}):", "",
               "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
@@ -289,7 +291,8 @@ def study_runs(name: str, world: Path, folder: Path, ways: list[tuple[str, str, 
     return routes_runs(world, folder) if name == "routes" else datasize_runs(world, folder, ways)
 
 
-def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
+def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]], brief: bool = False) -> str:
+    """The study's tables as Markdown (brief, for the README: its headline table; docs/studies.md has all)."""
     if name == "crosslingual":
         return crosslingual_table(record)
-    return routes_table(record) if name == "routes" else datasize_table(record, ways)
+    return routes_table(record) if name == "routes" else datasize_table(record, ways, brief)

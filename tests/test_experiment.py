@@ -145,11 +145,11 @@ def test_the_readme_shows_the_recorded_results():
     """The README's experiment tables are what experiment.py renders from the record it wrote
     beside them: no number of theirs was copied by hand, and none can go stale unnoticed."""
     from cli import readme_markers
-    from experiment import README_VERBATIM, RECORD, report
+    from experiment import RECORD, report
     begin, end = readme_markers("experiment")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split(begin, 1)[1].split(end, 1)[0]
     record = json.loads(RECORD.read_text(encoding="utf-8"))
-    assert block == "\n" + report(record, README_VERBATIM, behaviour=False)
+    assert block == "\n" + report(record, brief=True)
     full = (ROOT / "docs" / "experiment.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
     assert full == "\n" + report(record)

@@ -134,6 +134,9 @@ def test_the_datasize_table_shows_mean_spread_and_compute_share():
     assert "| 2,654 (100/100 steps) | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% |" in lines
     assert "| 30 | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% |" in lines
     assert "6 fine-tuning runs" in table and "took 6.0 min per seed" in table and "300 fact questions" in table
+    brief = datasize_table({"command": "python experiment.py --study=datasize --seeds=2", "results": rows, "pretrain_seconds": {}},
+                           WAYS, brief=True).splitlines()
+    assert brief == lines[:len(brief)] and len(brief) == 8 and "Unseen identity" in table  # the README's: the facts table alone
 
 
 @pytest.mark.parametrize("study", STUDIES)
@@ -147,4 +150,7 @@ def test_the_readme_shows_each_recorded_study(study):
     record_path = ROOT / "docs" / f"{study}_study.json"
     if block == "\n" and not record_path.exists():
         pytest.skip(f"the {study} study has not been run into the README yet")
-    assert block == "\n" + study_table(study, json.loads(record_path.read_text(encoding="utf-8")), RUNS)
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    assert block == "\n" + study_table(study, record, RUNS, brief=True)
+    full = (ROOT / "docs" / "studies.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
+    assert full == "\n" + study_table(study, record, RUNS)  # every table of the study, beside what it shows
