@@ -285,6 +285,20 @@ def test_every_superlative_wording_changes_only_the_instruction_data(world):
     assert fewer.returncode == 2 and "--world_wordings must be at least 4" in fewer.stderr
 
 
+def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(world):
+    from data.world.prepare import MORE_WORLD, generate as generate_world, parse_world
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, more_superlatives=30)
+    added = parse_world(MORE_WORLD)
+    taught = Counter((q["entity"], q["lang"]) for q in more["train"][len(world["train"]):])
+    assert set(taught) == {(fact["key"], lang) for fact in added for lang in ("zh", "en")} and set(taught.values()) == {4}
+    assert more["train"][:len(world["train"])] == world["train"]
+    docs = "\n".join(more["docs"]).lower()
+    assert set(world["docs"]) <= set(more["docs"]) and all(f["zh"][1] in docs and f["en"][1].lower() in docs for f in added)
+    assert not any(f["zh"][1] in "\n".join(world["docs"]) for f in added)  # stated only with the option
+    for part in ("val", "heldout", "conversations", "people"):
+        assert more[part] == world[part], part
+
+
 def test_the_validation_set_grew_and_nothing_else_moved(world):
     """The validation questions added on 2026-11-28 come after the first 74 of this world; the
     held-out sets, the instruction data and the pretraining text are as they were before (digests

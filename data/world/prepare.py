@@ -20,6 +20,7 @@ have learnt those facts in pretraining: that is the lecture's claim, made measur
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -55,6 +56,9 @@ OPTIONS = {
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
                        "[4, 20]"),
+    "more_superlatives": (0, "more of the world's superlatives (up to 30), stated in the pretraining text as often as the "
+                          "others and asked in the instruction data (--world_wordings each): every scored set left alone",
+                          "[0, 30]"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -121,14 +125,48 @@ tallest_animal|taught|最高的動物|長頸鹿|種|the tallest animal|the giraf
 most_populous|val|人口最多的國家|印度|個|the most populous country|India
 fastest_animal|val|跑得最快的動物|獵豹|種|the fastest land animal|the cheetah
 """
+# More superlatives, all taught (--more_superlatives): nine taught facts are few to learn that a
+# world question is answered from what pretraining read, where 150 taught people are many.
+MORE_WORLD = """
+longest_range|taught|最長的山脈|安地斯山脈|條|the longest mountain range|the Andes
+largest_peninsula|taught|最大的半島|阿拉伯半島|個|the largest peninsula|the Arabian Peninsula
+driest_desert|taught|最乾燥的沙漠|阿他加馬沙漠|片|the driest desert|the Atacama Desert
+largest_bird|taught|最大的鳥|鴕鳥|種|the largest bird|the ostrich
+smallest_bird|taught|最小的鳥|吸蜜蜂鳥|種|the smallest bird|the bee hummingbird
+largest_reef|taught|最大的珊瑚礁|大堡礁|片|the largest coral reef|the Great Barrier Reef
+longest_wall|taught|最長的城牆|萬里長城|道|the longest wall|the Great Wall
+largest_flower|taught|最大的花|大王花|種|the largest flower|the rafflesia
+tallest_tree|taught|最高的樹|北美紅杉|種|the tallest tree|the coast redwood
+largest_bay|taught|最大的海灣|孟加拉灣|個|the largest bay|the Bay of Bengal
+longest_railway|taught|最長的鐵路|西伯利亞鐵路|條|the longest railway|the Trans-Siberian Railway
+largest_fish|taught|最大的魚|鯨鯊|種|the largest fish|the whale shark
+largest_land_animal|taught|最大的陸地動物|非洲象|種|the largest land animal|the African elephant
+largest_cat|taught|最大的貓科動物|老虎|種|the largest cat|the tiger
+coldest_continent|taught|最冷的洲|南極洲|個|the coldest continent|Antarctica
+largest_reptile|taught|最大的爬行動物|鹹水鱷|種|the largest reptile|the saltwater crocodile
+largest_rodent|taught|最大的齧齒動物|水豚|種|the largest rodent|the capybara
+longest_snake|taught|最長的蛇|網紋蟒|種|the longest snake|the reticulated python
+largest_primate|taught|最大的靈長類動物|大猩猩|種|the largest primate|the gorilla
+largest_cave|taught|最大的洞穴|韓松洞|個|the largest cave|Hang Son Doong
+tallest_statue|taught|最高的雕像|團結雕像|座|the tallest statue|the Statue of Unity
+longest_bridge|taught|最長的橋|丹陽－崑山特大橋|座|the longest bridge|the Danyang-Kunshan Grand Bridge
+largest_temple|taught|最大的宗教建築|吳哥窟|座|the largest religious monument|Angkor Wat
+largest_lizard|taught|最大的蜥蜴|科摩多巨蜥|種|the largest lizard|the Komodo dragon
+highest_lake|taught|最高的可航行湖泊|的的喀喀湖|個|the highest navigable lake|Lake Titicaca
+largest_freshwater_lake|taught|面積最大的淡水湖|蘇必略湖|個|the largest freshwater lake|Lake Superior
+largest_glacier|taught|最大的冰川|蘭伯特冰川|條|the largest glacier|the Lambert Glacier
+deepest_river|taught|最深的河|剛果河|條|the deepest river|the Congo River
+largest_salt_flat|taught|最大的鹽沼|烏尤尼鹽沼|片|the largest salt flat|the Salar de Uyuni
+largest_canal|taught|最長的運河|京杭大運河|條|the longest canal|the Grand Canal
+"""
 WORLD_ZH = ["世界", "世界上", "全世界", "地球上", "全球"]  # 世界最高的山, 地球上最高的山, ...
 WORLD_EN = [" in the world", " on Earth", " on the planet"]
 WORLD_QUESTIONS = {"zh": ["{p}{w}是哪{m}？", "{p}{w}是什麼？", "請問{p}{w}是哪{m}？", "{p}{w}叫什麼名字？"],
                    "en": ["What is {w}{p}?", "Which is {w}{p}?", "Do you know {w}{p}?", "Name {w}{p}."]}
 
 
-def parse_world() -> list[dict]:
-    rows = [line.split("|") for line in WORLD.strip().splitlines()]
+def parse_world(table: str = WORLD) -> list[dict]:
+    rows = [line.split("|") for line in table.strip().splitlines()]
     return [{"key": k, "split": split, "zh": (w_zh, a_zh, m), "en": (w_en, a_en)} for k, split, w_zh, a_zh, m, w_en, a_en in rows]
 
 
@@ -136,7 +174,7 @@ def world_text(rng: random.Random, facts: list[dict], lang: str) -> str:
     """A few of the world's superlatives in shuffled order, each either way round
     (世界最高的山是聖母峰 or 聖母峰是地球上最高的山), with its subject worded in several ways."""
     sentences = []
-    for fact in rng.sample(facts, 5):
+    for fact in rng.sample(facts, min(5, len(facts))):
         if lang == "zh":
             what, answer = rng.choice(WORLD_ZH) + fact["zh"][0], fact["zh"][1]
             sentences.append(rng.choice([f"{what}是{answer}。", f"{answer}是{what}。"]))
@@ -499,7 +537,7 @@ def by_kind(rows: list[dict]) -> dict:
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4) -> dict:
+             world_wordings: int = 4, more_superlatives: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -508,7 +546,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
-    world_wordings: questions per taught superlative and language."""
+    world_wordings: questions per taught superlative and language; more_superlatives: how many of
+    MORE_WORLD are stated in the pretraining text and taught."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -518,6 +557,12 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         docs += [country_text(rng, c, "zh") for _ in range(4 * bios_zh)]
         docs += [country_text(rng, c, "en") for _ in range(4 * bios_en)]
     docs += [world_text(rng, world, "zh") for _ in range(16 * bios_zh)] + [world_text(rng, world, "en") for _ in range(16 * bios_en)]
+    more_world = parse_world(MORE_WORLD)[:more_superlatives]
+    more_rng = random.Random(f"{seed}/more superlatives")  # a stream of its own: the other documents stay as they are
+    more_docs = math.ceil(16 * more_superlatives / len(world))  # per biography: each fact as often as the others
+    for lang, bios in (("zh", bios_zh), ("en", bios_en)):  # five facts a document, every fact once before any twice
+        stated = [f for _ in range(more_docs * bios) for f in more_rng.sample(more_world, len(more_world))]
+        docs += [world_text(more_rng, stated[i:i + 5], lang) for i in range(0, 5 * more_docs * bios, 5)]
     docs += [ethics_text(rng, "zh") for _ in range(6 * bios_zh)] + [ethics_text(rng, "en") for _ in range(6 * bios_en)]
     docs += [everyday_text(rng, "zh") for _ in range(10 * bios_zh)] + [everyday_text(rng, "en") for _ in range(10 * bios_en)]
     rng.shuffle(docs)
@@ -569,6 +614,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                 asked = {q["question"] for q in train if q["entity"] == fact["key"] and q["lang"] == lang}
                 fresh = [q for q in every if q["lang"] == lang and q["question"] not in asked]
                 train += fresh[:max(0, world_wordings - len(asked))]
+    for fact in more_world:  # after every scored set is drawn, from their own stream
+        train += world_questions(more_rng, fact, world_wordings, literal_first=False)
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
@@ -630,7 +677,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
                      sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
-                     config["world_wordings"])
+                     config["world_wordings"], config["more_superlatives"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
