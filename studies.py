@@ -267,14 +267,25 @@ def crosslingual_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def routes_table(record: dict) -> str:
-    """Each model's exact match on each task's held-out questions; zero-shot cells marked."""
+def routes_table(record: dict, brief: bool = False) -> str:
+    """Each model's exact match on each task's held-out questions, zero-shot cells marked (brief:
+    each task by its specialist, the generalist, the generalist without it, and the best specialist
+    of another task, the baseline a zero-shot task must beat)."""
     results = record["results"]
     models = list(dict.fromkeys(r["model"] for r in results))
     lines = [opening(record, f"the study's {len(models)} fine-tuning runs"), "",
              f"Exact match on each task's {results[0]['scores']['qa'][1]} held-out questions (people only pretraining told of), full "
-             "fine-tuning; **bold**: a task the model was never taught (zero-shot):", "",
-             "| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]
+             "fine-tuning; **bold**: a task the model was never taught (zero-shot):", ""]
+    if brief:
+        shares = lambda model, task: [r["scores"][task][0] for r in results if r["model"] == model]  # noqa: E731
+        lines += ["| task | its specialist | generalist | generalist without it | best specialist of another task |",
+                  "| --- | --- | --- | --- | --- |"]
+        for task in TASKS:
+            other = max((shares(f"specialist: {o}", task) for o in TASKS if o != task), key=statistics.mean)
+            lines.append(f"| {task} | {cell(shares(f'specialist: {task}', task))} | {cell(shares('generalist', task))} "
+                         f"| **{cell(shares(f'generalist without {task}', task))}** | **{cell(other)}** |")
+        return "\n".join(lines) + "\n"
+    lines += ["| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]
     for model in models:
         group = [r for r in results if r["model"] == model]
         cells = [cell([r["scores"][task][0] for r in group]) for task in TASKS]
@@ -295,4 +306,4 @@ def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]],
     """The study's tables as Markdown (brief, for the README: its headline table; docs/studies.md has all)."""
     if name == "crosslingual":
         return crosslingual_table(record)
-    return routes_table(record) if name == "routes" else datasize_table(record, ways, brief)
+    return routes_table(record, brief) if name == "routes" else datasize_table(record, ways, brief)

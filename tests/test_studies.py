@@ -139,6 +139,21 @@ def test_the_datasize_table_shows_mean_spread_and_compute_share():
     assert brief == lines[:len(brief)] and len(brief) == 8 and "Unseen identity" in table  # the README's: the facts table alone
 
 
+def test_the_brief_routes_table_puts_each_zero_shot_task_beside_its_baselines():
+    """Each task: its specialist, the generalist, the generalist without it, and the best other specialist."""
+    from studies import routes_table
+    models = {**{f"specialist: {t}": [t] for t in TASKS}, "generalist": TASKS,
+              **{f"generalist without {t}": [o for o in TASKS if o != t] for t in TASKS}}
+    score = {"specialist: qa": 0.8, "generalist": 0.7, "generalist without qa": 0.2, "specialist: correct": 0.1}
+    rows = [{"model": m, "tasks": tasks, "seed": seed, "seconds": 1.0,
+             "scores": {t: ((score.get(m, 0.0) if t == "qa" else 0.5) + seed / 100, 100) for t in TASKS}}
+            for m, tasks in models.items() for seed in (0, 2)]
+    table = routes_table({"command": "python experiment.py --study=routes --seeds=2", "results": rows, "pretrain_seconds": {}},
+                         brief=True).splitlines()
+    assert "| qa | 81.0 ± 1.4% | 71.0 ± 1.4% | **21.0 ± 1.4%** | **11.0 ± 1.4%** |" in table  # the best other: correct's
+    assert len(table) == 4 + 2 + len(TASKS) and "9 fine-tuning runs" in table[0]
+
+
 @pytest.mark.parametrize("study", STUDIES)
 def test_the_readme_shows_each_recorded_study(study):
     """The README's study tables are what experiment.py renders from the record it wrote beside them."""
