@@ -248,9 +248,12 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
     for r in rows:
         cells.setdefault((r["variant"], r["corpus"]), []).append(r)
     budget = f"{minutes:g} minutes of pretraining" if minutes else "each variant's own number of steps"
+    machines = {m: [c for c in corpora if any(r["machine"] == m and r["corpus"] == c for r in rows)]
+                for m in sorted({r["machine"] for r in rows})}
+    where = ", ".join(m + (f" ({', '.join(c)})" if len(machines) > 1 else "") for m, c in machines.items())  # whose minutes
     lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {budget} (lower is better; then the "
-             "steps taken" + ("" if minutes else " and the minutes they take") + ") on "
-             + ", ".join(sorted({r["machine"] for r in rows})) + f", `python quality.py --minutes={minutes:g}`:", "",
+             "steps taken" + ("" if minutes else " and the minutes they take") + f") on {where}, "
+             f"`python quality.py --minutes={minutes:g}`:", "",
              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
     for variant in sorted({v for v, _ in cells}, key=lambda v: (BUILT_IN.index(v) if v in BUILT_IN else len(BUILT_IN), v)):
         line = f"| {variant} |"
@@ -267,7 +270,23 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
             text += f"; {round(statistics.mean(r['steps'] for r in runs)):,}"
             line += f" {text}" + ("" if minutes else f", {statistics.mean(r['train_minutes'] for r in runs):.1f} min") + " |"
         lines.append(line)
+    if not minutes and split == "test":
+        lines += catch_up(rows, corpora)
     return "\n".join(lines) + "\n"
+
+
+def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
+    """When speedrun's validation curve first gets down to where gpt2's ends (both pretrain.py's
+    estimates, the first seed of each), on each corpus that has both."""
+    parts = []
+    for corpus in corpora:
+        curves = {r["variant"]: r for r in sorted(rows, key=lambda r: r["seed"]) if r["corpus"] == corpus}
+        if "gpt2" in curves and "speedrun" in curves:
+            target, total = curves["gpt2"]["curve"][-1][1], curves["gpt2"]["curve"][-1][0]
+            reached = next((m for m, bpb in curves["speedrun"]["curve"] if bpb <= target), None)
+            parts.append(f"{corpus}: after {reached:.1f} of gpt2's {total:.1f} min ({reached / total:.0%})" if reached is not None
+                         else f"{corpus}: not within its run")
+    return ["", "Where speedrun's validation curve first reaches gpt2's final value: " + "; ".join(parts) + "."] if parts else []
 
 
 def curve_svg(record: dict, variants: tuple[str, ...] = ("gpt2", "speedrun")) -> str:

@@ -152,3 +152,23 @@ def test_the_quality_tables_show_the_recorded_results():
     for doc, block in docs_blocks(record).items():
         assert doc.read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0] == "\n" + block
     assert CURVE.read_text(encoding="utf-8") == curve_svg(record)
+
+
+def test_rows_from_two_machines_say_which_corpus_ran_where():
+    from quality import report
+    row = {"variant": "gpt2", "minutes": 0, "seed": 1337, "steps": 10, "train_minutes": 1.0, "test_bits_per_byte": 1.5}
+    record = {"results": [{**row, "corpus": "world", "machine": "CPU A"}, {**row, "corpus": "fortunes", "machine": "CPU B"}]}
+    assert " on CPU A (world), CPU B (fortunes), `python quality.py --minutes=0`:" in report(record, 0)
+    one = {"results": [{**row, "corpus": "world", "machine": "CPU A"}, {**row, "corpus": "fortunes", "machine": "CPU A"}]}
+    assert " on CPU A, `python quality.py" in report(one, 0)  # one machine: named once
+
+
+def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation():
+    from quality import report
+    row = {"minutes": 0, "seed": 1337, "steps": 10, "train_minutes": 1.0, "test_bits_per_byte": 1.5, "machine": "CPU", "corpus": "world"}
+    gpt2 = {**row, "variant": "gpt2", "curve": [[2.0, 3.0], [4.0, 2.0], [10.0, 1.6]]}
+    speedrun = {**row, "variant": "speedrun", "curve": [[1.0, 2.5], [3.0, 1.7], [4.0, 1.55], [5.0, 1.4]]}
+    assert report({"results": [gpt2, speedrun]}, 0).endswith(
+        "first reaches gpt2's final value: world: after 4.0 of gpt2's 10.0 min (40%).\n")
+    slow = {**speedrun, "curve": [[1.0, 2.5], [5.0, 1.7]]}
+    assert report({"results": [gpt2, slow]}, 0).endswith("world: not within its run.\n")
