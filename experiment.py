@@ -293,8 +293,8 @@ def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
 
 def report(record: dict, brief: bool = False) -> str:
     """The results as Markdown: the tables, then what lies behind their cells (brief, for the
-    README: without the table of every behaviour measure and the verbatim replies, which
-    docs/experiment.md shows). record: what results.json holds."""
+    README: without the table of every behaviour measure, the verbatim replies and the answers
+    with cheaper weights, which docs/experiment.md shows). record: what results.json holds."""
     results, walls, command, world_meta = record["results"], record["wall_seconds"], record["command"], record["world"]
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
@@ -329,7 +329,7 @@ def report(record: dict, brief: bool = False) -> str:
                   "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
     for question, (answer, _) in verbatim:
         lines.append(f"| {question} | {answer} | " + " | ".join(r["verbatim"][question][1] or "(nothing)" for r in first) + " |")
-    by_weights = [r for r in first if len(r["heldout_by_weights"]) > 1]  # measured where the CPU computes bf16
+    by_weights = [] if brief else [r for r in first if len(r["heldout_by_weights"]) > 1]  # measured where the CPU computes bf16
     if by_weights:
         lines += ["", "Held-out exact match (every kind) with the weights generation uses (`sample.py --dtype`; first seed): "
                   + "; ".join(f"{r['run']}, {r['init']}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["heldout_by_weights"].items())
