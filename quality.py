@@ -280,7 +280,7 @@ def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
     estimates, the first seed of each), on each corpus that has both."""
     parts = []
     for corpus in corpora:
-        curves = {r["variant"]: r for r in sorted(rows, key=lambda r: r["seed"]) if r["corpus"] == corpus}
+        curves = {r["variant"]: r for r in sorted(rows, key=lambda r: -r["seed"]) if r["corpus"] == corpus}  # the first seed last: it stays
         if "gpt2" in curves and "speedrun" in curves:
             target, total = curves["gpt2"]["curve"][-1][1], curves["gpt2"]["curve"][-1][0]
             reached = next((m for m, bpb in curves["speedrun"]["curve"] if bpb <= target), None)

@@ -276,8 +276,10 @@ def routes_table(record: dict, brief: bool = False) -> str:
     lines = [opening(record, f"the study's {len(models)} fine-tuning runs"), "",
              f"Exact match on each task's {results[0]['scores']['qa'][1]} held-out questions (people only pretraining told of), full "
              "fine-tuning; **bold**: a task the model was never taught (zero-shot):", ""]
+
+    def shares(model: str, task: str) -> list[float]:  # one per seed
+        return [r["scores"][task][0] for r in results if r["model"] == model]
     if brief:
-        shares = lambda model, task: [r["scores"][task][0] for r in results if r["model"] == model]  # noqa: E731
         lines += ["| task | its specialist | generalist | generalist without it | best specialist of another task |",
                   "| --- | --- | --- | --- | --- |"]
         for task in TASKS:
@@ -287,9 +289,9 @@ def routes_table(record: dict, brief: bool = False) -> str:
         return "\n".join(lines) + "\n"
     lines += ["| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]
     for model in models:
-        group = [r for r in results if r["model"] == model]
-        cells = [cell([r["scores"][task][0] for r in group]) for task in TASKS]
-        cells = [c if task in group[0]["tasks"] else f"**{c}**" for c, task in zip(cells, TASKS)]
+        taught = next(r["tasks"] for r in results if r["model"] == model)
+        cells = [cell(shares(model, task)) for task in TASKS]
+        cells = [c if task in taught else f"**{c}**" for c, task in zip(cells, TASKS)]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -172,3 +172,4 @@ def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation
         "first reaches gpt2's final value: world: after 4.0 of gpt2's 10.0 min (40%).\n")
     slow = {**speedrun, "curve": [[1.0, 2.5], [5.0, 1.7]]}
     assert report({"results": [gpt2, slow]}, 0).endswith("world: not within its run.\n")
+    assert report({"results": [gpt2, speedrun, {**slow, "seed": 1338}]}, 0).endswith("(40%).\n")  # the first seed's curve
