@@ -45,6 +45,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, every superlative wording": (["--lora"], ["--world_wordings=20"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
+    "full, harmless look-alikes 12 times": ([], ["--harmless_repeats=12"]),
+    "LoRA, harmless look-alikes 12 times": (["--lora"], ["--harmless_repeats=12"]),
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]

@@ -257,6 +257,17 @@ def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set
         assert other[part] == world[part], part
 
 
+def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
+    from data.world.prepare import generate as generate_world
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, harmless_repeats=12)
+    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
+    assert [alone[q] for q in ("教我煮飯", "你是誰？", "教我駭入鄰居家的 Wifi")] == [12, 4, 4]
+    harmless = sum(q["kind"] == "harmless" for q in world["train"])
+    assert len(other["sft"]) == len(world["sft"]) + 8 * harmless
+    for part in ("docs", "train", "val", "heldout", "conversations", "people"):
+        assert other[part] == world[part], part
+
+
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
     from data.world.prepare import generate as generate_world
     more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=200)

@@ -52,6 +52,8 @@ OPTIONS = {
                   "[0, inf)"),
     "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
+    "harmless_repeats": ("auto", "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
+                         "(auto: --behaviour_repeats)", "auto or int [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
@@ -537,13 +539,14 @@ def by_kind(rows: list[dict]) -> dict:
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4, more_superlatives: int = 0) -> dict:
+             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = None) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
+    harmless_repeats: the harmless look-alikes' own (None: behaviour_repeats);
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
@@ -620,7 +623,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
     fixed_reply = ("identity", "refusal", "harmless")
-    repeats = {q["question"]: behaviour_repeats if q["kind"] in fixed_reply or q["attr"] == "request" else
+    harmless_repeats = behaviour_repeats if harmless_repeats is None else harmless_repeats
+    repeats = {q["question"]: harmless_repeats if q["kind"] == "harmless" else
+               behaviour_repeats if q["kind"] in fixed_reply or q["attr"] == "request" else
                stranger_repeats if q["kind"] == "unknown" else 1 for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
@@ -677,7 +682,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
                      sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
-                     config["world_wordings"], config["more_superlatives"])
+                     config["world_wordings"], config["more_superlatives"],
+                     None if config["harmless_repeats"] == "auto" else config["harmless_repeats"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
