@@ -317,6 +317,12 @@ def report(record: dict, brief: bool = False) -> str:
               + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
               f"every run). Fine-tuning wall times include scoring the held-out questions."]
+    studies = sorted({k.split()[1] for k in walls if k.startswith("study ")})
+    if studies:  # --study=all: what one seed of everything costs
+        per_seed = {s: sum(walls[f"study {s} {seed}"] for seed in seeds) / len(seeds) for s in studies}
+        lines[-1] += (f" One seed of the experiment and every study took {(walls['total'] / len(seeds) + sum(per_seed.values())) / 60:.1f}"
+                      f" min: the experiment {walls['total'] / len(seeds) / 60:.1f}, "
+                      + ", ".join(f"{s} {m / 60:.1f}" for s, m in per_seed.items()) + ".")
     if not brief:
         lines += behaviour_table(groups, first)
     lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
@@ -421,7 +427,9 @@ def main() -> None:
                 study_results[study].append({**r["labels"], "seed": seed, "scores": scores(run_dir), "seconds": round(seconds, 1),
                                              "flops": finetuning_flops(run_dir, model_config, lora="--lora" in r["flags"]),
                                              "pretrain_flops": pretrain_flops[r["dataset"]]})
-    walls["total"] = sum(v for k, v in walls.items() if not k.startswith("reused"))  # as if nothing were reused
+            walls[f"study {study} {seed}"] = study_walls[study].get(seed, 0) + sum(
+                r["seconds"] for r in study_results[study] if r["seed"] == seed)
+    walls["total"] = sum(v for k, v in walls.items() if not k.startswith(("reused", "study ")))  # as if nothing were reused
     walls["this run"] = time.perf_counter() - t_start
     if "main" in chosen:
         record = {"command": command, "world": {"train_tokens": world_meta["train_tokens"]}, "results": results,

@@ -153,3 +153,14 @@ def test_the_readme_shows_the_recorded_results():
     assert block == "\n" + report(record, brief=True)
     full = (ROOT / "docs" / "experiment.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
     assert full == "\n" + report(record)
+
+
+def test_one_seed_of_everything_is_the_experiment_and_each_study():
+    from experiment import RECORD, report
+    record = json.loads(RECORD.read_text(encoding="utf-8"))
+    seeds = {r["seed"] for r in record["results"]}
+    walls = {k: v for k, v in record["wall_seconds"].items() if not k.startswith("study ")}
+    assert "One seed of" not in report({**record, "wall_seconds": walls})  # no study ran
+    walls |= {"total": 600.0 * len(seeds), **{f"study {s} {seed}": m * 60.0 for seed in seeds for s, m in (("datasize", 20), ("routes", 5))}}
+    assert ("One seed of the experiment and every study took 35.0 min: the experiment 10.0, datasize 20.0, routes 5.0."
+            in report({**record, "wall_seconds": walls}, brief=True))
