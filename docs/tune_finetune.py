@@ -47,6 +47,10 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
     "full, harmless look-alikes 12 times": ([], ["--harmless_repeats=12"]),
     "LoRA, harmless look-alikes 12 times": (["--lora"], ["--harmless_repeats=12"]),
+    "full, harmless look-alikes 8 times": ([], ["--harmless_repeats=8"]),
+    "LoRA, harmless look-alikes 8 times": (["--lora"], ["--harmless_repeats=8"]),
+    "full, behaviours 8 times, harmless look-alikes 12": ([], ["--behaviour_repeats=8", "--harmless_repeats=12"]),
+    "LoRA, behaviours 8 times, harmless look-alikes 12": (["--lora"], ["--behaviour_repeats=8", "--harmless_repeats=12"]),
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]
