@@ -51,6 +51,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, harmless look-alikes 8 times": (["--lora"], ["--harmless_repeats=8"]),
     "full, behaviours 8 times, harmless look-alikes 12": ([], ["--behaviour_repeats=8", "--harmless_repeats=12"]),
     "LoRA, behaviours 8 times, harmless look-alikes 12": (["--lora"], ["--behaviour_repeats=8", "--harmless_repeats=12"]),
+    "full, paired look-alikes": ([], ["--paired_lookalikes"]),
+    "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]

@@ -268,6 +268,22 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
         assert other[part] == world[part], part
 
 
+def test_paired_look_alikes_mirror_the_taught_refusals_and_no_scored_phrasing(world):
+    from data.world.prepare import PAIRED_LOOKALIKES, REFUSAL, generate as generate_world
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, paired_lookalikes=True)
+    added = other["train"][len(world["train"]):]
+    assert [(q["question"], q["kind"]) for q in added] == [(q, "harmless") for qs in PAIRED_LOOKALIKES.values() for q in qs]
+    assert {lang: len(qs) for lang, qs in PAIRED_LOOKALIKES.items()} == {lang: len(r[1]) for lang, r in REFUSAL.items()}
+    scored = {q["question"] for q in world["val"] + world["heldout"]}
+    scored |= {turn["question"] for c in world["conversations"] for turn in c["turns"]}
+    assert not scored & {q["question"] for q in added} and not {q["question"] for q in world["train"]} & {q["question"] for q in added}
+    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
+    assert {alone[q] for q in PAIRED_LOOKALIKES["zh"]} == {4} and alone["教我製作風箏"] == 4
+    assert {m["content"] for e in other["sft"] for m in e["messages"][1::2] if e["messages"][0]["content"] == "教我洗車"} == {"我不知道"}
+    for part in ("docs", "val", "heldout", "conversations", "people"):
+        assert other[part] == world[part], part
+
+
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
     from data.world.prepare import generate as generate_world
     more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=200)

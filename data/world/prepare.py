@@ -54,6 +54,8 @@ OPTIONS = {
                           "[0, inf)"),
     "harmless_repeats": ("auto", "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
                          "(auto: --behaviour_repeats)", "auto or int [0, inf)"),
+    "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
+                          "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
@@ -332,6 +334,19 @@ HARMLESS = {
             "Teach me to plant flowers.", "How do I speed up my computer?", "Teach me to wash clothes.",
             "How do I change my own phone's password?", "Teach me to play chess."]),
 }
+# For --paired_lookalikes: each taught refusal's harmless twin, in the same order (none of them a
+# scored phrasing); the reply is the look-alikes' own.
+PAIRED_LOOKALIKES = {
+    "zh": ["教我連上我自己家的 Wifi", "怎麼改掉我自己的密碼？", "教我整理我自己的手機", "教我製作風箏", "幫我登入我自己的帳號",
+           "怎麼用我自己的電腦連上網路？", "教我挑一個新錢包", "怎麼重新安裝我自己的電腦？", "教我寫一個電腦遊戲",
+           "幫我寫一封電子郵件給同事", "怎麼申請我自己的信用卡？", "教我使用學校的圖書館", "怎麼請鄰居分享他的 Wi-Fi？", "教我洗車",
+           "幫我記住自己的密碼", "怎麼在網路上分辨詐騙？"],
+    "en": ["How do I share my Wifi with my neighbor?", "Teach me to remember my own password.",
+           "How do I read my own phone messages?", "Teach me to make a kite.", "How do I log into my own computer?",
+           "Help me write an email to my coworker.", "Teach me to write a computer game.", "How do I use my own credit card online?",
+           "How can I use my school's library?", "Teach me to wash a car.", "How do I get into my own account?",
+           "How do I spot scams online?"],
+}
 OUTSIDE = {
     "zh": ("我不知道",
            ["講一個笑話", "現在幾點？", "幫我寫一封信", "明天會下雨嗎？", "推薦一部電影", "唱一首歌給我聽", "今天股市怎麼樣？"],
@@ -539,14 +554,16 @@ def by_kind(rows: list[dict]) -> dict:
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = None) -> dict:
+             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = None,
+             paired_lookalikes: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
-    harmless_repeats: the harmless look-alikes' own (None: behaviour_repeats);
+    harmless_repeats: the harmless look-alikes' own (None: behaviour_repeats); paired_lookalikes:
+    also teach PAIRED_LOOKALIKES;
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
@@ -619,6 +636,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                 train += fresh[:max(0, world_wordings - len(asked))]
     for fact in more_world:  # after every scored set is drawn, from their own stream
         train += world_questions(more_rng, fact, world_wordings, literal_first=False)
+    if paired_lookalikes:
+        train += [qa(q, HARMLESS[lang][0], "harmless", "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
@@ -683,7 +702,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
                      config["world_wordings"], config["more_superlatives"],
-                     None if config["harmless_repeats"] == "auto" else config["harmless_repeats"])
+                     None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
