@@ -53,6 +53,10 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, behaviours 8 times, harmless look-alikes 12": (["--lora"], ["--behaviour_repeats=8", "--harmless_repeats=12"]),
     "full, paired look-alikes": ([], ["--paired_lookalikes"]),
     "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
+    "full, paired look-alikes, behaviours 8 times, look-alikes 4": ([], ["--paired_lookalikes", "--behaviour_repeats=8",
+                                                                         "--harmless_repeats=4"]),
+    "LoRA, paired look-alikes, behaviours 8 times, look-alikes 4": (["--lora"], ["--paired_lookalikes", "--behaviour_repeats=8",
+                                                                                 "--harmless_repeats=4"]),
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]
