@@ -319,9 +319,9 @@ def report(record: dict, brief: bool = False) -> str:
               f"every run). Fine-tuning wall times include scoring the held-out questions."]
     studies = sorted({k.split()[1] for k in walls if k.startswith("study ")})
     if studies:  # --study=all: what one seed of everything costs
-        per_seed = {s: sum(walls[f"study {s} {seed}"] for seed in seeds) / len(seeds) for s in studies}
-        lines[-1] += (f" One seed of the experiment and every study took {(walls['total'] / len(seeds) + sum(per_seed.values())) / 60:.1f}"
-                      f" min: the experiment {walls['total'] / len(seeds) / 60:.1f}, "
+        per_seed = {"the experiment": walls["total"] / len(seeds),
+                    **{s: sum(walls[f"study {s} {seed}"] for seed in seeds) / len(seeds) for s in studies}}
+        lines[-1] += (f" One seed of the experiment and every study took {sum(per_seed.values()) / 60:.1f} min: "
                       + ", ".join(f"{s} {m / 60:.1f}" for s, m in per_seed.items()) + ".")
     if not brief:
         lines += behaviour_table(groups, first)

@@ -280,7 +280,9 @@ def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
     estimates, the first seed of each), on each corpus that has both."""
     parts = []
     for corpus in corpora:
-        curves = {r["variant"]: r for r in sorted(rows, key=lambda r: -r["seed"]) if r["corpus"] == corpus}  # the first seed last: it stays
+        curves: dict[str, dict] = {}
+        for r in sorted((r for r in rows if r["corpus"] == corpus), key=lambda r: r["seed"]):
+            curves.setdefault(r["variant"], r)  # the first seed's
         if "gpt2" in curves and "speedrun" in curves:
             target, total = curves["gpt2"]["curve"][-1][1], curves["gpt2"]["curve"][-1][0]
             reached = next((m for m, bpb in curves["speedrun"]["curve"] if bpb <= target), None)

@@ -223,11 +223,10 @@ def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]], brief: 
     results = record["results"]
     sizes = sorted({r["size"] for r in results})
     runs = len(results) // len({r["seed"] for r in results})
-    how = (f"Held-out facts exact match ({results[0]['scores']['facts'][1]} questions) · fine-tuning compute as a share of "
-           "pretraining's (Flan-PaLM: 0.2%); steps from random / pretrained weights:" if brief else
-           f"Held-out facts exact match ({results[0]['scores']['facts'][1]} fact questions drawn once from the held-out set) · the run's "
-           "fine-tuning compute as a share of the pretraining's (Flan-PaLM: 0.2%). Each size is trained for as many passes "
-           f"as finetune.py's default steps make over all the data, at least {MIN_STEPS} steps (from random / pretrained weights):")
+    how = (f"Held-out facts exact match ({results[0]['scores']['facts'][1]} fact questions) · fine-tuning compute as a share of "
+           "pretraining's (Flan-PaLM: 0.2%); steps from random / pretrained weights"
+           + ("" if brief else f", each size trained for as many passes as finetune.py's default steps make over all the data, "
+              f"at least {MIN_STEPS}") + ":")
     lines = [opening(record, f"the study's {runs} fine-tuning runs (training and scoring; the pretraining is the experiment's)"),
              "", how, "", "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
              "| --- | " + " | ".join("---" for _ in ways) + " |"]

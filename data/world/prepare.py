@@ -641,10 +641,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
-    fixed_reply = ("identity", "refusal", "harmless")
     harmless_repeats = behaviour_repeats if harmless_repeats is None else harmless_repeats
     repeats = {q["question"]: harmless_repeats if q["kind"] == "harmless" else
-               behaviour_repeats if q["kind"] in fixed_reply or q["attr"] == "request" else
+               behaviour_repeats if q["kind"] in ("identity", "refusal") or q["attr"] == "request" else
                stranger_repeats if q["kind"] == "unknown" else 1 for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
