@@ -189,7 +189,7 @@ def training_row(torch, model, spec: dict, result: dict) -> dict:
         add_lora(model, ["c_attn", "c_proj", "c_fc"], rank=8, alpha=16, dropout=0.0)
     trainable = [p for p in model.parameters() if p.requires_grad]
     muon = kind == "pretrain" and PRETRAIN_OPTIONS["muon"][0]
-    optimizer = make_optimizer(model, 1e-4, 0.1, 0.99, muon)
+    optimizer = make_optimizer(model, 1e-4, 0.1, 0.99, muon, dtype=spec["dtype"])
     B, T = spec["batch_size"], BLOCK_SIZE
     x = torch.randint(VOCAB, (B, T), device=device)
     y = torch.randint(VOCAB, (B, T), device=device)

@@ -146,7 +146,7 @@ def main() -> None:
         GPTConfig(vocab_size=vocab_rows, **{k: config[k] for k in MODEL_KEYS})  # a resumed run keeps its own
     model = GPT(model_config).to(config["device"])
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"], config["muon"],
-                               config["muon_lr_scale"])
+                               config["muon_lr_scale"], config["dtype"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
 
     tokens_per_step = B * T * config["gradient_accumulation_steps"] * world

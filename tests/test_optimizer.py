@@ -3,23 +3,28 @@
 
 def test_muon_by_hand_matches_torchs_and_orthogonalises():
     """Our Muon takes the same steps as torch.optim.Muon (which orthogonalises in bf16, hence the
-    tolerance), and its Newton-Schulz steps bring every singular value near 1, even for a
-    gradient dominated by a few directions."""
+    tolerance), whether it orthogonalises in fp32 or in bf16 (the training's precision on a CPU
+    with bf16: the two differ, so the precision asked for is the one used), and its Newton-Schulz
+    steps bring every singular value near 1, even for a gradient dominated by a few directions."""
     import torch
     from optimizer import Muon, orthogonalise
-    torch.manual_seed(0)
-    ours, theirs = torch.nn.Parameter(torch.randn(64, 32)), torch.nn.Parameter(torch.randn(64, 32))
-    theirs.data.copy_(ours.data)
-    start = ours.detach().clone()
-    a = Muon([ours], lr=1e-2, weight_decay=0.1)
-    b = torch.optim.Muon([theirs], lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
-    for _ in range(3):
-        ours.grad = torch.randn(64, 32)
-        theirs.grad = ours.grad.clone()
-        a.step()
-        b.step()
-    moved = (ours - start).abs().max().item()
-    assert moved > 0.01 and (ours - theirs).abs().max().item() < 0.02 * moved
+    after = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        ours, theirs = torch.nn.Parameter(torch.randn(64, 32)), torch.nn.Parameter(torch.randn(64, 32))
+        theirs.data.copy_(ours.data)
+        start = ours.detach().clone()
+        a = Muon([ours], lr=1e-2, weight_decay=0.1, dtype=dtype)
+        b = torch.optim.Muon([theirs], lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+        for _ in range(3):
+            ours.grad = torch.randn(64, 32)
+            theirs.grad = ours.grad.clone()
+            a.step()
+            b.step()
+        moved = (ours - start).abs().max().item()
+        assert ours.dtype == torch.float32 and moved > 0.01 and (ours - theirs).abs().max().item() < 0.05 * moved
+        after[dtype] = ours.detach()
+    assert 1e-5 < (after[torch.float32] - after[torch.bfloat16]).abs().max().item() < 0.05 * moved
     skewed = torch.randn(96, 32) * 1e-3
     skewed[:, :3] *= 100  # three directions ten thousand times stronger (in squared size) than the rest
     for g in (torch.randn(32, 128), skewed):
@@ -36,7 +41,8 @@ def test_muon_takes_the_blocks_matrices_at_its_learning_rate_scale():
     from optimizer import make_optimizer
     from trainer import TrainSettings, train_step
     model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=2, n_head=2, n_embd=16, untied=True))
-    optimizer = make_optimizer(model, 1e-3, 0.1, 0.99, muon=True, muon_lr_scale=3.0)
+    optimizer = make_optimizer(model, 1e-3, 0.1, 0.99, muon=True, muon_lr_scale=3.0, dtype="bfloat16")
+    assert optimizer.muon.dtype == torch.bfloat16  # orthogonalised in the training's precision
     names = {id(p): n for n, p in model.named_parameters()}
     muon = {names[id(p)]: g["slices"] for g in optimizer.muon.param_groups for p in g["params"]}
     adamw = [names[id(p)] for g in optimizer.adamw.param_groups for p in g["params"]]
