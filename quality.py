@@ -248,9 +248,7 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
     for r in rows:
         cells.setdefault((r["variant"], r["corpus"]), []).append(r)
     budget = f"{minutes:g} minutes of pretraining" if minutes else "each variant's own number of steps"
-    machines = {m: [c for c in corpora if any(r["machine"] == m and r["corpus"] == c for r in rows)]
-                for m in sorted({r["machine"] for r in rows})}
-    where = ", ".join(m + (f" ({', '.join(c)})" if len(machines) > 1 else "") for m, c in machines.items())  # whose minutes
+    where = machines(rows, corpora)
     lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {budget} (lower is better; then the "
              "steps taken" + ("" if minutes else " and the minutes they take") + f") on {where}, "
              f"`python quality.py --minutes={minutes:g}`:", "",
@@ -275,6 +273,19 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
     return "\n".join(lines) + "\n"
 
 
+def machines(rows: list[dict], corpora: list[str]) -> str:
+    """Whose minutes: the one machine, its peak's range where runs measured it differently (one
+    machine's peak moves by a tenth between runs), or each machine with its corpora."""
+    names = sorted({r["machine"] for r in rows})
+    peaks = [re.fullmatch(r"(.*) \((\w+) matmul peak ([\d,]+) GFLOP/s\)", name) for name in names]
+    if len(names) > 1 and all(peaks) and len({(m[1], m[2]) for m in peaks}) == 1:
+        measured = sorted(int(m[3].replace(",", "")) for m in peaks)
+        low, high = measured[0], measured[-1]
+        return f"{peaks[0][1]} ({peaks[0][2]} matmul peak {low:,} to {high:,} GFLOP/s as measured at each run)"
+    return ", ".join(name + (f" ({', '.join(c for c in corpora if any(r['machine'] == name and r['corpus'] == c for r in rows))})"
+                             if len(names) > 1 else "") for name in names)
+
+
 def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
     """When speedrun's validation curve first gets down to where gpt2's ends (both pretrain.py's
     estimates, the first seed of each), on each corpus that has both."""
@@ -289,6 +300,32 @@ def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
             parts.append(f"{corpus}: after {reached:.1f} of gpt2's {total:.1f} min ({reached / total:.0%})" if reached is not None
                          else f"{corpus}: not within its run")
     return ["", "Where speedrun's validation curve first reaches gpt2's final value: " + "; ".join(parts) + "."] if parts else []
+
+
+def half_time(record: dict) -> str:
+    """What speedrun reaches in half of gpt2's full-length time (its runs at the largest budget
+    within that half), against where gpt2 ends: validation bits per byte, on each corpus that has both."""
+    rows, parts, budgets = record["results"], [], set()
+    for corpus in ("fortunes", "fortunes-zh", "world"):
+        gpt2 = [r for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "gpt2", 0)]
+        if not gpt2:
+            continue
+        half = statistics.mean(r["train_minutes"] for r in gpt2) / 2
+        budget = max((r["minutes"] for r in rows if r["corpus"] == corpus and r["variant"] == "speedrun"
+                      and 0 < r["minutes"] <= half), default=None)
+        if budget is None:
+            continue
+        runs = [r["val_bits_per_byte"] for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "speedrun", budget)]
+        spread = f" ± {statistics.stdev(runs):.3f}" if len(runs) > 1 else ""
+        end = statistics.mean(r["val_bits_per_byte"] for r in gpt2)
+        parts.append(f"{corpus}, {budget:g} of gpt2's {2 * half:.1f} min: {statistics.mean(runs):.3f}{spread} "
+                     f"({len(runs)} seed{'s' * (len(runs) > 1)}) against gpt2's {end:.3f} ({len(gpt2)} seed{'s' * (len(gpt2) > 1)})")
+        budgets.add(budget)
+    if not parts:
+        return ""
+    command = " ".join(f"`python quality.py --variants=speedrun --minutes={b:g}`" for b in sorted(budgets))
+    return ("Given half of gpt2's time or less (" + command + "), speedrun's validation bits per byte against "
+            "where gpt2 ends: " + "; ".join(parts) + ".\n")
 
 
 def curve_svg(record: dict, variants: tuple[str, ...] = ("gpt2", "speedrun")) -> str:
@@ -335,11 +372,13 @@ def corpora_table(record: dict) -> str:
 
 def docs_blocks(record: dict) -> dict[Path, str]:
     """What the record puts between the quality markers of README.md and docs/quality.md."""
+    half = [half_time(record)] if half_time(record) else []
     every = [corpora_table(record)] + [report(record, minutes, split) for minutes in sorted({r["minutes"] for r in record["results"]})
-                                       for split in ("val", "test")]
+                                       for split in ("val", "test")] + half
     readme = [report(record, record["readme_minutes"], "test", README_VARIANTS)] if record.get("readme_minutes") else []
-    if any(r["minutes"] == 0 for r in record["results"]):  # the comparison at full length, and its curves
-        readme = [report(record, 0, "test", ("gpt2", "speedrun")), f"![{CURVE_CAPTION}]({CURVE.relative_to(ROOT)})\n", *readme]
+    if any(r["minutes"] == 0 for r in record["results"]):  # the comparison at full length, half its time, its curves
+        readme = [report(record, 0, "test", ("gpt2", "speedrun")), *half, f"![{CURVE_CAPTION}]({CURVE.relative_to(ROOT)})\n",
+                  *readme]
     return {ROOT / "README.md": "\n".join(readme), ROOT / "docs" / "quality.md": "\n".join(every)}
 
 

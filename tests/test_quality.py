@@ -161,6 +161,9 @@ def test_rows_from_two_machines_say_which_corpus_ran_where():
     assert " on CPU A (world), CPU B (fortunes), `python quality.py --minutes=0`:" in report(record, 0)
     one = {"results": [{**row, "corpus": "world", "machine": "CPU A"}, {**row, "corpus": "fortunes", "machine": "CPU A"}]}
     assert " on CPU A, `python quality.py" in report(one, 0)  # one machine: named once
+    peaks = {"results": [{**row, "corpus": c, "machine": f"CPU A (bfloat16 matmul peak {p} GFLOP/s)"}
+                         for c, p in (("world", "870"), ("fortunes", "960"), ("fortunes-zh", "920"))]}
+    assert " on CPU A (bfloat16 matmul peak 870 to 960 GFLOP/s as measured at each run), `python" in report(peaks, 0)
 
 
 def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation():
@@ -173,3 +176,18 @@ def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation
     slow = {**speedrun, "curve": [[1.0, 2.5], [5.0, 1.7]]}
     assert report({"results": [gpt2, slow]}, 0).endswith("world: not within its run.\n")
     assert report({"results": [gpt2, speedrun, {**slow, "seed": 1338}]}, 0).endswith("(40%).\n")  # the first seed's curve
+
+
+def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
+    """The largest speedrun budget within half of gpt2's full-length minutes, mean and spread over
+    its seeds, against gpt2's final validation; a budget over half is not taken."""
+    from quality import half_time
+    row = {"corpus": "fortunes", "steps": 10, "machine": "CPU", "seed": 1337}
+    gpt2 = {**row, "variant": "gpt2", "minutes": 0, "train_minutes": 8.4, "val_bits_per_byte": 2.2}
+    runs = [{**row, "variant": "speedrun", "minutes": m, "seed": s, "train_minutes": m, "val_bits_per_byte": v}
+            for m, s, v in ((4.2, 1337, 2.1), (4.2, 1338, 2.3), (2.0, 1337, 2.5), (5.0, 1337, 1.0))]
+    assert half_time({"results": [gpt2, *runs]}) == (
+        "Given half of gpt2's time or less (`python quality.py --variants=speedrun --minutes=4.2`), speedrun's "
+        "validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: 2.200 ± 0.141 (2 seeds) "
+        "against gpt2's 2.200 (1 seed).\n")
+    assert half_time({"results": [gpt2, runs[3]]}) == "" and half_time({"results": runs}) == ""
