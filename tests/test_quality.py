@@ -187,7 +187,7 @@ def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
     runs = [{**row, "variant": "speedrun", "minutes": m, "seed": s, "train_minutes": m, "val_bits_per_byte": v}
             for m, s, v in ((4.2, 1337, 2.1), (4.2, 1338, 2.3), (2.0, 1337, 2.5), (5.0, 1337, 1.0))]
     assert half_time({"results": [gpt2, *runs]}) == (
-        "Given half of gpt2's time or less (`python quality.py --variants=speedrun --minutes=4.2`), speedrun's "
-        "validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: 2.200 ± 0.141 (2 seeds) "
-        "against gpt2's 2.200 (1 seed).\n")
+        "Given at most half of gpt2's time, its schedule fitted to it (`python quality.py --variants=speedrun --seeds=3 "
+        "--minutes=M`), speedrun's validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: "
+        "2.200 ± 0.141 (2 seeds) against 2.200 (1 seed).\n")
     assert half_time({"results": [gpt2, runs[3]]}) == "" and half_time({"results": runs}) == ""
