@@ -56,7 +56,7 @@ OPTIONS = {
     "gradient_accumulation_steps": (1, "batches per optimizer step", "[1, inf)"),
     "max_iters": ("auto", "optimizer steps (auto: 300 from pretrained weights, beyond which they overfit; 1200 from scratch)",
                   "auto or int [1, inf)"),
-    "learning_rate": ("auto", "peak learning rate (auto: 1e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)",
+    "learning_rate": ("auto", "peak learning rate (auto: 2e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)",
                       "auto or float (0, inf)"),
     "min_lr": ("auto", "final learning rate (auto: a tenth of the peak)", "auto or float [0, inf)"),
     "warmup_iters": (50, "steps of linear warm-up", "[0, inf)"),
@@ -95,7 +95,7 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
             raise UserError(f"{path} is an input of this run and would be written over by it: choose another --out_dir")
     writable_folder(out_dir)
     if config["learning_rate"] == "auto":
-        config["learning_rate"] = 2e-3 if config["lora"] or scratch else 1e-4  # chosen on the validation sets: docs/notebook.md
+        config["learning_rate"] = 2e-3 if config["lora"] or scratch else 2e-4  # chosen on the validation sets: docs/notebook.md
     if config["max_iters"] == "auto":
         config["max_iters"] = AUTO_STEPS["scratch" if scratch else "pretrained"]
     if config["min_lr"] == "auto":

@@ -39,7 +39,7 @@ OPTIONS = {
     # optimisation
     "batch_size": (8, "sequences per micro-batch", "[1, inf)"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),
-    "max_iters": (1200, "optimizer steps", "[1, inf)"),
+    "max_iters": (2400, "optimizer steps", "[1, inf)"),
     "time": ("", "train for this long instead (90s, 10m, 1.5h): the step count is fitted from the first steps' time",
              DURATION),
     "learning_rate": (2e-3, "peak learning rate", "(0, inf)"),

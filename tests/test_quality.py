@@ -48,8 +48,8 @@ def test_corpora_are_split_before_anything_runs(tmp_path):
 
 def test_variant_groups_and_names():
     """Every built-in variant is GPT-2's recipe written out (so that it stays put when pretrain.py's
-    defaults move) and its changes; pretrain.py's default is the speedrun recipe; your own variant
-    is pretrain.py's defaults and its options."""
+    defaults move) and its changes; pretrain.py's default is the speedrun recipe at twice its
+    length; your own variant is pretrain.py's defaults and its options."""
     from cli import parse_args
     from pretrain import OPTIONS
     from quality import CHANGES, GPT2, KEPT, SPEEDRUN, variants
@@ -60,7 +60,7 @@ def test_variant_groups_and_names():
     parsed = {name: parse_args(OPTIONS, "", "", argv=flags)[0] for name, flags in {**alone, **without}.items()}
     gpt2 = {"n_layer": 4, "n_embd": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 2e-3, "rope": False,
              "muon": False, "logit_cap": 0.0}
-    assert {k: parsed["gpt2"][k] for k in gpt2} == gpt2 and parsed["speedrun"] == parsed["default"]
+    assert {k: parsed["gpt2"][k] for k in gpt2} == gpt2 and parsed["speedrun"] == {**parsed["default"], "max_iters": 1200}
     assert (parsed["nanogpt"]["n_embd"], parsed["nanogpt"]["block_size"], parsed["nanogpt"]["rope"]) == (128, 64, False)
     assert parsed["all"]["muon"] and parsed["all"]["batch_size"] == 8 and parsed["all"]["logit_cap"] == 15
     speedrun = parsed["speedrun"]

@@ -50,10 +50,10 @@ OPTIONS = {
     "strangers": (TAUGHT_STRANGERS, "people the world never mentions asked about in the instruction data "
                   "(reply: I don't know)",
                   "[0, inf)"),
-    "behaviour_repeats": (4, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
+    "behaviour_repeats": (8, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
-    "harmless_repeats": ("auto", "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
-                         "(auto: --behaviour_repeats)", "auto or int [0, inf)"),
+    "harmless_repeats": (12, "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
+                         "(auto: --behaviour_repeats; 12 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
     "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
                           "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -552,9 +552,9 @@ def by_kind(rows: list[dict]) -> dict:
 
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
-             sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 4,
+             sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 8,
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = None,
+             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = 12,
              paired_lookalikes: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
