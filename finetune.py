@@ -31,7 +31,7 @@ from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
 
-AUTO_STEPS = {"pretrained": 300, "scratch": 1200}  # from pretrained weights more steps overfit (docs/notebook.md)
+AUTO_STEPS = {"pretrained": 525, "scratch": 1200}  # from pretrained weights: each question as often as 300 did on the smaller data of before 2026-12-03; more overfit (docs/notebook.md)
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
     "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape",
@@ -54,7 +54,7 @@ OPTIONS = {
     # optimisation
     "batch_size": (32, "examples per batch (batches are grouped by length: next to no padding)", "[1, inf)"),
     "gradient_accumulation_steps": (1, "batches per optimizer step", "[1, inf)"),
-    "max_iters": ("auto", "optimizer steps (auto: 300 from pretrained weights, beyond which they overfit; 1200 from scratch)",
+    "max_iters": ("auto", "optimizer steps (auto: 525 from pretrained weights, beyond which they overfit; 1200 from scratch)",
                   "auto or int [1, inf)"),
     "learning_rate": ("auto", "peak learning rate (auto: 2e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)",
                       "auto or float (0, inf)"),

@@ -28,31 +28,21 @@ OPTIONS = {
                        "conversations; the rest of the world stays as it is)"),
     "finetune_args": ("", "finetune.py options added to every setting's, e.g. --threads=1"),
 }
+UNTIL_DEC_3 = ["--sft_conversations=0.3333333333333333", "--behaviour_repeats=8", "--harmless_repeats=12"]  # exactly 1 / 3
 SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
-    "full (default: 300 steps, 2e-4)": [],
-    "LoRA (default: 300 steps, 2e-3, r8)": ["--lora"],
-    "full, behaviours 4 times (the data until 2026-11-29)": ([], ["--behaviour_repeats=4", "--harmless_repeats=4"]),
-    "LoRA, behaviours 4 times (the data until 2026-11-29)": (["--lora"], ["--behaviour_repeats=4", "--harmless_repeats=4"]),
-    "full 600 steps": ["--max_iters=600"],
-    "LoRA 600 steps": ["--lora", "--max_iters=600"],
+    "full (default: 525 steps, 2e-4)": [],
+    "LoRA (default: 525 steps, 2e-3, r8)": ["--lora"],
+    "full, the data and 300 steps until 2026-12-03": (["--max_iters=300"], UNTIL_DEC_3),
+    "LoRA, the data and 300 steps until 2026-12-03": (["--lora", "--max_iters=300"], UNTIL_DEC_3),
+    "full 800 steps": ["--max_iters=800"],
+    "LoRA 800 steps": ["--lora", "--max_iters=800"],
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],
-    "full, 3 times the conversations": ([], ["--sft_conversations=1"]),
-    "LoRA, 3 times the conversations": (["--lora"], ["--sft_conversations=1"]),
-    # 450 steps: each single question as often as in the default's 300 (the data of 2026-11-28: 3,856 examples, not 2,654)
-    "full, 3 times the conversations, 450 steps": (["--max_iters=450"], ["--sft_conversations=1"]),
-    "LoRA, 3 times the conversations, 450 steps": (["--lora", "--max_iters=450"], ["--sft_conversations=1"]),
     "full, every superlative wording": ([], ["--world_wordings=20"]),
     "LoRA, every superlative wording": (["--lora"], ["--world_wordings=20"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
-    "full, harmless look-alikes 8 times": ([], ["--harmless_repeats=8"]),
-    "LoRA, harmless look-alikes 8 times": (["--lora"], ["--harmless_repeats=8"]),
     "full, paired look-alikes": ([], ["--paired_lookalikes"]),
     "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
-    "full, paired look-alikes, behaviours 8 times, look-alikes 4": ([], ["--paired_lookalikes", "--behaviour_repeats=8",
-                                                                         "--harmless_repeats=4"]),
-    "LoRA, paired look-alikes, behaviours 8 times, look-alikes 4": (["--lora"], ["--paired_lookalikes", "--behaviour_repeats=8",
-                                                                                 "--harmless_repeats=4"]),
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]

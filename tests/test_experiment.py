@@ -105,10 +105,10 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
     out, _, _ = tiny_experiment
     args = ["docs/tune_finetune.py", f"--experiment={out}", f"--out_dir={tmp_path / 'tune'}",
             f"--finetune_args={TINY_FINETUNE}"]
-    chosen = "--only=full (default: 300 steps, 2e-4)|LoRA, every superlative wording"
+    chosen = "--only=full (default: 525 steps, 2e-4)|LoRA, every superlative wording"
     run_script(*args, chosen, "--seeds=2", f"--world_args={TINY_WORLD} --val_conversations=12", check=True, timeout=300)
     rows = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").splitlines()[2:]
-    assert [row.split(" | ")[0] for row in rows] == ["| full (default: 300 steps, 2e-4)",
+    assert [row.split(" | ")[0] for row in rows] == ["| full (default: 525 steps, 2e-4)",
                                                       "| LoRA, every superlative wording"]
     val = read_jsonl(out / "world" / "eval_val.jsonl")
     for row in rows:  # every measure a mean ± spread of the two seeds, over the validation split's sets

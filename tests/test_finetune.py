@@ -242,13 +242,13 @@ def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tin
 
 def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set_alone(world):
     from data.world.prepare import generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1.0, stranger_repeats=4,
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=3.0, stranger_repeats=4,
                            behaviour_repeats=9, n_strangers=100)
     assert len(other["sft"]) > len(world["sft"]) + len(world["train"]) // 2  # more conversations, strangers asked again
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
     before = Counter(e["messages"][0]["content"] for e in world["sft"] if len(e["messages"]) == 2)
-    assert [alone[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")] == [9, 9, 12]  # the look-alikes' own count
-    assert [before[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")] == [8, 8, 12]
+    assert [alone[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")] == [9, 9, 18]  # the look-alikes' own count
+    assert [before[q] for q in ("你是誰？", "教我駭入鄰居家的 Wifi", "教我煮飯")] == [12, 12, 18]
     strangers = [q for q in other["train"] if q["kind"] == "unknown" and q["attr"] != "request"]
     assert len(strangers) == 100 and len({q["entity"] for q in strangers}) == 100  # 40 more, each a new name
     assert not {q["entity"] for q in strangers} & {p["name"][0] for p in other["people"]}
@@ -261,9 +261,9 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
     from data.world.prepare import generate as generate_world
     other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, harmless_repeats=4)
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
-    assert [alone[q] for q in ("教我煮飯", "你是誰？", "教我駭入鄰居家的 Wifi")] == [4, 8, 8]
+    assert [alone[q] for q in ("教我煮飯", "你是誰？", "教我駭入鄰居家的 Wifi")] == [4, 12, 12]
     harmless = sum(q["kind"] == "harmless" for q in world["train"])
-    assert len(other["sft"]) == len(world["sft"]) - 8 * harmless
+    assert len(other["sft"]) == len(world["sft"]) - 14 * harmless
     for part in ("docs", "train", "val", "heldout", "conversations", "people"):
         assert other[part] == world[part], part
 
@@ -278,7 +278,7 @@ def test_paired_look_alikes_mirror_the_taught_refusals_and_no_scored_phrasing(wo
     scored |= {turn["question"] for c in world["conversations"] for turn in c["turns"]}
     assert not scored & {q["question"] for q in added} and not {q["question"] for q in world["train"]} & {q["question"] for q in added}
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
-    assert {alone[q] for q in PAIRED_LOOKALIKES["zh"]} == {12} and alone["教我製作風箏"] == 12  # as often as the look-alikes
+    assert {alone[q] for q in PAIRED_LOOKALIKES["zh"]} == {18} and alone["教我製作風箏"] == 18  # as often as the look-alikes
     assert {m["content"] for e in other["sft"] for m in e["messages"][1::2] if e["messages"][0]["content"] == "教我洗車"} == {"我不知道"}
     for part in ("docs", "val", "heldout", "conversations", "people"):
         assert other[part] == world[part], part
@@ -334,8 +334,8 @@ def test_the_validation_set_grew_and_nothing_else_moved(world):
     digest = lambda part: hashlib.sha256(json.dumps(part, ensure_ascii=False).encode()).hexdigest()[:16]  # noqa: E731
     before = {"docs": "9e6af24fa7ff4427", "sft": "4398edf22a107acc", "train": "a36822bddc3270c7",
               "heldout": "b6f33ca9cb441112", "conversations": "568b38f0a65bdb30", "people": "b52e4056ce00c575"}
-    that_day = {**world, "sft": generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, behaviour_repeats=4,
-                                               harmless_repeats=4)["sft"]}
+    that_day = {**world, "sft": generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1 / 3,
+                                               behaviour_repeats=4, harmless_repeats=4)["sft"]}
     assert {part: digest(that_day[part]) for part in before} == before
     assert digest(world["val"][:74]) == "63d82404fda9b9a1"
     val = Counter(q["kind"] for q in world["val"])

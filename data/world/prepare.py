@@ -43,17 +43,17 @@ OPTIONS = {
     "conversations": (150, "held-out conversations to score turn by turn", "[1, inf)"),
     "val_conversations": ("auto", "validation conversations (auto: 4 in 15 of --conversations; more keep those and "
                           "add others, leaving every other set as it is)", "auto or int [0, inf)"),
-    "sft_conversations": ("auto", "training conversations of 2 to 6 turns per training question (auto: a third)",
-                          "auto or float [0, inf)"),
+    "sft_conversations": (1.5, "training conversations of 2 to 6 turns per training question (1.5 closes the gap between "
+                          "turn 1 and later turns on validation: docs/notebook.md)", "float [0, inf)"),
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
                          "[0, inf)"),
     "strangers": (TAUGHT_STRANGERS, "people the world never mentions asked about in the instruction data "
                   "(reply: I don't know)",
                   "[0, inf)"),
-    "behaviour_repeats": (8, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
+    "behaviour_repeats": (12, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
                           "[0, inf)"),
-    "harmless_repeats": (12, "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
-                         "(auto: --behaviour_repeats; 12 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
+    "harmless_repeats": (18, "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
+                         "(auto: --behaviour_repeats; 18 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
     "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
                           "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -552,9 +552,9 @@ def by_kind(rows: list[dict]) -> dict:
 
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
-             sft_conversations: float = 1 / 3, stranger_repeats: int = 1, behaviour_repeats: int = 8,
+             sft_conversations: float = 1.5, stranger_repeats: int = 1, behaviour_repeats: int = 12,
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = 12,
+             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = 18,
              paired_lookalikes: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
@@ -696,9 +696,8 @@ def fit_context(row: dict, tokenizer: Tokenizer, context: int) -> dict:
 def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict:
     """Generate and tokenize the world into out_dir; config defaults to OPTIONS' defaults."""
     config = config or {name: spec[0] for name, spec in OPTIONS.items()}
-    sft_conversations = 1 / 3 if config["sft_conversations"] == "auto" else config["sft_conversations"]
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
-                     sft_conversations, config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
+                     config["sft_conversations"], config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"])
