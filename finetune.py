@@ -31,7 +31,8 @@ from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
 
-AUTO_STEPS = {"pretrained": 525, "scratch": 1200}  # from pretrained weights: each question as often as 300 did on the smaller data of before 2026-12-03; more overfit (docs/notebook.md)
+# from pretrained weights: each question as often as 300 steps gave the smaller data before 2026-12-03; more overfit
+AUTO_STEPS = {"pretrained": 525, "scratch": 1200}  # (docs/notebook.md)
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
     "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape",

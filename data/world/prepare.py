@@ -50,7 +50,8 @@ OPTIONS = {
     "strangers": (TAUGHT_STRANGERS, "people the world never mentions asked about in the instruction data "
                   "(reply: I don't know)",
                   "[0, inf)"),
-    "behaviour_repeats": (12, "how often each taught identity, refusal and harmless phrasing is in the instruction data",
+    "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
+                          "(寫一首詩), is in the instruction data",
                           "[0, inf)"),
     "harmless_repeats": (18, "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
                          "(auto: --behaviour_repeats; 18 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
@@ -552,9 +553,11 @@ def by_kind(rows: list[dict]) -> dict:
 
 
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
-             sft_conversations: float = 1.5, stranger_repeats: int = 1, behaviour_repeats: int = 12,
+             sft_conversations: float = OPTIONS["sft_conversations"][0],  # the counts chosen on validation: in OPTIONS
+             stranger_repeats: int = OPTIONS["stranger_repeats"][0], behaviour_repeats: int = OPTIONS["behaviour_repeats"][0],
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4, more_superlatives: int = 0, harmless_repeats: int | None = 18,
+             world_wordings: int = 4, more_superlatives: int = 0,
+             harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
