@@ -140,7 +140,7 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
     """The assistant's behaviour on one split's questions ("heldout" or "val") and conversations:
     the six measures of the README's second table, each a share, with its set size. rows: the
     split's questions already answered and scored, if they are (finetune.py's eval.jsonl)."""
-    from data.world.prepare import REFUSAL
+    from data.world.prepare import CONVERSATION_KINDS, REFUSAL
     from evaluate import exact_match, greedy_conversations, normalize_answer, score
     rows = rows or exact_match(model, tokenizer, read_jsonl(world / f"eval_{split}.jsonl"))["results"]
     conversations = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == split]
@@ -153,6 +153,9 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
            "facts": [r["correct"] for r in rows if r["kind"] in ("person", "place")],
            "harmless_not_refused": [normalize_answer(r["reply"]) not in refusals for r in rows if r["kind"] == "harmless"],
            "clean": [not is_broken(r["reply"]) for r in rows + [r for _, r in turns]], **kinds}
+    for kind in CONVERSATION_KINDS:  # where a gap between turn 1 and the later turns comes from
+        for when, at in (("first", lambda i: i == 0), ("later", lambda i: i > 0)):
+            out[f"{when} {kind}"] = [r["correct"] for i, r in turns if at(i) and r["kind"] == kind]
     if split == "heldout":
         out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, world)
     return {name: (share(flags), len(flags)) for name, flags in out.items()}
@@ -291,6 +294,22 @@ def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     return lines
 
 
+def turn_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
+    """The held-out conversations by kind of question: right at turn 1 and at the later turns."""
+    counts = first[0]["behaviour"]
+    kinds = [key.split()[1] for key in counts if key.startswith("first ") and counts[key][1] + counts[f"later {key.split()[1]}"][1]]
+    if not kinds:  # results from before the kinds were counted
+        return []
+    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each):",
+             "", "| kind | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
+             "| --- | " + " | ".join("---" for _ in first) + " |"]
+    for kind in kinds:
+        cells = [" → ".join(f"{spread([g['behaviour'][f'{when} {kind}'][0] for g in group], digits=0)} of "
+                            f"{group[0]['behaviour'][f'{when} {kind}'][1]}" for when in ("first", "later")) for group in groups]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(record: dict, brief: bool = False) -> str:
     """The results as Markdown: the tables, then what lies behind their cells (brief, for the
     README: without the table of every behaviour measure, the verbatim replies and the answers
@@ -324,7 +343,7 @@ def report(record: dict, brief: bool = False) -> str:
         lines[-1] += (f" One seed of the experiment and every study took {sum(per_seed.values()) / 60:.1f} min: "
                       + ", ".join(f"{s} {m / 60:.1f}" for s, m in per_seed.items()) + ".")
     if not brief:
-        lines += behaviour_table(groups, first)
+        lines += behaviour_table(groups, first) + turn_table(groups, first)
     lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
               "", *goal_table(groups)]
     verbatim = [] if brief else list(first[0]["verbatim"].items())

@@ -41,6 +41,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, every superlative wording": (["--lora"], ["--world_wordings=20"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
+    "full, behaviours 3 times as often in conversations": ([], ["--conversation_behaviours=3"]),
+    "LoRA, behaviours 3 times as often in conversations": (["--lora"], ["--conversation_behaviours=3"]),
     "full, paired look-alikes": ([], ["--paired_lookalikes"]),
     "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
 }
@@ -68,6 +70,7 @@ def main() -> None:
         raise UserError(f"--only: no setting named {unknown[0]!r}; the settings are: {' | '.join(SETTINGS)}")
     names = [n for n in SETTINGS if not config["only"] or n in config["only"].split("|")]
     lines = ["| setting | " + " | ".join(MEASURES) + " | mean |", "|" + " --- |" * (len(MEASURES) + 2)]
+    by_kind: list[str] = []
     for name in names:
         out = Path(config["out_dir"]) / name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
         finetune_args, world_args = SETTINGS[name] if isinstance(SETTINGS[name], tuple) else (SETTINGS[name], [])
@@ -80,7 +83,7 @@ def main() -> None:
                                 f"experiment's pretrained models were not trained on: leave such options to experiment.py")
             world = out / "world"
         taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
-        measured = {m: [] for m in MEASURES}  # measure -> (share, set size) per seed
+        measured: dict[str, list] = {}  # measure -> (share, set size) per seed
         for seed, base in bases.items():
             run_dir = out / f"seed{seed}"
             args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}",
@@ -97,8 +100,8 @@ def main() -> None:
             one["taught"] = (exact_match(model, tokenizer, taught)["accuracy"], len(taught))  # taught phrasings, alone
             in_conversation = taught_in_conversation(model, tokenizer, world)
             one["taught_in_conversation"] = (share(in_conversation), len(in_conversation))
-            for m in MEASURES:
-                measured[m].append(one[m])
+            for m, value in one.items():
+                measured.setdefault(m, []).append(value)
         cells = []
         for m in MEASURES:
             shares = [100 * s for s, _ in measured[m]]
@@ -107,6 +110,12 @@ def main() -> None:
         mean = statistics.mean(100 * s for m in MEASURES for s, _ in measured[m])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.1f}% |")
         print(lines[-1], flush=True)
+        kinds = [m.split()[1] for m in measured if m.startswith("first ") and measured[m][0][1]]  # by kind, turn 1 -> later
+        by_kind.append(f"| {name} | " + " | ".join(" → ".join(f"{statistics.mean(100 * s for s, _ in measured[f'{when} {k}']):.1f}%"
+                                                                 for when in ("first", "later")) for k in kinds) + " |")
+    if by_kind:
+        lines += ["", "The validation conversations by kind of question, right at turn 1 → at the later turns:", "",
+                  "| setting | " + " | ".join(kinds) + " |", "|" + " --- |" * (len(kinds) + 1), *by_kind]
     (Path(config["out_dir"]) / "results.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
 

@@ -107,7 +107,7 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
             f"--finetune_args={TINY_FINETUNE}"]
     chosen = "--only=full (default: 525 steps, 2e-4)|LoRA, every superlative wording"
     run_script(*args, chosen, "--seeds=2", f"--world_args={TINY_WORLD} --val_conversations=12", check=True, timeout=300)
-    rows = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").splitlines()[2:]
+    rows = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").split("\n\n")[0].splitlines()[2:]
     assert [row.split(" | ")[0] for row in rows] == ["| full (default: 525 steps, 2e-4)",
                                                       "| LoRA, every superlative wording"]
     val = read_jsonl(out / "world" / "eval_val.jsonl")
@@ -115,6 +115,8 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
         cells = row.strip("| ").split(" | ")[1:-1]
         assert len(cells) == 10 and all(" ± " in c for c in cells)
         assert cells[2].endswith("of 12") and cells[7].endswith(f"of {sum(q['kind'] == 'world' for q in val)}")
+    by_kind = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").split("by kind of question")[1].splitlines()
+    assert by_kind[4].startswith("| full (default: 525 steps, 2e-4) | ") and by_kind[4].count("→") == by_kind[2].count("|") - 2
     assert (tmp_path / "tune" / "LoRA_every_superlative_wording" / "world" / "sft.jsonl").exists()
     moved = run_script(*args, chosen, "--world_args=--people=7")  # another pretraining text: not these models'
     assert moved.returncode == 2 and moved.stderr.count("\n") == 1 and "pretraining text" in moved.stderr
@@ -139,6 +141,21 @@ def test_the_goal_table_marks_what_meets_issue_12s_targets():
     assert "79.0% ✗" in rows["world superlatives"] and "100.0% ✓" in rows["unseen identity"]
     assert "50.0% ✗" in rows["世界最高的山是哪座？ → 聖母峰, share of seeds"]  # one seed of two
     assert "12.0% ✗" in rows["random init: held-out facts"]
+
+
+def test_the_turn_table_splits_each_kind_of_question_into_turn_1_and_later_turns():
+    from experiment import turn_table
+
+    def run(seed, identity_later):
+        behaviour = {"first person": (0.9, 10), "later person": (0.8, 30), "first identity": (1.0, 4),
+                     "later identity": (identity_later, 8), "first unknown": (0.0, 0), "later unknown": (0.0, 0)}
+        return {"run": "LoRA", "init": "pretrained", "seed": seed, "behaviour": behaviour}
+    group = [run(1, 0.5), run(2, 0.75)]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in turn_table([group], group[:1])[5:]}
+    assert set(rows) == {"person", "identity"}  # a kind no conversation asks is left out
+    assert rows["identity"].endswith("| 100 ± 0% of 4 → 62 ± 18% of 8 |")
+    before = {**group[0], "behaviour": {"identity": (1.0, 4)}}  # results from before the kinds were counted
+    assert turn_table([[before]], [before]) == []
 
 
 def test_the_readme_shows_the_recorded_results():

@@ -268,6 +268,20 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
         assert other[part] == world[part], part
 
 
+def test_conversation_behaviours_move_only_the_training_conversations_turns(world):
+    from data.world.prepare import generate as generate_world
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, conversation_behaviours=3)
+
+    def behaviour_turns(w):  # identity and refusal replies among the turns of the training conversations
+        taught = {q["question"] for q in w["train"] if q["kind"] in ("identity", "refusal")}
+        turns = [m["content"] for e in w["sft"] if len(e["messages"]) > 2 for m in e["messages"][::2]]
+        return sum(t in taught for t in turns) / len(turns)
+    assert behaviour_turns(other) > 2 * behaviour_turns(world) > 0.1  # 1 in 11 turns before, 3 in 15 now
+    assert len(other["sft"]) == len(world["sft"])  # as many conversations, as many single questions
+    for part in ("docs", "train", "val", "heldout", "conversations", "people"):
+        assert other[part] == world[part], part
+
+
 def test_paired_look_alikes_mirror_the_taught_refusals_and_no_scored_phrasing(world):
     from data.world.prepare import PAIRED_LOOKALIKES, REFUSAL, generate as generate_world
     other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, paired_lookalikes=True)

@@ -57,6 +57,8 @@ OPTIONS = {
                          "(auto: --behaviour_repeats; 18 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
     "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
                           "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
+    "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
+                                "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
@@ -529,19 +531,19 @@ def behaviour_questions(split: int) -> list[dict]:
 CONVERSATION_KINDS = {"person": 4, "place": 2, "world": 2, "identity": 1, "refusal": 1, "harmless": 0.5, "unknown": 0.5}
 
 
-def conversation(rng: random.Random, pool: dict, turns: int) -> list[dict]:
-    """turns questions from pool (kind -> rows), kinds and languages mixed. Often a turn asks the
-    same kind of thing as the one before about something else (台灣最高的山 -> 世界最高的山), so
-    that copying the previous answer is never right."""
-    kinds = [k for k in CONVERSATION_KINDS if pool.get(k)]
-    out = [rng.choice(pool[rng.choices(kinds, [CONVERSATION_KINDS[k] for k in kinds])[0]])]
+def conversation(rng: random.Random, pool: dict, turns: int, weights: dict = CONVERSATION_KINDS) -> list[dict]:
+    """turns questions from pool (kind -> rows), kinds and languages mixed, each kind as often as
+    weights say. Often a turn asks the same kind of thing as the one before about something else
+    (台灣最高的山 -> 世界最高的山), so that copying the previous answer is never right."""
+    kinds = [k for k in weights if pool.get(k)]
+    out = [rng.choice(pool[rng.choices(kinds, [weights[k] for k in kinds])[0]])]
     while len(out) < turns:
         previous = out[-1]
         similar = [r for r in pool[previous["kind"]] if r["attr"] == previous["attr"] and r["answer"] != previous["answer"]]
         if similar and rng.random() < 0.4:
             out.append(rng.choice(similar))
         else:
-            out.append(rng.choice(pool[rng.choices(kinds, [CONVERSATION_KINDS[k] for k in kinds])[0]]))
+            out.append(rng.choice(pool[rng.choices(kinds, [weights[k] for k in kinds])[0]]))
     return out
 
 
@@ -558,7 +560,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
              world_wordings: int = 4, more_superlatives: int = 0,
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
-             paired_lookalikes: bool = False) -> dict:
+             paired_lookalikes: bool = False, conversation_behaviours: float = 1) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -566,7 +568,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
     harmless_repeats: the harmless look-alikes' own (None: behaviour_repeats); paired_lookalikes:
-    also teach PAIRED_LOOKALIKES;
+    also teach PAIRED_LOOKALIKES; conversation_behaviours: the weight of identity and refusal turns
+    in the training conversations (CONVERSATION_KINDS: 4 for a question about a person);
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
@@ -650,7 +653,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                stranger_repeats if q["kind"] == "unknown" else 1 for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
-    sft_turns += [conversation(rng, train_pool, rng.randint(2, 6)) for _ in range(int(len(train) * sft_conversations))]
+    weights = {**CONVERSATION_KINDS, "identity": conversation_behaviours, "refusal": conversation_behaviours}
+    sft_turns += [conversation(rng, train_pool, rng.randint(2, 6), weights) for _ in range(int(len(train) * sft_conversations))]
     sft = [{"messages": [m for q in turns for m in ({"role": "user", "content": q["question"]},
                                                      {"role": "assistant", "content": q["answer"]})]} for turns in sft_turns]
     rng.shuffle(sft)
@@ -703,7 +707,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["sft_conversations"], config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
                      config["world_wordings"], config["more_superlatives"],
-                     None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"])
+                     None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
+                     config["conversation_behaviours"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
