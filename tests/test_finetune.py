@@ -304,6 +304,8 @@ def test_more_validation_conversations_keep_the_first_and_every_other_set(world)
     sets = [[c for c in w["conversations"] if c["set"] == "val"] for w in (world, more)]
     assert len(sets[0]) == 40 and len(sets[1]) == 200 and sets[1][:40] == sets[0]
     assert len({json.dumps(c, ensure_ascii=False) for c in sets[1]}) > 150  # new ones, not the 40 again
+    phrasings = [{t["question"] for c in s for t in c["turns"] if t["kind"] == "identity"} for s in (sets[0], sets[1][40:])]
+    assert len(phrasings[0]) <= 4 < 12 < len(phrasings[1])  # the new ones ask every validation phrasing, not 4
     assert [c for c in more["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]
     for part in ("docs", "sft", "train", "val", "heldout", "people"):
         assert more[part] == world[part], part

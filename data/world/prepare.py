@@ -675,7 +675,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             turns = rng.sample(facts, rng.randint(1, 3))
             turns.insert(rng.randint(1, len(turns)), q)
             conversations.append({"set": "taught", "turns": turns})
-    conversations += [{"set": "val", "turns": conversation(rng, val_pool, rng.randint(2, 6))}  # more: after all the rest
+    more_pool = by_kind([q for q in val + more_val if q["kind"] != "harmless"])  # every validation phrasing, not 4
+    conversations += [{"set": "val", "turns": conversation(rng, more_pool, rng.randint(2, 6))}  # more: after all the rest
                       for _ in range(n_val - usual)]
     val += more_val
     people = [{**p, "split": split} for split, group in (("train", ft_people), ("val", val_people), ("heldout", heldout_people))
