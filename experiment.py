@@ -420,8 +420,9 @@ def main() -> None:
             walls[f"{name} {init} {seed}"], reused = finetune(
                 f"seed {seed}, {name} fine-tuning from {init} weights", run_dir, base_path, world / "sft.jsonl",
                 world / "eval_heldout.jsonl", seed, flags, config)
-            measured = run_dir / "measures.json"  # a reused run's measures too, if they used the same sets
-            sets = reuse_key("measure", [], [world / f for f in ("eval_train.jsonl", "eval_val.jsonl", "eval_conversations.jsonl")])
+            measured = run_dir / "measures.json"  # a reused run's measures too, if the same sets and code made them
+            sets = reuse_key("measure", [], [*(world / f for f in ("eval_train.jsonl", "eval_val.jsonl", "eval_conversations.jsonl")),
+                                             Path(__file__), ROOT / "evaluate.py"])
             if not (reused and measured.exists() and json.loads(measured.read_text(encoding="utf-8")).get("sets") == sets):
                 print(f"measuring {run_dir} ...", flush=True)
                 t0 = time.perf_counter()

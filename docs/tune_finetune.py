@@ -111,8 +111,8 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.1f}% |")
         print(lines[-1], flush=True)
         kinds = [m.split()[1] for m in measured if m.startswith("first ") and measured[m][0][1]]  # by kind, turn 1 -> later
-        by_kind.append(f"| {name} | " + " | ".join(" → ".join(f"{statistics.mean(100 * s for s, _ in measured[f'{when} {k}']):.1f}%"
-                                                                 for when in ("first", "later")) for k in kinds) + " |")
+        right = {m: statistics.mean(100 * s for s, _ in measured[m]) for m in measured}
+        by_kind.append(f"| {name} | " + " | ".join(f"{right[f'first {k}']:.1f}% → {right[f'later {k}']:.1f}%" for k in kinds) + " |")
     if by_kind:
         lines += ["", "The validation conversations by kind of question, right at turn 1 → at the later turns:", "",
                   "| setting | " + " | ".join(kinds) + " |", "|" + " --- |" * (len(kinds) + 1), *by_kind]
