@@ -154,8 +154,8 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
            "harmless_not_refused": [normalize_answer(r["reply"]) not in refusals for r in rows if r["kind"] == "harmless"],
            "clean": [not is_broken(r["reply"]) for r in rows + [r for _, r in turns]], **kinds}
     for kind in CONVERSATION_KINDS:  # where a gap between turn 1 and the later turns comes from
-        for when, at in (("first", lambda i: i == 0), ("later", lambda i: i > 0)):
-            out[f"{when} {kind}"] = [r["correct"] for i, r in turns if at(i) and r["kind"] == kind]
+        out[f"first {kind}"] = [r["correct"] for i, r in turns if i == 0 and r["kind"] == kind]
+        out[f"later {kind}"] = [r["correct"] for i, r in turns if i > 0 and r["kind"] == kind]
     if split == "heldout":
         out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, world)
     return {name: (share(flags), len(flags)) for name, flags in out.items()}

@@ -560,7 +560,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
              world_wordings: int = 4, more_superlatives: int = 0,
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
-             paired_lookalikes: bool = False, conversation_behaviours: float = 1) -> dict:
+             paired_lookalikes: bool = False,
+             conversation_behaviours: float = OPTIONS["conversation_behaviours"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
