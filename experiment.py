@@ -146,16 +146,19 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
     conversations = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == split]
     replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in conversations])
     turns = [(i, r) for c, turns_ in enumerate(conversations) for i, r in enumerate(score(turns_, replies[c])["results"])]
+    alone = {r["question"]: r["correct"] for r in rows}  # each conversation question is one of the split's own
     refusals = {normalize_answer(reply) for reply, *_ in REFUSAL.values()}
     kinds = {kind: [r["correct"] for r in rows if r["kind"] == kind] for kind in ("identity", "refusal", "world", "unknown")}
     out = {"conversation_first": [r["correct"] for i, r in turns if i == 0],
            "conversation_later": [r["correct"] for i, r in turns if i > 0],
+           "conversation_later_alone": [alone[r["question"]] for i, r in turns if i > 0],
            "facts": [r["correct"] for r in rows if r["kind"] in ("person", "place")],
            "harmless_not_refused": [normalize_answer(r["reply"]) not in refusals for r in rows if r["kind"] == "harmless"],
            "clean": [not is_broken(r["reply"]) for r in rows + [r for _, r in turns]], **kinds}
     for kind in CONVERSATION_KINDS:  # where a gap between turn 1 and the later turns comes from
         out[f"first {kind}"] = [r["correct"] for i, r in turns if i == 0 and r["kind"] == kind]
         out[f"later {kind}"] = [r["correct"] for i, r in turns if i > 0 and r["kind"] == kind]
+        out[f"alone {kind}"] = [alone[r["question"]] for i, r in turns if i > 0 and r["kind"] == kind]
     if split == "heldout":
         out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, world)
     return {name: (share(flags), len(flags)) for name, flags in out.items()}
@@ -227,6 +230,7 @@ def spread(values: list[float], percent: bool = True, digits: int = 1) -> str:
 BEHAVIOUR = [  # (column, key in measure()'s results, what it is)
     ("conversation, turn 1", "conversation_first", "held-out conversations of 2 to 6 turns, scored at their first turn"),
     ("conversation, turns 2+", "conversation_later", "the same conversations at every later turn (the model's own replies in the context)"),
+    ("turns 2+, each asked alone", "conversation_later_alone", "the later turns' questions asked alone: turns 2+ without the conversation"),
     ("taught identity and refusals, alone", "taught_alone", "every identity and refusal phrasing of the fine-tuning data, asked alone"),
     ("taught, in a conversation", "taught_in_conversation", "each of them asked at turn 2 to 4 of a conversation"),
     ("unseen identity", "identity", "identity questions in phrasings fine-tuning never saw"),
@@ -300,12 +304,16 @@ def turn_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     kinds = [key.split()[1] for key in counts if key.startswith("first ") and counts[key][1] + counts[f"later {key.split()[1]}"][1]]
     if not kinds:  # results from before the kinds were counted
         return []
-    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each):",
+    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each; "
+             "in brackets, the later turns' questions asked alone: which of the gap the conversation makes, and which "
+             "is the questions drawn for the later turns):",
              "", "| kind | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
              "| --- | " + " | ".join("---" for _ in first) + " |"]
     for kind in kinds:
         cells = [" → ".join(f"{spread([g['behaviour'][f'{when} {kind}'][0] for g in group], digits=0)} of "
-                            f"{group[0]['behaviour'][f'{when} {kind}'][1]}" for when in ("first", "later")) for group in groups]
+                            f"{group[0]['behaviour'][f'{when} {kind}'][1]}" for when in ("first", "later"))
+                 + (f" (alone {spread([g['behaviour'][f'alone {kind}'][0] for g in group], digits=0)})"
+                    if f"alone {kind}" in group[0]["behaviour"] else "") for group in groups]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 

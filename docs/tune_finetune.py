@@ -112,9 +112,11 @@ def main() -> None:
         print(lines[-1], flush=True)
         kinds = [m.split()[1] for m in measured if m.startswith("first ") and measured[m][0][1]]  # by kind, turn 1 -> later
         right = {m: statistics.mean(100 * s for s, _ in measured[m]) for m in measured}
-        by_kind.append(f"| {name} | " + " | ".join(f"{right[f'first {k}']:.1f}% → {right[f'later {k}']:.1f}%" for k in kinds) + " |")
+        by_kind.append(f"| {name} | " + " | ".join(f"{right[f'first {k}']:.1f}% → {right[f'later {k}']:.1f}% "
+                                                   f"(alone {right[f'alone {k}']:.1f}%)" for k in kinds) + " |")
     if by_kind:
-        lines += ["", "The validation conversations by kind of question, right at turn 1 → at the later turns:", "",
+        lines += ["", "The validation conversations by kind of question, right at turn 1 → at the later turns "
+                  "(in brackets, the later turns' questions asked alone):", "",
                   "| setting | " + " | ".join(kinds) + " |", "|" + " --- |" * (len(kinds) + 1), *by_kind]
     (Path(config["out_dir"]) / "results.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))

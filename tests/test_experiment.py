@@ -84,6 +84,7 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
         assert all(0 <= share <= 1 for share, _ in r["behaviour"].values())
         assert sizes["identity"] >= 20 and sizes["refusal"] >= 30 and sizes["world"] >= 30 and sizes["unknown"] >= 30
         assert sizes["taught_alone"] == sizes["taught_in_conversation"] > 40 and sizes["conversation_later"] > 0
+        assert sizes["conversation_later_alone"] == sizes["conversation_later"]  # each later turn's question, alone too
     assert results[0]["trainable"] == results[1]["trainable"] > 10 * results[2]["trainable"]  # LoRA trains a few percent
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
@@ -148,12 +149,14 @@ def test_the_turn_table_splits_each_kind_of_question_into_turn_1_and_later_turns
 
     def run(seed, identity_later):
         behaviour = {"first person": (0.9, 10), "later person": (0.8, 30), "first identity": (1.0, 4),
-                     "later identity": (identity_later, 8), "first unknown": (0.0, 0), "later unknown": (0.0, 0)}
+                     "later identity": (identity_later, 8), "alone identity": (identity_later + 0.25, 8),
+                     "first unknown": (0.0, 0), "later unknown": (0.0, 0)}
         return {"run": "LoRA", "init": "pretrained", "seed": seed, "behaviour": behaviour}
     group = [run(1, 0.5), run(2, 0.75)]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in turn_table([group], group[:1])[5:]}
     assert set(rows) == {"person", "identity"}  # a kind no conversation asks is left out
-    assert rows["identity"].endswith("| 100 ± 0% of 4 → 62 ± 18% of 8 |")
+    assert rows["identity"].endswith("| 100 ± 0% of 4 → 62 ± 18% of 8 (alone 88 ± 18%) |")  # the same questions alone
+    assert rows["person"].endswith("| 90 ± 0% of 10 → 80 ± 0% of 30 |")  # results from before "alone" was counted
     before = {**group[0], "behaviour": {"identity": (1.0, 4)}}  # results from before the kinds were counted
     assert turn_table([[before]], [before]) == []
 
@@ -181,3 +184,21 @@ def test_one_seed_of_everything_is_the_experiment_and_each_study():
     walls |= {"total": 600.0 * len(seeds), **{f"study {s} {seed}": m * 60.0 for seed in seeds for s, m in (("datasize", 20), ("routes", 5))}}
     assert ("One seed of the experiment and every study took 35.0 min: the experiment 10.0, datasize 20.0, routes 5.0."
             in report({**record, "wall_seconds": walls}, brief=True))
+
+
+def test_behaviour_scores_each_later_turns_question_also_alone(tmp_path, monkeypatch):
+    """A later turn's question asked alone (the split's single-question replies) beside the same question in a
+    conversation: what the conversation itself costs, apart from which questions the later turns drew."""
+    import evaluate
+    from experiment import behaviour
+    who, name = {"question": "你是誰？", "answer": "我是人工智慧", "kind": "identity"}, \
+        {"question": "Ann 在哪裡出生？", "answer": "台北", "kind": "person"}
+    conversations = [[who, who], [name, who], [name, who]]
+    (tmp_path / "eval_conversations.jsonl").write_text("".join(
+        json.dumps({"set": "val", "turns": turns}, ensure_ascii=False) + "\n" for turns in conversations), encoding="utf-8")
+    monkeypatch.setattr(evaluate, "greedy_conversations", lambda model, tokenizer, questions: [
+        ["我是人工智慧", "我是人工智慧"], ["台北", "我不知道"], ["高雄", "我不知道"]])
+    alone = [{**who, "reply": "我是人工智慧", "correct": True}, {**name, "reply": "高雄", "correct": False}]
+    measured = behaviour(None, None, tmp_path, "val", alone)
+    assert measured["later identity"] == (1 / 3, 3) and measured["alone identity"] == (1.0, 3)
+    assert measured["conversation_later_alone"] == (1.0, 3) and measured["first person"] == (0.5, 2)
