@@ -280,6 +280,22 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
     return lines
 
 
+def gap_sources(groups: list[list[dict]]) -> list[str]:
+    """The turn gap split in two, for the pretrained runs: the later turns' own questions (asked alone, against
+    turn 1) and the conversation (the same questions in it, against alone). Mean points over seeds."""
+    pretrained = [g for g in groups if g[0]["init"] == "pretrained" and "conversation_later_alone" in g[0]["behaviour"]]
+    if not pretrained:  # results from before the later turns were asked alone
+        return []
+    points = {key: [statistics.mean(100 * r["behaviour"][key][0] for r in g) for g in pretrained]
+              for key in ("conversation_first", "conversation_later", "conversation_later_alone")}
+    return ["", "Where the turn gap comes from: the later turns' questions asked alone are right "
+            + " / ".join(f"{v:.1f}%" for v in points["conversation_later_alone"]) + " ("
+            + " / ".join(f"{a - f:+.1f}" for a, f in zip(points["conversation_later_alone"], points["conversation_first"]))
+            + " points from turn 1: the questions drawn), and in the conversation "
+            + " / ".join(f"{c - a:+.1f}" for c, a in zip(points["conversation_later"], points["conversation_later_alone"]))
+            + " points from alone (what the conversation costs), " + " / ".join(f"{g[0]['run']}" for g in pretrained) + "."]
+
+
 def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     """Every behaviour measure per run: the share right over seeds, the set's size, the validation score."""
     lines = ["", "The assistant's behaviour, on held-out sets written before any tuning: the share right, the set's "
@@ -353,7 +369,7 @@ def report(record: dict, brief: bool = False) -> str:
     if not brief:
         lines += behaviour_table(groups, first) + turn_table(groups, first)
     lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
-              "", *goal_table(groups)]
+              "", *goal_table(groups), *gap_sources(groups)]
     verbatim = [] if brief else list(first[0]["verbatim"].items())
     if verbatim:
         lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "

@@ -202,3 +202,15 @@ def test_behaviour_scores_each_later_turns_question_also_alone(tmp_path, monkeyp
     measured = behaviour(None, None, tmp_path, "val", alone)
     assert measured["later identity"] == (1 / 3, 3) and measured["alone identity"] == (1.0, 3)
     assert measured["conversation_later_alone"] == (1.0, 3) and measured["first person"] == (0.5, 2)
+
+
+def test_the_turn_gap_is_split_into_the_questions_drawn_and_the_conversation():
+    from experiment import gap_sources
+
+    def run(init, later, alone):
+        return {"run": "LoRA", "init": init, "behaviour": {"conversation_first": (0.80, 50), "conversation_later": (later, 80),
+                                                           "conversation_later_alone": (alone, 80)}}
+    groups = [[run("random", 0.1, 0.1)], [run("pretrained", 0.70, 0.75), run("pretrained", 0.72, 0.75)]]
+    line = gap_sources(groups)[1]
+    assert "right 75.0% (-5.0 points from turn 1" in line and "conversation -4.0 points from alone" in line  # -9 in all
+    assert gap_sources([[{"run": "full", "init": "pretrained", "behaviour": {}}]]) == []  # results from before
