@@ -304,6 +304,8 @@ def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
              "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
              "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
     for column, key, what in BEHAVIOUR:
+        if key not in first[0]["behaviour"]:  # results from before the measure was taken
+            continue
         cells = []
         for group in groups:
             cell = f"{spread([g['behaviour'][key][0] for g in group])} of {group[0]['behaviour'][key][1]:,}"
