@@ -286,14 +286,15 @@ def gap_sources(groups: list[list[dict]]) -> list[str]:
     pretrained = [g for g in groups if g[0]["init"] == "pretrained" and "conversation_later_alone" in g[0]["behaviour"]]
     if not pretrained:  # results from before the later turns were asked alone
         return []
-    points = {key: [statistics.mean(100 * r["behaviour"][key][0] for r in g) for g in pretrained]
-              for key in ("conversation_first", "conversation_later", "conversation_later_alone")}
-    return ["", "Where the turn gap comes from: the later turns' questions asked alone are right "
-            + " / ".join(f"{v:.1f}%" for v in points["conversation_later_alone"]) + " ("
-            + " / ".join(f"{a - f:+.1f}" for a, f in zip(points["conversation_later_alone"], points["conversation_first"]))
-            + " points from turn 1: the questions drawn), and in the conversation "
-            + " / ".join(f"{c - a:+.1f}" for c, a in zip(points["conversation_later"], points["conversation_later_alone"]))
-            + " points from alone (what the conversation costs), " + " / ".join(f"{g[0]['run']}" for g in pretrained) + "."]
+
+    def mean_points(key):
+        return [statistics.mean(100 * r["behaviour"][key][0] for r in group) for group in pretrained]
+    first, later, alone = (mean_points(k) for k in ("conversation_first", "conversation_later", "conversation_later_alone"))
+    drawn = " / ".join(f"{a - f:+.1f}" for a, f in zip(alone, first))
+    conversation = " / ".join(f"{c - a:+.1f}" for c, a in zip(later, alone))
+    return ["", "Where the turn gap comes from (" + " / ".join(g[0]["run"] for g in pretrained) + "): the later turns' "
+            f"questions asked alone are right {' / '.join(f'{a:.1f}%' for a in alone)} ({drawn} points from turn 1: the "
+            f"questions drawn), and in the conversation {conversation} points from alone (what the conversation costs)."]
 
 
 def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
@@ -322,16 +323,17 @@ def turn_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     kinds = [key.split()[1] for key in counts if key.startswith("first ") and counts[key][1] + counts[f"later {key.split()[1]}"][1]]
     if not kinds:  # results from before the kinds were counted
         return []
-    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each; "
-             "in brackets, the later turns' questions asked alone: which of the gap the conversation makes, and which "
-             "is the questions drawn for the later turns):",
+    alone = f"alone {kinds[0]}" in counts  # results from before the later turns were asked alone lack it
+    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each"
+             + ("; in brackets, the later turns' questions asked alone: how much of the gap the conversation makes, and "
+                "how much the questions drawn for the later turns" if alone else "") + "):",
              "", "| kind | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
              "| --- | " + " | ".join("---" for _ in first) + " |"]
     for kind in kinds:
         cells = [" → ".join(f"{spread([g['behaviour'][f'{when} {kind}'][0] for g in group], digits=0)} of "
                             f"{group[0]['behaviour'][f'{when} {kind}'][1]}" for when in ("first", "later"))
                  + (f" (alone {spread([g['behaviour'][f'alone {kind}'][0] for g in group], digits=0)})"
-                    if f"alone {kind}" in group[0]["behaviour"] else "") for group in groups]
+                    if alone else "") for group in groups]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 

@@ -148,7 +148,7 @@ def test_the_turn_table_splits_each_kind_of_question_into_turn_1_and_later_turns
     from experiment import turn_table
 
     def run(seed, identity_later):
-        behaviour = {"first person": (0.9, 10), "later person": (0.8, 30), "first identity": (1.0, 4),
+        behaviour = {"first person": (0.9, 10), "later person": (0.8, 30), "alone person": (0.9, 30), "first identity": (1.0, 4),
                      "later identity": (identity_later, 8), "alone identity": (identity_later + 0.25, 8),
                      "first unknown": (0.0, 0), "later unknown": (0.0, 0)}
         return {"run": "LoRA", "init": "pretrained", "seed": seed, "behaviour": behaviour}
@@ -156,7 +156,6 @@ def test_the_turn_table_splits_each_kind_of_question_into_turn_1_and_later_turns
     rows = {line.split(" | ")[0].lstrip("| "): line for line in turn_table([group], group[:1])[5:]}
     assert set(rows) == {"person", "identity"}  # a kind no conversation asks is left out
     assert rows["identity"].endswith("| 100 ± 0% of 4 → 62 ± 18% of 8 (alone 88 ± 18%) |")  # the same questions alone
-    assert rows["person"].endswith("| 90 ± 0% of 10 → 80 ± 0% of 30 |")  # results from before "alone" was counted
     before = {**group[0], "behaviour": {"identity": (1.0, 4)}}  # results from before the kinds were counted
     assert turn_table([[before]], [before]) == []
 
