@@ -292,9 +292,8 @@ def gap_sources(groups: list[list[dict]]) -> list[str]:
     first, later, alone = (mean_points(k) for k in ("conversation_first", "conversation_later", "conversation_later_alone"))
     drawn = " / ".join(f"{a - f:+.1f}" for a, f in zip(alone, first))
     conversation = " / ".join(f"{c - a:+.1f}" for c, a in zip(later, alone))
-    return ["", "Where the turn gap comes from (" + " / ".join(g[0]["run"] for g in pretrained) + "): the later turns' "
-            f"questions asked alone are right {' / '.join(f'{a:.1f}%' for a in alone)} ({drawn} points from turn 1: the "
-            f"questions drawn), and in the conversation {conversation} points from alone (what the conversation costs)."]
+    return ["", f"The turn gap ({' / '.join(g[0]['run'] for g in pretrained)}): the later turns' own questions {drawn} "
+            f"points (alone {' / '.join(f'{a:.1f}%' for a in alone)}), the conversation {conversation}."]
 
 
 def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
