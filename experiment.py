@@ -283,9 +283,7 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
 def gap_sources(groups: list[list[dict]]) -> list[str]:
     """The turn gap split in two, for the pretrained runs: the later turns' own questions (asked alone, against
     turn 1) and the conversation (the same questions in it, against alone). Mean points over seeds."""
-    pretrained = [g for g in groups if g[0]["init"] == "pretrained" and "conversation_later_alone" in g[0]["behaviour"]]
-    if not pretrained:  # results from before the later turns were asked alone
-        return []
+    pretrained = [g for g in groups if g[0]["init"] == "pretrained"]
 
     def mean_points(key):
         return [statistics.mean(100 * r["behaviour"][key][0] for r in group) for group in pretrained]
@@ -304,8 +302,6 @@ def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
              "| measure | what | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
              "| --- | --- | " + " | ".join("---" for _ in first) + " |"]
     for column, key, what in BEHAVIOUR:
-        if key not in first[0]["behaviour"]:  # results from before the measure was taken
-            continue
         cells = []
         for group in groups:
             cell = f"{spread([g['behaviour'][key][0] for g in group])} of {group[0]['behaviour'][key][1]:,}"
@@ -322,17 +318,15 @@ def turn_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     kinds = [key.split()[1] for key in counts if key.startswith("first ") and counts[key][1] + counts[f"later {key.split()[1]}"][1]]
     if not kinds:  # results from before the kinds were counted
         return []
-    alone = f"alone {kinds[0]}" in counts  # results from before the later turns were asked alone lack it
-    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each"
-             + ("; in brackets, the later turns' questions asked alone: how much of the gap the conversation makes, and "
-                "how much the questions drawn for the later turns" if alone else "") + "):",
+    lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each; "
+             "in brackets, the later turns' questions asked alone: how much of the gap the conversation makes, and how "
+             "much the questions drawn for the later turns):",
              "", "| kind | " + " | ".join(f"{r['run']}, {r['init']}" for r in first) + " |",
              "| --- | " + " | ".join("---" for _ in first) + " |"]
     for kind in kinds:
         cells = [" → ".join(f"{spread([g['behaviour'][f'{when} {kind}'][0] for g in group], digits=0)} of "
                             f"{group[0]['behaviour'][f'{when} {kind}'][1]}" for when in ("first", "later"))
-                 + (f" (alone {spread([g['behaviour'][f'alone {kind}'][0] for g in group], digits=0)})"
-                    if alone else "") for group in groups]
+                 + f" (alone {spread([g['behaviour'][f'alone {kind}'][0] for g in group], digits=0)})" for group in groups]
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 

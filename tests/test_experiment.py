@@ -212,4 +212,3 @@ def test_the_turn_gap_is_split_into_the_questions_drawn_and_the_conversation():
     groups = [[run("random", 0.1, 0.1)], [run("pretrained", 0.70, 0.75), run("pretrained", 0.72, 0.75)]]
     line = gap_sources(groups)[1]
     assert line.endswith("(LoRA): the later turns' own questions -5.0 points (alone 75.0%), the conversation -4.0.")  # -9
-    assert gap_sources([[{"run": "full", "init": "pretrained", "behaviour": {}}]]) == []  # results from before
