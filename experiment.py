@@ -146,19 +146,20 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
     conversations = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == split]
     replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in conversations])
     turns = [(i, r) for c, turns_ in enumerate(conversations) for i, r in enumerate(score(turns_, replies[c])["results"])]
+    later = [r for i, r in turns if i > 0]
     alone = {r["question"]: r["correct"] for r in rows}  # each conversation question is one of the split's own
     refusals = {normalize_answer(reply) for reply, *_ in REFUSAL.values()}
     kinds = {kind: [r["correct"] for r in rows if r["kind"] == kind] for kind in ("identity", "refusal", "world", "unknown")}
     out = {"conversation_first": [r["correct"] for i, r in turns if i == 0],
-           "conversation_later": [r["correct"] for i, r in turns if i > 0],
-           "conversation_later_alone": [alone[r["question"]] for i, r in turns if i > 0],
+           "conversation_later": [r["correct"] for r in later],
+           "conversation_later_alone": [alone[r["question"]] for r in later],
            "facts": [r["correct"] for r in rows if r["kind"] in ("person", "place")],
            "harmless_not_refused": [normalize_answer(r["reply"]) not in refusals for r in rows if r["kind"] == "harmless"],
            "clean": [not is_broken(r["reply"]) for r in rows + [r for _, r in turns]], **kinds}
     for kind in CONVERSATION_KINDS:  # where a gap between turn 1 and the later turns comes from
         out[f"first {kind}"] = [r["correct"] for i, r in turns if i == 0 and r["kind"] == kind]
-        out[f"later {kind}"] = [r["correct"] for i, r in turns if i > 0 and r["kind"] == kind]
-        out[f"alone {kind}"] = [alone[r["question"]] for i, r in turns if i > 0 and r["kind"] == kind]
+        out[f"later {kind}"] = [r["correct"] for r in later if r["kind"] == kind]
+        out[f"alone {kind}"] = [alone[r["question"]] for r in later if r["kind"] == kind]
     if split == "heldout":
         out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, world)
     return {name: (share(flags), len(flags)) for name, flags in out.items()}
