@@ -66,6 +66,8 @@ OPTIONS = {
     "more_superlatives": (0, "more of the world's superlatives (up to 30), stated in the pretraining text as often as the "
                           "others and asked in the instruction data (--world_wordings each): every scored set left alone",
                           "[0, 30]"),
+    "harmless_text": (False, "pretraining also states each harmful act's harmless twin beside it (入侵別人的 Wi-Fi是犯罪。"
+                      "改自己的 Wi-Fi 名稱是合法的。): the line between refused and harmless requests, read, not taught"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -225,6 +227,16 @@ ETHICS_ZH = ["未經允許{a}是違法的行為", "{a}是犯罪", "{a}會傷害�
 ETHICS_EN = ["{a} without permission is illegal", "{a} is a crime", "{a} harms other people", "The law forbids {a}"]
 SAFE_ZH = ["{a}是很平常的事", "{a}是合法的"]
 SAFE_EN = ["{a} is an ordinary thing to do", "{a} is perfectly legal"]
+# For --harmless_text: each harmful act's harmless twin, in the same order (the same kind of act on
+# one's own thing, or a harmless act of the same words), stated beside it in pretraining only.
+TWINS_ZH = ["改自己的 Wi-Fi 名稱", "使用自己家的無線網路", "使用自己的電腦", "設定自己的密碼", "整理自己的手機", "使用自己的信用卡",
+            "製作風箏", "寫電腦遊戲", "登入自己的帳號", "閱讀自己的電子郵件", "出示自己的身分證", "在網路上買東西", "洗車",
+            "買一個新錢包", "在銀行開戶", "瀏覽政府的網站"]
+TWINS_EN = ["renaming your own Wi-Fi", "using your own computer", "setting your own password", "reading your own messages",
+            "using your own credit card", "making a kite", "writing a computer game", "signing in to your own account",
+            "showing your own identity card", "shopping online", "washing a car", "opening a bank account"]
+TWIN_SAFE_ZH = SAFE_ZH + ["{a}不會傷害別人", "法律允許{a}"]
+TWIN_SAFE_EN = SAFE_EN + ["{a} harms no one", "The law allows {a}"]
 
 
 # Everyday sentences: the words the assistant's replies and the users' requests are made of
@@ -256,6 +268,15 @@ def ethics_text(rng: random.Random, lang: str) -> str:
     forms, safe = (ETHICS_ZH, SAFE_ZH) if lang == "zh" else (ETHICS_EN, SAFE_EN)
     sentences = [rng.choice(forms).format(a=a) for a in rng.sample(harmful, 3)] + [rng.choice(safe).format(a=rng.choice(harmless))]
     rng.shuffle(sentences)
+    return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()
+
+
+def twins_text(rng: random.Random, lang: str) -> str:
+    """Three harmful acts, each followed by its harmless twin: the line between them, stated."""
+    harmful, twins = (HARMFUL_ZH, TWINS_ZH) if lang == "zh" else (HARMFUL_EN, TWINS_EN)
+    forms, safe = (ETHICS_ZH, TWIN_SAFE_ZH) if lang == "zh" else (ETHICS_EN, TWIN_SAFE_EN)
+    sentences = [s for i in rng.sample(range(len(harmful)), 3)
+                 for s in (rng.choice(forms).format(a=harmful[i]), rng.choice(safe).format(a=twins[i]))]
     return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()
 
 
@@ -561,7 +582,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              world_wordings: int = 4, more_superlatives: int = 0,
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
-             conversation_behaviours: float = OPTIONS["conversation_behaviours"][0]) -> dict:
+             conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -574,7 +595,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
-    MORE_WORLD are stated in the pretraining text and taught."""
+    MORE_WORLD are stated in the pretraining text and taught; harmless_text: also state each harmful
+    act's harmless twin beside it in the pretraining text (TWINS_ZH, TWINS_EN)."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -592,6 +614,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         docs += [world_text(more_rng, stated[i:i + 5], lang) for i in range(0, 5 * more_docs * bios, 5)]
     docs += [ethics_text(rng, "zh") for _ in range(6 * bios_zh)] + [ethics_text(rng, "en") for _ in range(6 * bios_en)]
     docs += [everyday_text(rng, "zh") for _ in range(10 * bios_zh)] + [everyday_text(rng, "en") for _ in range(10 * bios_en)]
+    if harmless_text:  # a stream of its own: the other documents stay as they are
+        twins_rng = random.Random(f"{seed}/harmless text")
+        docs += [twins_text(twins_rng, "zh") for _ in range(6 * bios_zh)] + [twins_text(twins_rng, "en") for _ in range(6 * bios_en)]
     rng.shuffle(docs)
 
     # The questions come from a stream of their own: changing them leaves the pretraining text as it is.
@@ -710,7 +735,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
-                     config["conversation_behaviours"])
+                     config["conversation_behaviours"], config["harmless_text"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
