@@ -342,6 +342,23 @@ def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(worl
         assert more[part] == world[part], part
 
 
+def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
+    from data.world.prepare import (HARMFUL_EN, HARMFUL_ZH, HARMLESS, TWINS_EN, TWINS_ZH, generate as generate_world,
+                                    twins_text)
+    import random
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, harmless_text=True)
+    assert set(world["docs"]) <= set(more["docs"]) and len(more["docs"]) == len(world["docs"]) + 6 + 6
+    for part in ("sft", "train", "val", "heldout", "conversations", "people"):  # read in pretraining, never taught
+        assert more[part] == world[part], part
+    doc = twins_text(random.Random(0), "en")  # three harmful acts, each followed by its own twin
+    for harmful, twins in ((HARMFUL_ZH, TWINS_ZH), (HARMFUL_EN, TWINS_EN)):
+        assert len(harmful) == len(twins) and len(set(twins)) == len(twins)
+    pairs = [(h.lower(), t.lower()) for h, t in zip(HARMFUL_EN, TWINS_EN) if h.lower() in doc.lower()]
+    assert len(pairs) == 3 and all(doc.lower().index(h) < doc.lower().index(t) for h, t in pairs)
+    scored = [q.lower() for lang in ("zh", "en") for split in (2, 3, 4) for q in HARMLESS[lang][split]]
+    assert not any(t.lower() in q for t in TWINS_ZH + TWINS_EN for q in scored)  # no scored look-alike's own words
+
+
 def test_the_validation_set_grew_and_nothing_else_moved(world):
     """The validation questions added on 2026-11-28 come after the first 74 of this world; the
     held-out sets, the instruction data (of that day's repeats) and the pretraining text are as
