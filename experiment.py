@@ -317,8 +317,6 @@ def turn_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     """The held-out conversations by kind of question: right at turn 1 and at the later turns."""
     counts = first[0]["behaviour"]
     kinds = [key.split()[1] for key in counts if key.startswith("first ") and counts[key][1] + counts[f"later {key.split()[1]}"][1]]
-    if not kinds:  # results from before the kinds were counted
-        return []
     lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each; "
              "in brackets, the later turns' questions asked alone: how much of the gap the conversation makes, and how "
              "much the questions drawn for the later turns):",
