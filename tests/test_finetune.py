@@ -359,6 +359,20 @@ def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
     assert not any(t.lower() in q for t in TWINS_ZH + TWINS_EN for q in scored)  # no scored look-alike's own words
 
 
+def test_mixed_docs_state_every_fact_again_among_other_peoples_in_pretraining_only(world):
+    from data.world.prepare import generate as generate_world
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, mixed_docs=2)
+    added = [d for d in more["docs"] if d not in set(world["docs"])]
+    assert set(world["docs"]) <= set(more["docs"]) and len(added) == 2 * 60 * 5 * 2 // 4  # four facts a document
+    for part in ("sft", "train", "val", "heldout", "conversations", "people"):
+        assert more[part] == world[part], part
+    text = "\n".join(added)
+    for person in world["people"]:
+        assert text.count(person["employer"][1]) >= 1 and person["name"][0] in text and person["name"][1] in text
+    people_in = [sum(p["name"][0] in d or p["name"][1] in d for p in world["people"]) for d in added]
+    assert sum(people_in) > 3.5 * len(added)  # four people a document, rarely one twice
+
+
 def test_the_validation_set_grew_and_nothing_else_moved(world):
     """The validation questions added on 2026-11-28 come after the first 74 of this world; the
     held-out sets, the instruction data (of that day's repeats) and the pretraining text are as

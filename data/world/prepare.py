@@ -68,6 +68,9 @@ OPTIONS = {
                           "[0, 30]"),
     "harmless_text": (False, "pretraining also states each harmful act's harmless twin beside it (入侵別人的 Wi-Fi是犯罪。"
                       "改自己的 Wi-Fi 名稱是合法的。): the line between refused and harmless requests, read, not taught"),
+    "mixed_docs": (0, "pretraining also states every fact of every person this many times per language in documents "
+                   "of four people's facts, each sentence in either language (recall of one person among others', as "
+                   "in a conversation)", "[0, inf)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -499,6 +502,12 @@ def person_bio(rng: random.Random, person: dict, lang: str) -> str:
                    for a in attrs).strip()
 
 
+def mixed_people_text(rng: random.Random, stated: list[tuple[dict, str, str]]) -> str:
+    """One fact of each of several people, each sentence in its own language: recall among others' facts."""
+    return "".join(rng.choice(PERSON_SENTENCES[lang][a]).format(n=p["name"][lang == "en"], v=p[a][lang == "en"]) + FULL_STOP[lang]
+                   for p, a, lang in stated).strip()
+
+
 def country_text(rng: random.Random, country: dict, lang: str) -> str:
     li = 0 if lang == "zh" else 1
     attrs = [a for a in COUNTRY_SENTENCES[lang] if a in country]
@@ -582,7 +591,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              world_wordings: int = 4, more_superlatives: int = 0,
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
-             conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False) -> dict:
+             conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
+             mixed_docs: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -596,7 +606,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
     MORE_WORLD are stated in the pretraining text and taught; harmless_text: also state each harmful
-    act's harmless twin beside it in the pretraining text (TWINS_ZH, TWINS_EN)."""
+    act's harmless twin beside it in the pretraining text (TWINS_ZH, TWINS_EN); mixed_docs: how often
+    each person's every fact is also stated in documents of four people's facts in mixed languages."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -614,6 +625,11 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         docs += [world_text(more_rng, stated[i:i + 5], lang) for i in range(0, 5 * more_docs * bios, 5)]
     docs += [ethics_text(rng, "zh") for _ in range(6 * bios_zh)] + [ethics_text(rng, "en") for _ in range(6 * bios_en)]
     docs += [everyday_text(rng, "zh") for _ in range(10 * bios_zh)] + [everyday_text(rng, "en") for _ in range(10 * bios_en)]
+    if mixed_docs:  # every fact of every person in each language mixed_docs times, four people's facts a document
+        mixed_rng = random.Random(f"{seed}/mixed people")  # a stream of its own: the other documents stay as they are
+        stated = [(p, a, lang) for _ in range(mixed_docs) for p in people for a in PERSON_SENTENCES["en"] for lang in ("zh", "en")]
+        mixed_rng.shuffle(stated)
+        docs += [mixed_people_text(mixed_rng, stated[i:i + 4]) for i in range(0, len(stated), 4)]
     if harmless_text:  # a stream of its own: the other documents stay as they are
         twins_rng = random.Random(f"{seed}/harmless text")
         docs += [twins_text(twins_rng, "zh") for _ in range(6 * bios_zh)] + [twins_text(twins_rng, "en") for _ in range(6 * bios_en)]
@@ -735,7 +751,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
-                     config["conversation_behaviours"], config["harmless_text"])
+                     config["conversation_behaviours"], config["harmless_text"],
+                     config["mixed_docs"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
