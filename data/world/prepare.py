@@ -502,10 +502,13 @@ def person_bio(rng: random.Random, person: dict, lang: str) -> str:
                    for a in attrs).strip()
 
 
-def mixed_people_text(rng: random.Random, stated: list[tuple[dict, str, str]]) -> str:
+def mixed_people_text(rng: random.Random, mentions: list[tuple[dict, str, str]]) -> str:
     """One fact of each of several people, each sentence in its own language: recall among others' facts."""
-    return "".join(rng.choice(PERSON_SENTENCES[lang][a]).format(n=p["name"][lang == "en"], v=p[a][lang == "en"]) + FULL_STOP[lang]
-                   for p, a, lang in stated).strip()
+    sentences = []
+    for person, attr, lang in mentions:
+        li = 0 if lang == "zh" else 1
+        sentences.append(rng.choice(PERSON_SENTENCES[lang][attr]).format(n=person["name"][li], v=person[attr][li]) + FULL_STOP[lang])
+    return "".join(sentences).strip()
 
 
 def country_text(rng: random.Random, country: dict, lang: str) -> str:
@@ -627,9 +630,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     docs += [everyday_text(rng, "zh") for _ in range(10 * bios_zh)] + [everyday_text(rng, "en") for _ in range(10 * bios_en)]
     if mixed_docs:  # every fact of every person in each language mixed_docs times, four people's facts a document
         mixed_rng = random.Random(f"{seed}/mixed people")  # a stream of its own: the other documents stay as they are
-        stated = [(p, a, lang) for _ in range(mixed_docs) for p in people for a in PERSON_SENTENCES["en"] for lang in ("zh", "en")]
-        mixed_rng.shuffle(stated)
-        docs += [mixed_people_text(mixed_rng, stated[i:i + 4]) for i in range(0, len(stated), 4)]
+        mentions = [(p, a, lang) for _ in range(mixed_docs) for p in people for a in PERSON_SENTENCES["en"] for lang in ("zh", "en")]
+        mixed_rng.shuffle(mentions)
+        docs += [mixed_people_text(mixed_rng, mentions[i:i + 4]) for i in range(0, len(mentions), 4)]
     if harmless_text:  # a stream of its own: the other documents stay as they are
         twins_rng = random.Random(f"{seed}/harmless text")
         docs += [twins_text(twins_rng, "zh") for _ in range(6 * bios_zh)] + [twins_text(twins_rng, "en") for _ in range(6 * bios_en)]
