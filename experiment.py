@@ -315,8 +315,9 @@ def behaviour_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
 
 def turn_table(groups: list[list[dict]], first: list[dict]) -> list[str]:
     """The held-out conversations by kind of question: right at turn 1 and at the later turns."""
-    counts = first[0]["behaviour"]
-    kinds = [key.split()[1] for key in counts if key.startswith("first ") and counts[key][1] + counts[f"later {key.split()[1]}"][1]]
+    counts = first[0]["behaviour"]  # "first person": (share, count), "later person", "alone person", ...
+    kinds = [key.removeprefix("first ") for key in counts if key.startswith("first ")]
+    kinds = [kind for kind in kinds if counts[f"first {kind}"][1] + counts[f"later {kind}"][1]]  # kinds asked at all
     lines = ["", "The held-out conversations by kind of question, right at turn 1 → at the later turns (the count of each; "
              "in brackets, the later turns' questions asked alone: how much of the gap the conversation makes, and how "
              "much the questions drawn for the later turns):",

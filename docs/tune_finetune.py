@@ -45,6 +45,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, behaviours 3 times as often in conversations": (["--lora"], ["--conversation_behaviours=3"]),
     "full, paired look-alikes": ([], ["--paired_lookalikes"]),
     "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
+    "LoRA r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],  # alpha / r stays 2: only the capacity grows
+    "LoRA r32": ["--lora", "--lora_rank=32", "--lora_alpha=64"],
 }
 MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversation_later", "identity", "refusal",
             "harmless_not_refused", "world", "unknown", "facts"]
