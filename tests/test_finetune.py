@@ -373,6 +373,23 @@ def test_mixed_docs_state_every_fact_again_among_other_peoples_in_pretraining_on
     assert sum(people_in) > 3.5 * len(added)  # four people a document, rarely one twice
 
 
+def test_near_strangers_differ_from_a_taught_person_by_one_character_and_are_only_taught(world):
+    from data.world.prepare import generate as generate_world
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, near_strangers=25)
+    added = more["train"][len(world["train"]):]
+    assert more["train"][:len(world["train"])] == world["train"] and len(added) == 25
+    assert {(q["kind"], q["answer"]) for q in added} <= {("unknown", "我不知道"), ("unknown", "I don't know")}
+    taught = [p["name"][0] for p in world["people"] if p["split"] == "train"]
+    everyone = {n for p in world["people"] for n in p["name"]}
+    scored = {q["entity"] for q in world["val"] + world["heldout"] if q["kind"] == "unknown"}
+    for q in added:
+        name = q["entity"]
+        assert name not in everyone and name not in scored and q["question"].count(name) == (q["lang"] == "zh")
+        assert any(t[0] == name[0] and sum(a != b for a, b in zip(t, name)) == 1 for t in taught)  # one given character
+    for part in ("docs", "val", "heldout", "conversations", "people"):  # the instruction data only
+        assert more[part] == world[part], part
+
+
 def test_the_validation_set_grew_and_nothing_else_moved(world):
     """The validation questions added on 2026-11-28 come after the first 74 of this world; the
     held-out sets, the instruction data (of that day's repeats) and the pretraining text are as

@@ -50,6 +50,9 @@ OPTIONS = {
     "strangers": (TAUGHT_STRANGERS, "people the world never mentions asked about in the instruction data "
                   "(reply: I don't know)",
                   "[0, inf)"),
+    "near_strangers": (0, "people the world never mentions, each named as a taught person but for one given-name character "
+                       "(王涵志 beside 王涵君), asked about once in the instruction data (reply: I don't know): the whole name "
+                       "must be read", "[0, 1000]"),
     "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
                           "(寫一首詩), is in the instruction data",
                           "[0, inf)"),
@@ -483,6 +486,21 @@ def make_people(rng: random.Random, count: int, taken: set | None = None) -> lis
     return people
 
 
+def near_misses(rng: random.Random, people: list[dict], count: int, taken: set) -> list[dict]:
+    """count people the world never mentions, each named as one of people but for one given-name
+    character (in both languages: the names are built from the same pairs); none of taken."""
+    surname_en, given_en = dict(pairs(SURNAMES)), dict(pairs(GIVEN))
+    strangers, seen = [], set(taken)
+    while len(strangers) < count:
+        surname, *given = rng.choice(people)["name"][0]
+        given[rng.randrange(2)] = rng.choice(list(given_en))
+        name = (surname + "".join(given), f"{''.join(given_en[g] for g in given).capitalize()} {surname_en[surname]}")
+        if given[0] != given[1] and name[0] not in seen and name[1] not in seen:
+            seen.update(name)
+            strangers.append({"name": name})
+    return strangers
+
+
 def parse_countries() -> list[dict]:
     countries = []
     for line in COUNTRIES.strip().splitlines():
@@ -595,7 +613,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
-             mixed_docs: int = 0) -> dict:
+             mixed_docs: int = 0, near_strangers: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -610,7 +628,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
     MORE_WORLD are stated in the pretraining text and taught; harmless_text: also state each harmful
     act's harmless twin beside it in the pretraining text (TWINS_ZH, TWINS_EN); mixed_docs: how often
-    each person's every fact is also stated in documents of four people's facts in mixed languages."""
+    each person's every fact is also stated in documents of four people's facts in mixed languages;
+    near_strangers: how many people named as a taught person but for one character are asked about."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -673,10 +692,14 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                 for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
     more_val += behaviour_questions(3) + unknown_questions(val_rng, val_strangers)
     if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
-        more_rng = random.Random(f"{seed}/strangers")
+        strangers_rng = random.Random(f"{seed}/strangers")
         taken = {n for p in people + strangers + val_strangers for n in p["name"]}
-        more = make_people(more_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
-        train += unknown_questions(more_rng, more)
+        more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
+        train += unknown_questions(strangers_rng, more)
+    if near_strangers:  # from a stream of their own: every scored set stays as it is
+        near_rng = random.Random(f"{seed}/near strangers")
+        taken = {n for p in people + strangers + val_strangers for n in p["name"]}
+        train += unknown_questions(near_rng, near_misses(near_rng, ft_people, near_strangers, taken))
     if world_wordings > 4:  # more wordings of the taught superlatives, from a stream of their own
         wording_rng = random.Random(f"{seed}/world wordings")
         for fact in (f for f in world if f["split"] == "taught"):
@@ -755,7 +778,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
                      config["conversation_behaviours"], config["harmless_text"],
-                     config["mixed_docs"])
+                     config["mixed_docs"], config["near_strangers"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
