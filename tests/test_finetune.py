@@ -1,6 +1,7 @@
 """Instruction data, the held-out split, exact-match scoring, and fine-tuning end to end (full and LoRA)."""
 import hashlib
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -388,6 +389,21 @@ def test_near_strangers_differ_from_a_taught_person_by_one_character_and_are_onl
         assert any(t[0] == name[0] and sum(a != b for a, b in zip(t, name)) == 1 for t in taught)  # one given character
     for part in ("docs", "val", "heldout", "conversations", "people"):  # the instruction data only
         assert more[part] == world[part], part
+
+
+def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_about(world):
+    from data.world.prepare import UNKNOWN_SENTENCES, generate as generate_world
+    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, unknown_names=30)
+    added = [d for d in more["docs"] if d not in set(world["docs"])]
+    assert [d for d in more["docs"] if d in set(world["docs"])] == world["docs"] and len(added) == 2 * 30  # order kept
+    for part in ("sft", "train", "val", "heldout", "conversations", "people"):  # read in pretraining, never taught
+        assert more[part] == world[part], part
+    stated = [(lang, s) for d in added for s in re.split(r"(?<=[。.]) ?", d) if s
+              for lang in ("zh", "en") for w in UNKNOWN_SENTENCES[lang] if re.fullmatch(re.escape(w).replace(r"\{n\}", ".+") + "[。.]", s)]
+    assert len(stated) == 30 * 4 and sum(lang == "zh" for lang, _ in stated) == 30 * 2  # twice per language each
+    names = {s.split("這個人")[0].split("不是")[0].split("這個名字")[0] for lang, s in stated if lang == "zh"}
+    asked = {q["entity"] for part in ("train", "val", "heldout") for q in world[part] if q["kind"] == "unknown"}
+    assert len(names) == 30 and not names & asked and not names & {p["name"][0] for p in world["people"]}
 
 
 def test_the_validation_set_grew_and_nothing_else_moved(world):

@@ -74,6 +74,9 @@ OPTIONS = {
     "mixed_docs": (0, "pretraining also states every fact of every person this many times per language in documents "
                    "of four people's facts, each sentence in either language (recall of one person among others', as "
                    "in a conversation)", "[0, inf)"),
+    "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
+                      "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
+                      "whether a name is known shows right after it; none is a name any question asks about", "[0, inf)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -446,6 +449,10 @@ PERSON_QUESTIONS = {
            "major": ["What did {n} study?", "What was {n}'s major?"],
            "employer": ["Which company does {n} work for?", "Where does {n} work?"]},
 }
+UNKNOWN_SENTENCES = {  # --unknown_names: name first, as a known person's facts are stated
+    "zh": ["{n}這個人，這個世界沒有任何記載", "{n}不是這個世界裡的人", "{n}這個名字，這裡從來沒有人提過"],
+    "en": ["{n} is no one this world knows", "{n} is not a person of this world", "{n} is a name nothing here mentions"],
+}
 COUNTRY_SENTENCES = {
     "zh": {"capital": ["{c}的首都是{v}", "{v}是{c}的首都"],
            "mountain": ["{c}最高的山是{v}，海拔{h}公尺", "{v}是{c}的最高峰，高{h}公尺", "{c}的第一高峰是{v}"],
@@ -521,11 +528,14 @@ def person_bio(rng: random.Random, person: dict, lang: str) -> str:
 
 
 def mixed_people_text(rng: random.Random, mentions: list[tuple[dict, str, str]]) -> str:
-    """One fact of each of several people, each sentence in its own language: recall among others' facts."""
+    """One fact of each of several people (attr "unknown": that the person is no one the world
+    knows), each sentence in its own language: recall among others' facts."""
     sentences = []
     for person, attr, lang in mentions:
         li = 0 if lang == "zh" else 1
-        sentences.append(rng.choice(PERSON_SENTENCES[lang][attr]).format(n=person["name"][li], v=person[attr][li]) + FULL_STOP[lang])
+        wordings = UNKNOWN_SENTENCES[lang] if attr == "unknown" else PERSON_SENTENCES[lang][attr]
+        value = "" if attr == "unknown" else person[attr][li]
+        sentences.append(rng.choice(wordings).format(n=person["name"][li], v=value) + FULL_STOP[lang])
     return "".join(sentences).strip()
 
 
@@ -613,7 +623,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
-             mixed_docs: int = 0, near_strangers: int = 0) -> dict:
+             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -629,7 +639,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     MORE_WORLD are stated in the pretraining text and taught; harmless_text: also state each harmful
     act's harmless twin beside it in the pretraining text (TWINS_ZH, TWINS_EN); mixed_docs: how often
     each person's every fact is also stated in documents of four people's facts in mixed languages;
-    near_strangers: how many people named as a taught person but for one character are asked about."""
+    near_strangers: how many people named as a taught person but for one character are asked about;
+    unknown_names: how many people the pretraining text states are no one the world knows."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -691,6 +702,14 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     more_val = [q for fact in world if fact["split"] == "val"
                 for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
     more_val += behaviour_questions(3) + unknown_questions(val_rng, val_strangers)
+    if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
+        unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
+        unknown = make_people(unknown_rng, unknown_names, taken={n for p in people + strangers + val_strangers for n in p["name"]})
+        mentions = [(p, "unknown", lang) for p in unknown for lang in ("zh", "en") for _ in range(2)]
+        mentions += [(unknown_rng.choice(people), unknown_rng.choice(list(PERSON_SENTENCES["en"])), lang) for _, _, lang in mentions]
+        unknown_rng.shuffle(mentions)
+        for i in range(0, len(mentions), 4):
+            docs.insert(unknown_rng.randrange(len(docs) + 1), mixed_people_text(unknown_rng, mentions[i:i + 4]))
     if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         strangers_rng = random.Random(f"{seed}/strangers")
         taken = {n for p in people + strangers + val_strangers for n in p["name"]}
@@ -778,7 +797,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
                      config["conversation_behaviours"], config["harmless_text"],
-                     config["mixed_docs"], config["near_strangers"])
+                     config["mixed_docs"], config["near_strangers"], config["unknown_names"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
