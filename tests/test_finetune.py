@@ -389,6 +389,8 @@ def test_near_strangers_differ_from_a_taught_person_by_one_character_and_are_onl
         assert any(t[0] == name[0] and sum(a != b for a, b in zip(t, name)) == 1 for t in taught)  # one given character
     for part in ("docs", "val", "heldout", "conversations", "people"):  # the instruction data only
         assert more[part] == world[part], part
+    with pytest.raises(UserError, match="ask for fewer"):  # one taught person has about 150 such names, not 500
+        generate_world(seed=7, n_people=2, bios_zh=1, bios_en=1, near_strangers=500)
 
 
 def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_about(world):

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
-from cli import parse_args, run  # noqa: E402
+from cli import UserError, parse_args, run  # noqa: E402
 from data.prepare import write_dataset  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
@@ -76,7 +76,7 @@ OPTIONS = {
                    "in a conversation)", "[0, inf)"),
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
-                      "whether a name is known shows right after it; none is a name any question asks about", "[0, inf)"),
+                      "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -498,13 +498,17 @@ def near_misses(rng: random.Random, people: list[dict], count: int, taken: set) 
     character (in both languages: the names are built from the same pairs); none of taken."""
     surname_en, given_en = dict(pairs(SURNAMES)), dict(pairs(GIVEN))
     strangers, seen = [], set(taken)
-    while len(strangers) < count:
+    for _ in range(100 * count if people else 0):  # bounded: a tiny world has few such names
+        if len(strangers) == count:
+            break
         surname, *given = rng.choice(people)["name"][0]
         given[rng.randrange(2)] = rng.choice(list(given_en))
         name = (surname + "".join(given), f"{''.join(given_en[g] for g in given).capitalize()} {surname_en[surname]}")
         if given[0] != given[1] and name[0] not in seen and name[1] not in seen:
             seen.update(name)
             strangers.append({"name": name})
+    if len(strangers) < count:
+        raise UserError(f"--near_strangers={count}: {len(people)} taught people give too few such names; ask for fewer")
     return strangers
 
 
