@@ -706,9 +706,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     more_val = [q for fact in world if fact["split"] == "val"
                 for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
     more_val += behaviour_questions(3) + unknown_questions(val_rng, val_strangers)
+    taken = {n for p in people + strangers + val_strangers for n in p["name"]}  # the world's people and every stranger asked
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
         unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
-        unknown = make_people(unknown_rng, unknown_names, taken={n for p in people + strangers + val_strangers for n in p["name"]})
+        unknown = make_people(unknown_rng, unknown_names, taken=taken)
         mentions = [(p, "unknown", lang) for p in unknown for lang in ("zh", "en") for _ in range(2)]
         mentions += [(unknown_rng.choice(people), unknown_rng.choice(list(PERSON_SENTENCES["en"])), lang) for _, _, lang in mentions]
         unknown_rng.shuffle(mentions)
@@ -716,12 +717,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             docs.insert(unknown_rng.randrange(len(docs) + 1), mixed_people_text(unknown_rng, mentions[i:i + 4]))
     if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         strangers_rng = random.Random(f"{seed}/strangers")
-        taken = {n for p in people + strangers + val_strangers for n in p["name"]}
         more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
         train += unknown_questions(strangers_rng, more)
     if near_strangers:  # from a stream of their own: every scored set stays as it is
         near_rng = random.Random(f"{seed}/near strangers")
-        taken = {n for p in people + strangers + val_strangers for n in p["name"]}
         train += unknown_questions(near_rng, near_misses(near_rng, ft_people, near_strangers, taken))
     if world_wordings > 4:  # more wordings of the taught superlatives, from a stream of their own
         wording_rng = random.Random(f"{seed}/world wordings")
