@@ -274,6 +274,39 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
     return "\n".join(lines) + "\n"
 
 
+def ablation(record: dict, minutes: float) -> str:
+    """Each change's effect at one budget, on validation bits per byte (positive: the change pays):
+    alone on gpt2, and within speedrun (what removing it costs), beside the spread of the two
+    recipes' seeds, the size an effect must clear to be one."""
+    bpb = {}
+    for r in record["results"]:
+        if r["minutes"] == minutes:
+            bpb.setdefault((r["variant"], r["corpus"]), []).append(r["val_bits_per_byte"])
+    corpora = [c for c in ("fortunes", "fortunes-zh", "world") if ("gpt2", c) in bpb and ("speedrun", c) in bpb]
+    def gain(base: str, variant: str, corpus: str) -> str:  # base's bits per byte less the variant's, in % of base's
+        if (variant, corpus) not in bpb:
+            return "–"
+        before, after = statistics.mean(bpb[base, corpus]), statistics.mean(bpb[variant, corpus])
+        return f"{(before - after) / before:+.1%}" if base == "gpt2" else f"{(after - before) / before:+.1%}"
+    changes = [c for c in KEPT if any((v, k) in bpb for v in (c, f"speedrun-{c}") for k in corpora)]
+    if not changes:
+        return ""
+    lines = [f"Each change's gain after {minutes:g} minutes of pretraining, in validation bits per byte (positive: the "
+             "change pays): alone, gpt2's less gpt2 with the change, in % of gpt2's; in speedrun, speedrun without the "
+             "change less speedrun, in % of speedrun's (what removing it costs). Each variant's seeds' mean, "
+             f"`python quality.py --minutes={minutes:g} --variants=alone,without`:", "",
+             "| change | " + " | ".join(f"{c}: alone / in speedrun" for c in corpora) + " |",
+             "| --- |" + " --- |" * len(corpora)]
+    lines += [f"| {c} | " + " | ".join(f"{gain('gpt2', c, k)} / {gain('speedrun', f'speedrun-{c}', k)}" for k in corpora)
+              + " |" for c in changes]
+    def spread(variant: str, corpus: str) -> str:  # one seed's typical distance from the mean, in % of it
+        runs = bpb[variant, corpus]
+        return f"±{statistics.stdev(runs) / statistics.mean(runs):.1%} ({len(runs)})" if len(runs) > 1 else "one seed"
+    lines.append("| seeds' spread (how many) | " + " | ".join(f"{spread('gpt2', k)} / {spread('speedrun', k)}"
+                                                           for k in corpora) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def machines(rows: list[dict], corpora: list[str]) -> str:
     """Whose minutes: the one machine, its peak's range where runs measured it differently (one
     machine's peak moves by a tenth between runs), or each machine with its corpora."""
@@ -372,8 +405,9 @@ def corpora_table(record: dict) -> str:
 def docs_blocks(record: dict) -> dict[Path, str]:
     """What the record puts between the quality markers of README.md and docs/quality.md."""
     half = [line for line in [half_time(record)] if line]  # none where no run fits half of gpt2's time
-    every = [corpora_table(record)] + [report(record, minutes, split) for minutes in sorted({r["minutes"] for r in record["results"]})
-                                       for split in ("val", "test")] + half
+    every = [corpora_table(record)] + [table for minutes in sorted({r["minutes"] for r in record["results"]})
+                                       for table in (report(record, minutes, "val"), report(record, minutes, "test"),
+                                                     ablation(record, minutes)) if table] + half
     readme = [report(record, record["readme_minutes"], "test", README_VARIANTS)] if record.get("readme_minutes") else []
     if any(r["minutes"] == 0 for r in record["results"]):  # the comparison at full length, half its time, its curves
         readme = [report(record, 0, "test", ("gpt2", "speedrun")), *half, f"![{CURVE_CAPTION}]({CURVE.relative_to(ROOT)})\n",

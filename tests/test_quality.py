@@ -191,3 +191,19 @@ def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
         "--minutes=M`), speedrun's validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: "
         "2.200 ± 0.141 (2 seeds) against 2.200 (1 seed).\n")
     assert half_time({"results": [gpt2, runs[3]]}) == "" and half_time({"results": runs}) == ""
+
+
+def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
+    """Gains in % of the base's validation bits per byte, positive where the change pays, the
+    recipes' seeds averaged, their spread beside; no table without both recipes at that budget."""
+    from quality import ablation
+    row = {"corpus": "world", "minutes": 1.5, "seed": 1337}
+    results = [{**row, "variant": v, "val_bits_per_byte": b, "seed": s} for v, b, s in (
+        ("gpt2", 2.0, 1337), ("gpt2", 2.2, 1338), ("rope", 1.89, 1337),  # rope alone: 2.1 -> 1.89, 10% saved
+        ("speedrun", 1.0, 1337), ("speedrun-rope", 1.05, 1337), ("speedrun-muon", 0.98, 1337))]
+    table = ablation({"results": results + [{**results[0], "minutes": 4.0}]}, 1.5)
+    assert "| change | world: alone / in speedrun |" in table
+    assert "| rope | +10.0% / +5.0% |" in table  # removing rope costs 5%
+    assert "| muon | – / -2.0% |" in table  # muon alone not run; removing it gains 2%
+    assert "| seeds' spread (how many) | ±6.7% (2) / one seed |" in table
+    assert "qk_norm" not in table and ablation({"results": results}, 4.0) == ""
