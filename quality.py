@@ -445,11 +445,13 @@ def main() -> None:
     record = json.loads(results_path.read_text()) if results_path.exists() else {"results": []}
     record.setdefault("corpora", {}).update({c: {k: v for k, v in json.loads((folders[c] / "meta.json").read_text()).items()
                                                  if k in SIZES} for c in corpora})
-    todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()
+    from machine import choose_device, choose_dtype
+    precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
+    todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
             for seed in range(1337, 1337 + config["seeds"])
             if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], trained(r["options"]))
                                           == (corpus, variant, config["minutes"], seed, trained(options[variant]))
-                                          for r in record["results"])]
+                                          and precision in r["machine"] for r in record["results"])]
     machine = this_machine() if todo else ""
     seconds = {}
     for corpus, variant, flags, _ in todo:  # one at a time, before any run shares the machine

@@ -122,6 +122,17 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     bad = run_script("quality.py", "--corpora=fortunes", "--variants=x=--n_layre=2", f"--fortunes_dir={folder}",
                      f"--out_dir={tmp_path / 'q'}")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "variant x" in bad.stderr and "n_layer" in bad.stderr
+    # a run from a machine that computes in the other precision is not reused: rope runs again, gpt2 does not
+    other = {"float32": "bfloat16", "bfloat16": "float32"}
+    elsewhere = [{**r, "machine": re.sub(r"\((\w+) matmul", lambda m: f"({other[m[1]]} matmul", r["machine"])}
+                 if r["variant"] == "rope" else r for r in record["results"]]
+    (tmp_path / "q" / "results.json").write_text(json.dumps({**record, "results": elsewhere}))
+    redone = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", f"--fortunes_dir={folder}",
+                        f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
+    assert [line.split()[1] for line in redone.stdout.splitlines() if line.endswith(" s per step")] == ["rope"]
+    before = {r["variant"]: r for r in elsewhere}
+    after = {r["variant"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"]}
+    assert after["gpt2"] == before["gpt2"] and after["rope"]["machine"] != before["rope"]["machine"]
 
 
 def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_path):
