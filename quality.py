@@ -98,14 +98,17 @@ CURVE_CAPTION = "validation bits per byte against minutes of this machine, GPT-2
 def variants(names: list[str]) -> dict[str, list[str]]:
     """Variant name -> its pretrain.py options, groups expanded."""
     out = {}
+    without = {f"speedrun{'-' if c in KEPT else '+'}{c}": [*SPEEDRUN, off if c in KEPT else on]  # each change turned
+               for c, (on, off) in CHANGES.items()}  # off the speedrun recipe (or, where not in it, on), each other one as is
     for name in names:
         if name == "alone":
             out["gpt2"] = GPT2
             out.update({change: [*GPT2, on] for change, (on, _) in CHANGES.items()})
-        elif name == "without":  # the speedrun recipe with each of its changes turned off, each other one on
+        elif name == "without":
             out["speedrun"] = SPEEDRUN
-            out.update({f"speedrun{'-' if c in KEPT else '+'}{c}": [*SPEEDRUN, off if c in KEPT else on]
-                        for c, (on, off) in CHANGES.items()})
+            out.update(without)
+        elif name in without:
+            out[name] = without[name]
         elif "=" in name:  # your own: NAME=pretrain.py options
             label, flags = name.split("=", 1)
             if not re.fullmatch(r"[\w.+-]+", label) or label in BUILT_IN:
@@ -117,8 +120,8 @@ def variants(names: list[str]) -> dict[str, list[str]]:
                 "gpt2": GPT2, "default": [], "all": [*GPT2, *(on for on, _ in CHANGES.values())], "speedrun": SPEEDRUN,
                 "nanogpt": NANOGPT}[name]
         else:
-            raise UserError(f"unknown variant {name!r}: choose among alone, without, gpt2, default, all, speedrun, nanogpt, "
-                            + ", ".join(CHANGES) + ", or give your own as NAME=OPTIONS")
+            raise UserError(f"unknown variant {name!r}: choose among alone, without, {', '.join(BUILT_IN)}, "
+                            "or give your own as NAME=OPTIONS")
     return out
 
 

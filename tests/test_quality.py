@@ -66,6 +66,7 @@ def test_variant_groups_and_names():
     speedrun = parsed["speedrun"]
     assert speedrun["rope"] and speedrun["untied"] and speedrun["muon"] and (speedrun["batch_size"], speedrun["max_iters"]) == (8, 1200)
     assert parsed["speedrun-batch8"]["batch_size"] == 16 and not parsed["speedrun-rope"]["rope"] and parsed["speedrun-rope"]["qk_norm"]
+    assert variants(["speedrun-muon", "speedrun-batch8"]) == {n: without[n] for n in ("speedrun-muon", "speedrun-batch8")}
     assert variants(["fast=--muon --muon_lr_scale=3"]) == {"fast": ["--muon", "--muon_lr_scale=3"]}
     for bad in ("default=--rope", "gpt2=--rope", "speedrun-rope=--rope", "a/b=--rope", "=--rope"):
         with pytest.raises(UserError):
