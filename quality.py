@@ -27,7 +27,8 @@ a corpus are shuffled with a fixed seed; 5% are held out as the test set before 
 and pretrain.py's validation split is 5% of the rest: settings are chosen on validation, never on
 test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes, seed
 and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
-variants at a time add up to one table; what it holds is not run again (unless --rerun).
+variants at a time add up to one table; what it holds from a machine training in the same
+precision (bf16 or fp32) is not run again (unless --rerun).
 """
 from __future__ import annotations
 
