@@ -166,6 +166,20 @@ def test_the_quality_tables_show_the_recorded_results():
     assert CURVE.read_text(encoding="utf-8") == curve_svg(record)
 
 
+def test_the_readme_shows_the_longest_short_budget_where_both_recipes_ran_three_seeds():
+    """A study of a few variants (no gpt2 beside them) or of one seed stays in docs/quality.md."""
+    from quality import ROOT, docs_blocks
+    row = {"corpus": "world", "steps": 10, "train_minutes": 1.0, "machine": "CPU", "test_bits_per_byte": 1.5,
+           "val_bits_per_byte": 1.5}
+    def runs(variant, minutes, seeds):
+        return [{**row, "variant": variant, "minutes": minutes, "seed": 1337 + i} for i in range(seeds)]
+    record = {"corpora": {}, "results": [*runs("gpt2", 1.5, 1), *runs("speedrun", 1.5, 1), *runs("speedrun", 5, 3),
+                                         *runs("speedrun-muon", 5, 3), *runs("gpt2", 2, 3), *runs("speedrun", 2, 3)]}
+    readme = docs_blocks(record)[ROOT / "README.md"]
+    assert "after 2 minutes of pretraining" in readme and "after 5 minutes" not in readme and "1.5 minutes" not in readme
+    assert docs_blocks({**record, "results": record["results"][:-3]})[ROOT / "README.md"] == ""
+
+
 def test_rows_from_two_machines_say_which_corpus_ran_where():
     from quality import report
     row = {"variant": "gpt2", "minutes": 0, "seed": 1337, "steps": 10, "train_minutes": 1.0, "test_bits_per_byte": 1.5}
