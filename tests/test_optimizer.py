@@ -32,6 +32,23 @@ def test_muon_by_hand_matches_torchs_and_orthogonalises():
         assert 0.6 < singular.min() and singular.max() < 1.3
 
 
+def test_orthogonalising_a_long_matrix_through_its_gram_matrix_gives_the_plain_steps_values():
+    """A matrix at least twice as long as wide is orthogonalised on its Gram matrix: the values
+    are those of the five plain Newton-Schulz steps, computed here on the matrix itself."""
+    import torch
+    from optimizer import orthogonalise
+    torch.manual_seed(0)
+    for g in (torch.randn(3, 32, 96, dtype=torch.float64), torch.randn(128, 32, dtype=torch.float64)):
+        x = g if g.shape[-2] <= g.shape[-1] else g.mT
+        x = x / x.norm(dim=(-2, -1), keepdim=True)
+        for _ in range(5):
+            gram = x @ x.mT
+            x = 3.4445 * x - (4.7750 * gram - 2.0315 * gram @ gram) @ x
+        plain = x if g.shape[-2] <= g.shape[-1] else x.mT
+        assert plain.shape == g.shape and (orthogonalise(g) - plain).abs().max().item() < 1e-12
+        assert (orthogonalise(g.float()) - plain).abs().max().item() < 1e-4  # and in fp32, what training uses
+
+
 def test_muon_takes_the_blocks_matrices_at_its_learning_rate_scale():
     """Muon gets each block's four matrices (c_attn in three slices: query, key, value), AdamW
     everything else, every parameter exactly once; a step sets Muon's lr to muon_lr_scale times
