@@ -236,7 +236,7 @@ def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: 
                                          meta[f"{split}_bytes"]), 5) for split in ("val", "test")}
     bits_per_token_to_byte = meta["val_tokens"] / meta["val_bytes"] / math.log(2)
     return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags,
-            "pretrain_args": extra, "options": options, "machine": machine, "steps": steps, "step_seconds": seconds,
+            "pretrain_args": extra, "options": {**options, "seed": seed}, "machine": machine, "steps": steps, "step_seconds": seconds,
             "train_minutes": round(steps * seconds / 60, 2), "wall_seconds": round(wall, 1),
             "val_bits_per_byte": scores["val"], "test_bits_per_byte": scores["test"],
             "curve": [[round(r["step"] * seconds / 60, 3), round(r["val_loss"] * bits_per_token_to_byte, 4)]
@@ -425,8 +425,9 @@ def docs_blocks(record: dict) -> dict[Path, str]:
 
 
 def trained(options: dict) -> dict:
-    """The options that shape the trained model: not how often or how long it is validated."""
-    return {k: v for k, v in options.items() if k not in ("eval_interval", "eval_iters")}
+    """The options that shape the trained model, but for its seed (a run's own field): not how often
+    or how long it is validated."""
+    return {k: v for k, v in options.items() if k not in ("eval_interval", "eval_iters", "seed")}
 
 
 def main() -> None:

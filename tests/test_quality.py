@@ -140,9 +140,11 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     from quality import curve_svg
     folder = fortunes_dir(tmp_path)
     result = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope",
-                        "--minutes=0", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
-                        check=True, timeout=200)
+                        "--minutes=0", "--seeds=2", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}",
+                        f"--pretrain_args={TINY}", check=True, timeout=200)
     record = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert sorted((r["variant"], r["seed"], r["options"]["seed"]) for r in record["results"]) == [
+        ("a", 1337, 1337), ("a", 1338, 1338), ("b", 1337, 1337), ("b", 1338, 1338)]  # each run's record its own seed
     runs = {r["variant"]: r for r in record["results"]}
     assert (runs["a"]["steps"], runs["b"]["steps"]) == (12, 20)
     assert all(r["train_minutes"] == pytest.approx(r["steps"] * r["step_seconds"] / 60, abs=0.01) for r in runs.values())
