@@ -35,6 +35,7 @@ def make_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: f
                "slices": 3 if fused else 1, "lr_scale": muon_lr_scale} for fused in (True, False)]
     return MuonAndAdamW(Muon(groups, learning_rate, weight_decay, dtype=getattr(torch, dtype)), adamw)
 
+
 class Muon(torch.optim.Optimizer):
     """Momentum, orthogonalised: each matrix moves along its momentum with every direction given
     about the same size (the singular values set near 1), so that the few directions dominating a
