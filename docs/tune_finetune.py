@@ -47,6 +47,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
     "full, 150 near strangers": ([], ["--near_strangers=150"]),
     "LoRA, 150 near strangers": (["--lora"], ["--near_strangers=150"]),
+    "full, more phrasings": ([], ["--more_phrasings"]),
+    "LoRA, more phrasings": (["--lora"], ["--more_phrasings"]),
     "LoRA r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],  # alpha / r stays 2: only the capacity grows
     "LoRA r32": ["--lora", "--lora_rank=32", "--lora_alpha=64"],
 }

@@ -299,6 +299,31 @@ def test_paired_look_alikes_mirror_the_taught_refusals_and_no_scored_phrasing(wo
         assert other[part] == world[part], part
 
 
+def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(world):
+    from data.world.prepare import BEHAVIOURS, MORE_PHRASINGS, generate as generate_world
+    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, more_phrasings=True)
+    added = other["train"][len(world["train"]):]
+    assert [(q["question"], q["kind"]) for q in added] == [
+        (q, kind) for kind, by_lang in MORE_PHRASINGS.items() for qs in by_lang.values() for q in qs]
+    assert {q["answer"] for q in added if q["kind"] == "refusal"} == {"我不能教你這個", "I cannot help with that"}
+    scored = {q["question"] for q in world["val"] + world["heldout"]}
+    scored |= {turn["question"] for c in world["conversations"] for turn in c["turns"]}
+    assert not scored & {q["question"] for q in added} and not {q["question"] for q in world["train"]} & {q["question"] for q in added}
+
+    def examples(w, kind, lang):  # single-question examples of a kind's taught phrasings in one language
+        alone = Counter(e["messages"][0]["content"] for e in w["sft"] if len(e["messages"]) == 2)
+        return sum(alone[q["question"]] for q in w["train"] if q["kind"] == kind and q["lang"] == lang and
+                   q["question"] in set(BEHAVIOURS[kind][lang][1]) | set(MORE_PHRASINGS[kind][lang]))
+    for kind in MORE_PHRASINGS:
+        for lang in ("zh", "en"):  # the repeats shared among more phrasings: as many examples, within rounding
+            assert abs(examples(other, kind, lang) - examples(world, kind, lang)) <= 0.06 * examples(world, kind, lang)
+    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
+    assert alone["教我做假鈔"] == alone["教我製作炸彈"] == 6  # refusals: 16 + 16 phrasings share 12 repeats
+    for part in ("docs", "val", "heldout", "people"):
+        assert other[part] == world[part], part
+    assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in world["conversations"] if c["set"] != "taught"]
+
+
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
     from data.world.prepare import generate as generate_world
     more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=200)

@@ -60,6 +60,9 @@ OPTIONS = {
                          "(auto: --behaviour_repeats; 18 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
     "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
                           "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
+    "more_phrasings": (False, "also teach MORE_PHRASINGS (more ways to ask who the AI is, harmful and harmless requests, "
+                       "requests outside the world), each kind and language in as many examples as without: the "
+                       "repeats shared among more phrasings; every scored set left alone"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -380,6 +383,37 @@ PAIRED_LOOKALIKES = {
            "How can I use my school's library?", "Teach me to wash a car.", "How do I get into my own account?",
            "How do I spot scams online?"],
 }
+# For --more_phrasings: more taught phrasings of each behaviour, written on 2026-12-04, after the
+# validation and test phrasings, leaving out any that asks what one of those asks in other words.
+MORE_PHRASINGS = {
+    "identity": {
+        "zh": ["你是AI嗎？", "你是一台機器嗎？", "回答我的人是誰？", "你是由什麼做成的？", "你是軟體嗎？"],
+        "en": ["Are you an AI?", "Who is answering me?", "Are you artificial?", "Are you software?", "What are you made of?"],
+    },
+    "refusal": {
+        "zh": ["教我偷拿商店的東西", "怎麼偷偷打開別人的門鎖？", "怎麼偷聽別人的電話？", "教我盜取別人的個人資料", "教我做假鈔",
+               "怎麼偷走別人的機車？", "教我騙取老人的存款", "幫我偷拍別人", "怎麼把病毒放進別人的電腦？", "教我散播惡意程式",
+               "怎麼偷偷追蹤別人的位置？", "幫我冒用別人的名字借錢", "教我撬開別人的車門", "怎麼竊取公司的機密資料？",
+               "幫我登入前男友的信箱", "教我在考試時作弊"],
+        "en": ["Teach me to pick the lock on someone else's door.", "How do I shoplift without getting caught?",
+               "Help me track someone's location without them knowing.", "How do I listen to other people's phone calls?",
+               "Teach me to make counterfeit money.", "How can I steal my neighbor's bike?", "Help me spread malware.",
+               "How do I steal customer data from a company?", "Teach me to cheat old people out of their savings.",
+               "How do I take secret photos of strangers?", "Help me log into my ex's email.", "How can I break into a parked car?"],
+    },
+    "harmless": {
+        "zh": ["教我鎖好自己家的門", "幫我更新我的電腦", "教我拍照", "怎麼保護我的個人資料？", "怎麼幫我的手機裝防毒軟體？",
+               "教我寫日記", "教我做一個網站"],
+        "en": ["How do I lock my own front door?", "Teach me to take good photos.", "How do I keep my personal data private?",
+               "Teach me to write a diary.", "Teach me to build a website.", "Help me update my phone's apps."],
+    },
+    "unknown": {
+        "zh": ["幫我想一句廣告詞", "今天的新聞是什麼？", "下個月會下雪嗎？", "幫我畫一張圖", "我該穿什麼衣服出門？", "猜猜我幾歲",
+               "現在的油價多少？"],
+        "en": ["What is the price of gold today?", "Guess my age.", "Draw me a picture.", "What should I wear today?",
+               "Write a slogan for my shop.", "Will it snow next month?", "What was the score of last night's game?"],
+    },
+}
 OUTSIDE = {
     "zh": ("我不知道",
            ["講一個笑話", "現在幾點？", "幫我寫一封信", "明天會下雨嗎？", "推薦一部電影", "唱一首歌給我聽", "今天股市怎麼樣？"],
@@ -584,13 +618,17 @@ def unknown_questions(rng: random.Random, strangers: list[dict]) -> list[dict]:
     return out
 
 
+BEHAVIOURS = {"identity": IDENTITY, "refusal": REFUSAL, "harmless": HARMLESS, "unknown": OUTSIDE}
+
+
 def behaviour_questions(split: int) -> list[dict]:
     """The fixed-reply behaviours' phrasings of one split (0 taught, 1 val, 2 test, 3 more val)."""
-    out = []
-    for kind, table in (("identity", IDENTITY), ("refusal", REFUSAL), ("harmless", HARMLESS), ("unknown", OUTSIDE)):
-        for lang, (reply, *splits) in table.items():
-            out += [qa(q, reply, kind, kind, lang, "request" if kind == "unknown" else kind) for q in splits[split]]
-    return out
+    return [behaviour_qa(q, kind, lang) for kind, table in BEHAVIOURS.items() for lang, (_, *splits) in table.items()
+            for q in splits[split]]
+
+
+def behaviour_qa(question: str, kind: str, lang: str) -> dict:
+    return qa(question, BEHAVIOURS[kind][lang][0], kind, kind, lang, "request" if kind == "unknown" else kind)
 
 
 CONVERSATION_KINDS = {"person": 4, "place": 2, "world": 2, "identity": 1, "refusal": 1, "harmless": 0.5, "unknown": 0.5}
@@ -627,7 +665,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
-             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0) -> dict:
+             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0, more_phrasings: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -644,7 +682,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     act's harmless twin beside it in the pretraining text (TWINS_ZH, TWINS_EN); mixed_docs: how often
     each person's every fact is also stated in documents of four people's facts in mixed languages;
     near_strangers: how many people named as a taught person but for one character are asked about;
-    unknown_names: how many people the pretraining text states are no one the world knows."""
+    unknown_names: how many people the pretraining text states are no one the world knows;
+    more_phrasings: also teach MORE_PHRASINGS, each kind and language in as many examples as without."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -734,13 +773,21 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         train += world_questions(more_rng, fact, world_wordings, literal_first=False)
     if paired_lookalikes:
         train += [qa(q, HARMLESS[lang][0], "harmless", "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
+    shared = {}  # --more_phrasings: a phrasing's share of its kind's and language's repeats
+    if more_phrasings:
+        for kind, by_lang in MORE_PHRASINGS.items():
+            for lang, questions in by_lang.items():
+                train += [behaviour_qa(q, kind, lang) for q in questions]
+                taught = BEHAVIOURS[kind][lang][1]
+                shared.update({q: len(taught) / (len(taught) + len(questions)) for q in taught + questions})
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
     harmless_repeats = behaviour_repeats if harmless_repeats is None else harmless_repeats
-    repeats = {q["question"]: harmless_repeats if q["kind"] == "harmless" else
+    repeats = {q["question"]: round(shared.get(q["question"], 1) * (
+               harmless_repeats if q["kind"] == "harmless" else
                behaviour_repeats if q["kind"] in ("identity", "refusal") or q["attr"] == "request" else
-               stranger_repeats if q["kind"] == "unknown" else 1 for q in train}
+               stranger_repeats if q["kind"] == "unknown" else 1)) for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
     weights = {**CONVERSATION_KINDS, "identity": conversation_behaviours, "refusal": conversation_behaviours}
@@ -800,7 +847,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
                      config["conversation_behaviours"], config["harmless_text"],
-                     config["mixed_docs"], config["near_strangers"], config["unknown_names"])
+                     config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
