@@ -772,7 +772,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     for fact in more_world:  # after every scored set is drawn, from their own stream
         train += world_questions(more_rng, fact, world_wordings, literal_first=False)
     if paired_lookalikes:
-        train += [qa(q, HARMLESS[lang][0], "harmless", "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
+        train += [behaviour_qa(q, "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
     shared = {}  # --more_phrasings: a phrasing's share of its kind's and language's repeats
     if more_phrasings:
         for kind, by_lang in MORE_PHRASINGS.items():
