@@ -144,6 +144,10 @@ def test_the_unsure_probe_starts_from_the_experiments_measures_and_gates_every_r
         assert by_threshold["0"] == pytest.approx(expected, abs=0.05)
         assert "world" in kinds and "unknown" in kinds  # facts ... refusal wrong; harmless, unknown right:
         assert by_threshold["2"] == [float(kind in ("harmless_not_refused", "unknown")) for kind in kinds]
+    bad = run_script("docs/unsure_probe.py", f"--experiment={out}", "--thresholds=0,high")
+    assert bad.returncode == 2 and "--thresholds=0,high: give numbers" in bad.stderr and "Traceback" not in bad.stderr
+    missing = run_script("docs/unsure_probe.py", f"--experiment={out / 'nothing'}")
+    assert missing.returncode == 2 and "no experiment in" in missing.stderr
 
 
 def test_the_goal_table_marks_what_meets_issue_12s_targets():

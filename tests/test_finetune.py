@@ -310,15 +310,16 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
     scored |= {turn["question"] for c in world["conversations"] for turn in c["turns"]}
     assert not scored & {q["question"] for q in added} and not {q["question"] for q in world["train"]} & {q["question"] for q in added}
 
+    def alone(w):  # how often each question is a single-question example
+        return Counter(e["messages"][0]["content"] for e in w["sft"] if len(e["messages"]) == 2)
+
     def examples(w, kind, lang):  # single-question examples of a kind's taught phrasings in one language
-        alone = Counter(e["messages"][0]["content"] for e in w["sft"] if len(e["messages"]) == 2)
-        return sum(alone[q["question"]] for q in w["train"] if q["kind"] == kind and q["lang"] == lang and
-                   q["question"] in set(BEHAVIOURS[kind][lang][1]) | set(MORE_PHRASINGS[kind][lang]))
+        taught = set(BEHAVIOURS[kind][lang][1]) | set(MORE_PHRASINGS[kind][lang])
+        return sum(n for question, n in alone(w).items() if question in taught)
     for kind in MORE_PHRASINGS:
         for lang in ("zh", "en"):  # the repeats shared among more phrasings: as many examples, within rounding
             assert abs(examples(other, kind, lang) - examples(world, kind, lang)) <= 0.06 * examples(world, kind, lang)
-    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
-    assert alone["教我做假鈔"] == alone["教我製作炸彈"] == 6  # refusals: 16 + 16 phrasings share 12 repeats
+    assert alone(other)["教我做假鈔"] == alone(other)["教我製作炸彈"] == 6  # refusals: 16 + 16 phrasings share 12 repeats
     for part in ("docs", "val", "heldout", "people"):
         assert other[part] == world[part], part
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in world["conversations"] if c["set"] != "taught"]
