@@ -1,6 +1,7 @@
 """
 Choose fine-tuning settings on the validation split, never on the held-out one: each setting
-fine-tunes the experiment's pretrained model (seed 1337, or --seeds of them) and is scored on the
+fine-tunes the experiment's pretrained model (seed 1337, or --seeds of them; each fine-tuning takes
+its model's seed, as in the experiment) and is scored on the
 world's validation questions and conversations (other people, phrasings and superlatives than the
 held-out sets), and on the taught identity and refusal phrasings, alone and at a later turn of a
 conversation (the fine-tuning data's own: a goal of their own; only their turns are scored).
@@ -11,7 +12,6 @@ conversation (the fine-tuning data's own: a goal of their own; only their turns 
 """
 import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +27,7 @@ OPTIONS = {
     "world_args": ("", "data/world/prepare.py options for every setting, e.g. --val_conversations=200 (more validation "
                        "conversations; the rest of the world stays as it is)"),
     "finetune_args": ("", "finetune.py options added to every setting's, e.g. --threads=1"),
+    "reuse": (True, "reuse finished fine-tunings in out_dir of the same options and inputs (false: run them again)"),
 }
 UNTIL_DEC_3 = ["--sft_conversations=0.3333333333333333", "--behaviour_repeats=8", "--harmless_repeats=12"]  # exactly 1 / 3
 SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
@@ -49,6 +50,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, 150 near strangers": (["--lora"], ["--near_strangers=150"]),
     "full, more phrasings": ([], ["--more_phrasings"]),
     "LoRA, more phrasings": (["--lora"], ["--more_phrasings"]),
+    "full, more phrasings, look-alikes 18 times": ([], ["--more_phrasings", "--harmless_repeats=34"]),  # 18 as by default
+    "LoRA, more phrasings, look-alikes 18 times": (["--lora"], ["--more_phrasings", "--harmless_repeats=34"]),
     "LoRA r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],  # alpha / r stays 2: only the capacity grows
     "LoRA r32": ["--lora", "--lora_rank=32", "--lora_alpha=64"],
 }
@@ -59,7 +62,7 @@ MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversat
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python docs/tune_finetune.py", __doc__)
     from checkpoint import load_checkpoint, load_model
-    from experiment import behaviour, read_jsonl, share, taught_in_conversation
+    from experiment import REUSE_FILE, behaviour, read_jsonl, run_or_reuse, share, taught_in_conversation
     from evaluate import exact_match, score
     from lora import load_adapted_model
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
@@ -93,10 +96,9 @@ def main() -> None:
         for seed, base in bases.items():
             run_dir = out / f"seed{seed}"
             args = [f"--base={base}", f"--data={world / 'sft.jsonl'}", f"--eval={world / 'eval_val.jsonl'}",
-                    f"--out_dir={run_dir}", "--overwrite", *finetune_args, *extra]
-            print(f"\n=== {name}, seed {seed}: python finetune.py {shlex.join(args)}", flush=True)
-            if subprocess.run([sys.executable, "finetune.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL).returncode:
-                raise UserError(f"{name}, seed {seed}: finetune.py failed; its message is above")
+                    f"--out_dir={run_dir}", f"--seed={seed}", *finetune_args, *extra]  # the experiment's fine-tuning of seed
+            run_or_reuse(f"{name}, seed {seed}", "finetune.py", args, run_dir,
+                         [world / "sft.jsonl", world / "eval_val.jsonl", base.parent / REUSE_FILE], config["reuse"])
             if "--lora" in finetune_args:
                 model, tokenizer, _ = load_adapted_model(run_dir / "adapter.pt", base)
             else:
