@@ -26,7 +26,7 @@ markers, into README.md (the main tables) and docs/experiment.md (all of them).
     python experiment.py --study=crosslingual|datasize|routes|all
 
 runs the lecture's further claims (studies.py) on the same pretraining runs, each into
-out/experiment/NAME and between its markers in README.md.
+out/experiment/NAME and between its markers in docs/studies.md.
 """
 from __future__ import annotations
 
@@ -480,8 +480,7 @@ def main() -> None:
     for study, rows in study_results.items():
         record = {"command": command, "results": rows, "pretrain_seconds": {s: round(v, 1) for s, v in study_walls[study].items()}}
         markdown = study_table(study, record, RUNS)
-        write_results(folders[study], markdown, record, f"{study} study",
-                      {ROOT / "README.md": study_table(study, record, RUNS, brief=True), ROOT / "docs" / "studies.md": markdown}, config)
+        write_results(folders[study], markdown, record, f"{study} study", {ROOT / "docs" / "studies.md": markdown}, config)
 
 
 if __name__ == "__main__":

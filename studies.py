@@ -217,16 +217,15 @@ def opening(record: dict, what: str) -> str:
             + f"; {what} took {seconds / len(seeds) / 60:.1f} min per seed.")
 
 
-def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]], brief: bool = False) -> str:
-    """Held-out facts (and, unless brief, unseen identity/refusal phrasings) against the number of
-    examples, each cell with its run's fine-tuning compute as a share of the pretraining compute."""
+def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
+    """Held-out facts, then unseen identity/refusal phrasings, against the number of examples,
+    each facts cell with its run's fine-tuning compute as a share of the pretraining compute."""
     results = record["results"]
     sizes = sorted({r["size"] for r in results})
     runs = len(results) // len({r["seed"] for r in results})
     how = (f"Held-out facts exact match ({results[0]['scores']['facts'][1]} fact questions) · fine-tuning compute as a share of "
-           "pretraining's (Flan-PaLM: 0.2%); steps from random / pretrained weights"
-           + ("" if brief else f", each size trained for as many passes as finetune.py's default steps make over all the data, "
-              f"at least {MIN_STEPS}") + ":")
+           "pretraining's (Flan-PaLM: 0.2%); steps from random / pretrained weights, each size trained for as many passes "
+           f"as finetune.py's default steps make over all the data, at least {MIN_STEPS}:")
     lines = [opening(record, f"the study's {runs} fine-tuning runs (training and scoring; the pretraining is the experiment's)"),
              "", how, "", "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
              "| --- | " + " | ".join("---" for _ in ways) + " |"]
@@ -239,8 +238,6 @@ def datasize_table(record: dict, ways: list[tuple[str, str, list[str]]], brief: 
         steps = "/".join(str(next(r["steps"] for r in results if r["size"] == size and r["init"] == init))
                          for init in dict.fromkeys(init for _, init, _ in ways))
         lines.append(f"| {size:,} ({steps} steps) | " + " | ".join(cells) + " |")
-    if brief:
-        return "\n".join(lines) + "\n"
     identity, refusal = results[0]["scores"]["identity"][1], results[0]["scores"]["refusal"][1]
     lines += ["", f"Unseen identity / refusal phrasings answered right (all of the held-out ones: {identity} / {refusal}):", "",
               "| examples | " + " | ".join(f"{name}, {init}" for name, init, _ in ways) + " |",
@@ -268,10 +265,10 @@ def crosslingual_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def routes_table(record: dict, brief: bool = False) -> str:
-    """Each model's exact match on each task's held-out questions, zero-shot cells marked (brief:
-    each task by its specialist, the generalist, the generalist without it, and the best specialist
-    of another task, the baseline a zero-shot task must beat)."""
+def routes_table(record: dict) -> str:
+    """Each task by its specialist, the generalist, the generalist without it, and the best
+    specialist of another task (the baseline a zero-shot task must beat); then every model's exact
+    match on each task's held-out questions, zero-shot cells marked."""
     results = record["results"]
     models = list(dict.fromkeys(r["model"] for r in results))
     lines = [opening(record, f"the study's {len(models)} fine-tuning runs"), "",
@@ -280,15 +277,14 @@ def routes_table(record: dict, brief: bool = False) -> str:
 
     def shares(model: str, task: str) -> list[float]:  # one per seed
         return [r["scores"][task][0] for r in results if r["model"] == model]
-    if brief:
-        lines += ["| task | its specialist | generalist | generalist without it | best specialist of another task |",
-                  "| --- | --- | --- | --- | --- |"]
-        for task in TASKS:
-            other = max((shares(f"specialist: {o}", task) for o in TASKS if o != task), key=statistics.mean)
-            lines.append(f"| {task} | {cell(shares(f'specialist: {task}', task))} | {cell(shares('generalist', task))} "
-                         f"| **{cell(shares(f'generalist without {task}', task))}** | **{cell(other)}** |")
-        return "\n".join(lines) + "\n"
-    lines += ["| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]
+    lines += ["| task | its specialist | generalist | generalist without it | best specialist of another task |",
+              "| --- | --- | --- | --- | --- |"]
+    for task in TASKS:
+        other = max((shares(f"specialist: {o}", task) for o in TASKS if o != task), key=statistics.mean)
+        lines.append(f"| {task} | {cell(shares(f'specialist: {task}', task))} | {cell(shares('generalist', task))} "
+                     f"| **{cell(shares(f'generalist without {task}', task))}** | **{cell(other)}** |")
+    lines += ["", "Every model on every task:", "",
+              "| model | " + " | ".join(TASKS) + " |", "| --- | " + " | ".join("---" for _ in TASKS) + " |"]
     for model in models:
         taught = next(r["tasks"] for r in results if r["model"] == model)
         cells = [cell(shares(model, task)) for task in TASKS]
@@ -305,8 +301,8 @@ def study_runs(name: str, world: Path, folder: Path, ways: list[tuple[str, str, 
     return routes_runs(world, folder) if name == "routes" else datasize_runs(world, folder, ways)
 
 
-def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]], brief: bool = False) -> str:
-    """The study's tables as Markdown (brief, for the README: its headline table; docs/studies.md has all)."""
+def study_table(name: str, record: dict, ways: list[tuple[str, str, list[str]]]) -> str:
+    """The study's tables as Markdown, for docs/studies.md."""
     if name == "crosslingual":
         return crosslingual_table(record)
-    return routes_table(record, brief) if name == "routes" else datasize_table(record, ways, brief)
+    return routes_table(record) if name == "routes" else datasize_table(record, ways)

@@ -134,14 +134,12 @@ def test_the_datasize_table_shows_mean_spread_and_compute_share():
     assert "| 2,654 (100/100 steps) | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% | 50.0 ± 14.1% · 2.7% |" in lines
     assert "| 30 | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% | 50.0 ± 0.0% / 100.0 ± 0.0% |" in lines
     assert "6 fine-tuning runs" in table and "took 6.0 min per seed" in table and "300 fact questions" in table
-    brief = datasize_table({"command": "python experiment.py --study=datasize --seeds=2", "results": rows, "pretrain_seconds": {}},
-                           WAYS, brief=True).splitlines()
-    assert brief[3:] == lines[3:len(brief)] and len(brief) == 8 and "Unseen identity" in table  # the README's: the facts table alone
-    assert "Held-out facts exact match (300 fact questions) · " in brief[2] and "at least 100:" in lines[2]  # the rule in full in the docs
+    assert "Held-out facts exact match (300 fact questions) · " in lines[2] and "at least 100:" in lines[2]
 
 
-def test_the_brief_routes_table_puts_each_zero_shot_task_beside_its_baselines():
-    """Each task: its specialist, the generalist, the generalist without it, and the best other specialist."""
+def test_the_routes_table_puts_each_zero_shot_task_beside_its_baselines():
+    """Each task: its specialist, the generalist, the generalist without it, and the best other
+    specialist; then every model on every task."""
     from studies import routes_table
     models = {**{f"specialist: {t}": [t] for t in TASKS}, "generalist": TASKS,
               **{f"generalist without {t}": [o for o in TASKS if o != t] for t in TASKS}}
@@ -149,24 +147,23 @@ def test_the_brief_routes_table_puts_each_zero_shot_task_beside_its_baselines():
     rows = [{"model": m, "tasks": tasks, "seed": seed, "seconds": 1.0,
              "scores": {t: ((score.get(m, 0.0) if t == "qa" else 0.5) + seed / 100, 100) for t in TASKS}}
             for m, tasks in models.items() for seed in (0, 2)]
-    table = routes_table({"command": "python experiment.py --study=routes --seeds=2", "results": rows, "pretrain_seconds": {}},
-                         brief=True).splitlines()
-    assert "| qa | 81.0 ± 1.4% | 71.0 ± 1.4% | **21.0 ± 1.4%** | **11.0 ± 1.4%** |" in table  # the best other: correct's
-    assert len(table) == 4 + 2 + len(TASKS) and "9 fine-tuning runs" in table[0]
+    table = routes_table({"command": "python experiment.py --study=routes --seeds=2", "results": rows, "pretrain_seconds": {}})
+    headline, every_model = table.split("\n\nEvery model on every task:\n\n")
+    headline = headline.splitlines()
+    assert "| qa | 81.0 ± 1.4% | 71.0 ± 1.4% | **21.0 ± 1.4%** | **11.0 ± 1.4%** |" in headline  # the best other: correct's
+    assert len(headline) == 4 + 2 + len(TASKS) and "9 fine-tuning runs" in headline[0]
+    assert "| generalist without qa | **21.0 ± 1.4%** | 51.0 ± 1.4% |" in every_model and every_model.count("\n") == 2 + len(models)
 
 
 @pytest.mark.parametrize("study", STUDIES)
-def test_the_readme_shows_each_recorded_study(study):
-    """The README's study tables are what experiment.py renders from the record it wrote beside them."""
+def test_the_docs_show_each_recorded_study(study):
+    """docs/studies.md's tables are what experiment.py renders from the record it wrote beside them."""
     from cli import readme_markers
     from conftest import ROOT
     from experiment import RUNS
     begin, end = readme_markers(f"{study} study")
-    block = (ROOT / "README.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
+    block = (ROOT / "docs" / "studies.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
     record_path = ROOT / "docs" / f"{study}_study.json"
     if block == "\n" and not record_path.exists():
-        pytest.skip(f"the {study} study has not been run into the README yet")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    assert block == "\n" + study_table(study, record, RUNS, brief=True)
-    full = (ROOT / "docs" / "studies.md").read_text(encoding="utf-8").split(begin, 1)[1].split(end, 1)[0]
-    assert full == "\n" + study_table(study, record, RUNS)  # every table of the study, beside what it shows
+        pytest.skip(f"the {study} study has not been run into the docs yet")
+    assert block == "\n" + study_table(study, json.loads(record_path.read_text(encoding="utf-8")), RUNS)
