@@ -45,6 +45,7 @@ from pathlib import Path
 
 from cli import UserError, atomic_write, parse_args, run, update_docs
 from data.world.prepare import read_jsonl
+from quality import this_machine
 from studies import STUDIES, finetuning_flops, pretraining_flops, scores, study_runs, study_table
 
 ROOT = Path(__file__).resolve().parent
@@ -339,7 +340,8 @@ def report(record: dict, brief: bool = False) -> str:
     seeds = sorted({r["seed"] for r in results})
     first = [r for r in results if r["seed"] == seeds[0]]
     groups = [[r for r in results if (r["run"], r["init"]) == (name, init)] for name, init, _ in RUNS]
-    lines = [f"`{command}`: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+    machine = f" on {record['machine']}" if "machine" in record else ""  # records before 2026-12-04 lack it
+    lines = [f"`{command}`{machine}: {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
              + ("; mean ± standard deviation over seeds" if len(seeds) > 1 else "") + ".", "",
              "| fine-tuning run | init | trainable params | held-out facts exact match | fine-tune-set QA "
              f"| literal example {LITERAL} | relative distance from init | wall time |",
@@ -473,8 +475,8 @@ def main() -> None:
     walls["total"] = sum(v for k, v in walls.items() if not k.startswith(("reused", "study ")))  # as if nothing were reused
     walls["this run"] = time.perf_counter() - t_start
     if "main" in chosen:
-        record = {"command": command, "world": {"train_tokens": world_meta["train_tokens"]}, "results": results,
-                  "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
+        record = {"command": command, "machine": this_machine(), "world": {"train_tokens": world_meta["train_tokens"]},
+                  "results": results, "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
         write_results(out_dir, report(record), record, "experiment", {ROOT / "README.md": report(record, brief=True),
                                                                       ROOT / "docs" / "experiment.md": report(record)}, config)
     for study, rows in study_results.items():

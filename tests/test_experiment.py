@@ -89,6 +89,8 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
     assert table in result.stdout
+    from machine import choose_dtype, machine_name  # the machine it ran on, and its peak in pretraining's precision
+    assert f"` on {machine_name()} ({choose_dtype('auto', 'cpu')} matmul peak " in table.split("\n")[0]
     assert f"'--pretrain_args={tiny} --max_iters=20 --eval_interval=20'" in table  # the command as one can type it again
     from experiment import report
     assert report(json.loads((out / "results.json").read_text(encoding="utf-8"))) == table  # the record renders the table
