@@ -435,9 +435,9 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
 
 
 def test_the_validation_set_grew_and_nothing_else_moved(world):
-    """The validation questions added on 2026-11-28 come after the first 74 of this world; the
-    held-out sets, the instruction data (of that day's repeats) and the pretraining text are as
-    they were before (digests of that day's code): a held-out set, once written, never changes."""
+    """The validation questions added on 2026-11-28 and 2026-12-04 come after the first 74 of this
+    world; the held-out sets, the instruction data (of that day's repeats) and the pretraining text
+    are as they were before (digests of that day's code): a held-out set, once written, never changes."""
     from data.world.prepare import generate as generate_world
     digest = lambda part: hashlib.sha256(json.dumps(part, ensure_ascii=False).encode()).hexdigest()[:16]  # noqa: E731
     before = {"docs": "9e6af24fa7ff4427", "sft": "4398edf22a107acc", "train": "a36822bddc3270c7",
@@ -447,5 +447,5 @@ def test_the_validation_set_grew_and_nothing_else_moved(world):
     assert {part: digest(that_day[part]) for part in before} == before
     assert digest(world["val"][:74]) == "63d82404fda9b9a1"
     val = Counter(q["kind"] for q in world["val"])
-    assert val["world"] == 2 * (20 + 12) and val["identity"] == val["refusal"] == val["harmless"] == 20
+    assert val["world"] == 2 * (20 + 12) and val["identity"] == val["refusal"] == val["harmless"] == 2 * (2 + 8 + 13)
     assert val["unknown"] == 20 + 10 + 20  # requests outside the world, the first 10 strangers, 20 more
