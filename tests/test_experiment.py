@@ -116,8 +116,9 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
     for seed in (1337, 1338):  # the default setting is the experiment's fine-tuning of each seed, weight for weight
         tuned = load_checkpoint(tmp_path / "tune" / "full_default:_525_steps_2e-4" / f"seed{seed}")["model"]
         assert all(torch.equal(w, tuned[k]) for k, w in load_checkpoint(out / f"seed{seed}" / "full_pretrained")["model"].items())
-    again = run_script(*tune, check=True, timeout=300)  # the same settings again: fine-tuned once, scored the same
-    assert again.stdout.count("reusing") == 4 and (tmp_path / "tune" / "results.md").read_text(encoding="utf-8") == results
+    again = run_script(*args, "--only=full (default: 525 steps, 2e-4)", *tune[-2:], check=True, timeout=300)
+    assert again.stdout.count("reusing") == 2  # the same setting again: fine-tuned once, scored the same
+    assert (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").splitlines()[2] == rows[0]
     assert [row.split(" | ")[0] for row in rows] == ["| full (default: 525 steps, 2e-4)",
                                                       "| LoRA, every superlative wording"]
     val = read_jsonl(out / "world" / "eval_val.jsonl")
