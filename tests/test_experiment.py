@@ -109,14 +109,14 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
     args = ["docs/tune_finetune.py", f"--experiment={out}", f"--out_dir={tmp_path / 'tune'}",
             f"--finetune_args={TINY_FINETUNE}"]
     chosen = "--only=full (default: 525 steps, 2e-4)|LoRA, every superlative wording"
-    tune = [*args, chosen, "--seeds=2", f"--world_args={TINY_WORLD} --val_conversations=12"]
-    run_script(*tune, check=True, timeout=300)
+    seeds_and_world = ["--seeds=2", f"--world_args={TINY_WORLD} --val_conversations=12"]
+    run_script(*args, chosen, *seeds_and_world, check=True, timeout=300)
     results = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8")
     rows = results.split("\n\n")[0].splitlines()[2:]
     for seed in (1337, 1338):  # the default setting is the experiment's fine-tuning of each seed, weight for weight
         tuned = load_checkpoint(tmp_path / "tune" / "full_default:_525_steps_2e-4" / f"seed{seed}")["model"]
         assert all(torch.equal(w, tuned[k]) for k, w in load_checkpoint(out / f"seed{seed}" / "full_pretrained")["model"].items())
-    again = run_script(*args, "--only=full (default: 525 steps, 2e-4)", *tune[-2:], check=True, timeout=300)
+    again = run_script(*args, "--only=full (default: 525 steps, 2e-4)", *seeds_and_world, check=True, timeout=300)
     assert again.stdout.count("reusing") == 2  # the same setting again: fine-tuned once, scored the same
     assert (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").splitlines()[2] == rows[0]
     assert [row.split(" | ")[0] for row in rows] == ["| full (default: 525 steps, 2e-4)",
