@@ -26,7 +26,9 @@ markers, into README.md (the main tables) and docs/experiment.md (all of them).
     python experiment.py --study=crosslingual|datasize|routes|all
 
 runs the lecture's further claims (studies.py) on the same pretraining runs, each into
-out/experiment/NAME and between its markers in docs/studies.md.
+out/experiment/NAME and between its markers in docs/studies.md. `--study=pretraining` only
+prepares the world and pretrains each seed: the models docs/tune_finetune.py fine-tunes, which a
+later run of the same options reuses.
 """
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ OPTIONS = {
     "overwrite": (False, "replace the results out_dir already holds"),
     "study": ("main", "main: the experiment above; crosslingual: fine-tuned in one language, tested in the other; datasize: "
               "held-out facts against the number of fine-tuning examples; routes: specialists or one generalist (studies.py); "
-              "all: every one, one pretraining per seed",
-              ("main", *STUDIES, "all")),
+              "all: every one, one pretraining per seed; pretraining: only the world and each seed's pretraining "
+              "(what docs/tune_finetune.py fine-tunes)",
+              ("main", *STUDIES, "all", "pretraining")),
     "reuse": (True, "reuse finished runs in out_dir of the same options and inputs (false: run everything again)"),
 }
 # (name, starts from, finetune.py options)
@@ -416,7 +419,7 @@ def main() -> None:
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
     from checkpoint import load_checkpoint
     out_dir = Path(config["out_dir"])
-    chosen = ["main", *STUDIES] if config["study"] == "all" else [config["study"]]
+    chosen = {"all": ["main", *STUDIES], "pretraining": []}.get(config["study"], [config["study"]])
     folders = {name: out_dir if name == "main" else out_dir / name for name in chosen}
     for folder in folders.values():
         if (folder / "results.json").exists() and not config["overwrite"]:

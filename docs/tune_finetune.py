@@ -52,6 +52,10 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, more phrasings": (["--lora"], ["--more_phrasings"]),
     "full, more phrasings, look-alikes 18 times": ([], ["--more_phrasings", "--harmless_repeats=34"]),  # 18 as by default
     "LoRA, more phrasings, look-alikes 18 times": (["--lora"], ["--more_phrasings", "--harmless_repeats=34"]),
+    "full, more phrasings, look-alikes 18 times, 30 more superlatives": (  # the pretraining text too: its own models
+        [], ["--more_phrasings", "--harmless_repeats=34", "--more_superlatives=30"]),
+    "LoRA, more phrasings, look-alikes 18 times, 30 more superlatives": (
+        ["--lora"], ["--more_phrasings", "--harmless_repeats=34", "--more_superlatives=30"]),
     "LoRA r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],  # alpha / r stays 2: only the capacity grows
     "LoRA r32": ["--lora", "--lora_rank=32", "--lora_alpha=64"],
 }

@@ -65,15 +65,17 @@ def tiny_experiment(tmp_path_factory):
     """Two seeds of the whole experiment on a tiny world and model: (its folder, its run, the model options)."""
     out = tmp_path_factory.mktemp("experiment") / "exp"
     tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=256 --batch_size=4 --eval_iters=2 --dtype=float32 --threads=2"
-    result = run_script("experiment.py", f"--out_dir={out}", "--readme=false", "--seeds=2",
-                        f"--world_args={TINY_WORLD}", f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20",
-                        f"--finetune_args={TINY_FINETUNE}",
-                        check=True, timeout=600)
+    common = [f"--out_dir={out}", "--readme=false", "--seeds=2", f"--world_args={TINY_WORLD}",
+              f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20"]
+    run_script("experiment.py", *common, "--study=pretraining", check=True, timeout=300)  # the models alone, first
+    assert sorted(p.name for p in out.iterdir()) == ["seed1337", "seed1338", "world"]
+    result = run_script("experiment.py", *common, f"--finetune_args={TINY_FINETUNE}", check=True, timeout=600)
     return out, result, tiny
 
 
 def test_tiny_experiment_end_to_end(tiny_experiment):
     out, result, tiny = tiny_experiment
+    assert result.stdout.count("pretraining: reusing") == 2  # what --study=pretraining made
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
     assert [(r["run"], r["init"], r["seed"]) for r in results] == [
         (run, init, seed) for seed in (1337, 1338) for run, init in (("full", "random"), ("full", "pretrained"), ("LoRA", "pretrained"))]
