@@ -8,13 +8,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per test and script: pytest -n runs a worker per core
 
 TINY_TEXT = ("臺灣最高的山是玉山，海拔3,952公尺。世界最高的山是聖母峰。The capital of Japan is Tokyo. "
              "世界最深的海溝是馬里亞納海溝。日本的首都是東京。The highest mountain in Taiwan is Yushan. ") * 40
 
 # a model small enough that a whole run takes seconds
 TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
-              "--eval_iters=2", "--dtype=float32", "--threads=2"]
+              "--eval_iters=2", "--dtype=float32"]
 
 
 def run_script(*args, check=False, timeout=120, **kwargs) -> subprocess.CompletedProcess:

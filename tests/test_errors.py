@@ -170,7 +170,7 @@ def sft_files(tmp_path):
     return tmp_path / "sft.jsonl"
 
 
-FT = ["--batch_size=4", "--eval_iters=1", "--dtype=float32", "--threads=2", "--warmup_iters=1"]
+FT = ["--batch_size=4", "--eval_iters=1", "--dtype=float32", "--warmup_iters=1"]
 
 
 def pretrain_run(tiny_dataset, out, *args, check=False):

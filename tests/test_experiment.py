@@ -64,7 +64,7 @@ TINY_FINETUNE = "--max_iters=4 --eval_interval=4 --eval_iters=2 --batch_size=8 -
 def tiny_experiment(tmp_path_factory):
     """Two seeds of the whole experiment on a tiny world and model: (its folder, its run, the model options)."""
     out = tmp_path_factory.mktemp("experiment") / "exp"
-    tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=256 --batch_size=4 --eval_iters=2 --dtype=float32 --threads=2"
+    tiny = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=256 --batch_size=4 --eval_iters=2 --dtype=float32"
     common = [f"--out_dir={out}", "--readme=false", "--seeds=2", f"--world_args={TINY_WORLD}",
               f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20"]
     run_script("experiment.py", *common, "--study=pretraining", check=True, timeout=300)  # the models alone, first

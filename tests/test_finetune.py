@@ -160,7 +160,7 @@ def instruction_files(tmp_path_factory):
 
 
 TINY_FT = ["--batch_size=8", "--max_iters=100", "--eval_interval=50", "--eval_iters=2", "--warmup_iters=5",
-           "--dtype=float32", "--threads=2", "--learning_rate=1e-2"]
+           "--dtype=float32", "--learning_rate=1e-2"]
 
 
 @pytest.mark.parametrize("lora", [False, True])
