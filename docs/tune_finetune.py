@@ -6,8 +6,8 @@ world's validation questions and conversations (other people, phrasings and supe
 held-out sets), and on the taught identity and refusal phrasings, alone and at a later turn of a
 conversation (the fine-tuning data's own: a goal of their own; only their turns are scored).
 
-    python experiment.py --study=pretraining   # first: the world and the pretrained model it reuses (or a whole experiment)
-    python docs/tune_finetune.py         # then: one row per setting, to the screen and out/tune/results.md
+    python experiment.py --study=pretraining   # first: the world and the pretrained models (or a whole experiment)
+    python docs/tune_finetune.py               # then: one row per setting, to the screen and out/tune/results.md
     python docs/tune_finetune.py --seeds=3 --world_args=--val_conversations=200    # mean ± spread, 200 conversations
 """
 import shlex
