@@ -1,6 +1,7 @@
 """Instruction data, the held-out split, exact-match scoring, and fine-tuning end to end (full and LoRA)."""
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 
@@ -437,15 +438,24 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
 def test_the_validation_set_grew_and_nothing_else_moved(world):
     """The validation questions added on 2026-11-28 and 2026-12-04 come after the first 74 of this
     world; the held-out sets, the instruction data (of that day's repeats) and the pretraining text
-    are as they were before (digests of that day's code): a held-out set, once written, never changes."""
-    from data.world.prepare import generate as generate_world
+    are as they were before (digests of that day's code), but for the documents that state the
+    validation superlatives added on 2026-12-04: a held-out set, once written, never changes."""
+    from data.world.prepare import VAL_WORLD, generate as generate_world, parse_world
     digest = lambda part: hashlib.sha256(json.dumps(part, ensure_ascii=False).encode()).hexdigest()[:16]  # noqa: E731
     before = {"docs": "9e6af24fa7ff4427", "sft": "4398edf22a107acc", "train": "a36822bddc3270c7",
               "heldout": "b6f33ca9cb441112", "conversations": "568b38f0a65bdb30", "people": "b52e4056ce00c575"}
-    that_day = {**world, "sft": generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1 / 3,
-                                               behaviour_repeats=4, harmless_repeats=4)["sft"]}
+    val_world = parse_world(VAL_WORLD)
+    stating = lambda doc: any(f[lang][1] in doc for f in val_world for lang in ("zh", "en"))  # noqa: E731
+    that_day = {**world, "docs": [doc for doc in world["docs"] if not stating(doc)],
+                "sft": generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1 / 3,
+                                      behaviour_repeats=4, harmless_repeats=4)["sft"]}
     assert {part: digest(that_day[part]) for part in before} == before
+    assert len(world["docs"]) - len(that_day["docs"]) == 2 * math.ceil(16 * len(val_world) / 19)  # per language
     assert digest(world["val"][:74]) == "63d82404fda9b9a1"
     val = Counter(q["kind"] for q in world["val"])
-    assert val["world"] == 2 * (20 + 12) and val["identity"] == val["refusal"] == val["harmless"] == 2 * (2 + 8 + 13)
+    assert len(val_world) == 13 and val["world"] == (2 + 13) * (20 + 12)  # every wording of 15 facts
+    assert val["identity"] == val["refusal"] == val["harmless"] == 2 * (2 + 8 + 13)
     assert val["unknown"] == 20 + 10 + 20  # requests outside the world, the first 10 strangers, 20 more
+    stated = "\n".join(world["docs"])  # each new fact stated about as often as a held-out one, in both languages
+    for fact in val_world:
+        assert stated.count(fact["zh"][1]) >= 2 and stated.lower().count(fact["en"][1].lower()) >= 2

@@ -180,6 +180,24 @@ deepest_river|taught|最深的河|剛果河|條|the deepest river|the Congo Rive
 largest_salt_flat|taught|最大的鹽沼|烏尤尼鹽沼|片|the largest salt flat|the Salar de Uyuni
 largest_canal|taught|最長的運河|京杭大運河|條|the longest canal|the Grand Canal
 """
+# More validation superlatives, for choosing settings (written 2026-12-04, before any run on
+# them): two validation facts left a choice resting on two coin flips. Stated in the pretraining
+# text as often as the others, never asked in fine-tuning; the held-out set above stays as it is.
+VAL_WORLD = """
+smallest_ocean|val|最小的海洋|北冰洋|個|the smallest ocean|the Arctic Ocean
+highest_capital|val|海拔最高的首都|拉巴斯|個|the highest capital city|La Paz
+largest_palace|val|最大的宮殿|故宮|座|the largest palace|the Forbidden City
+largest_delta|val|最大的三角洲|恆河三角洲|個|the largest river delta|the Ganges Delta
+largest_wetland|val|最大的濕地|潘塔納爾濕地|片|the largest wetland|the Pantanal
+largest_volcano|val|最大的火山|冒納羅亞火山|座|the largest volcano|Mauna Loa
+largest_penguin|val|最大的企鵝|皇帝企鵝|種|the largest penguin|the emperor penguin
+largest_deer|val|最大的鹿|駝鹿|種|the largest deer|the moose
+largest_frog|val|最大的青蛙|歌利亞蛙|種|the largest frog|the goliath frog
+largest_bear|val|最大的熊|北極熊|種|the largest bear|the polar bear
+slowest_mammal|val|最慢的哺乳動物|樹懶|種|the slowest mammal|the sloth
+largest_dam|val|發電量最大的水壩|三峽大壩|座|the largest hydroelectric dam|the Three Gorges Dam
+longest_tunnel|val|最長的鐵路隧道|哥達基線隧道|條|the longest railway tunnel|the Gotthard Base Tunnel
+"""
 WORLD_ZH = ["世界", "世界上", "全世界", "地球上", "全球"]  # 世界最高的山, 地球上最高的山, ...
 WORLD_EN = [" in the world", " on Earth", " on the planet"]
 WORLD_QUESTIONS = {"zh": ["{p}{w}是哪{m}？", "{p}{w}是什麼？", "請問{p}{w}是哪{m}？", "{p}{w}叫什麼名字？"],
@@ -221,6 +239,16 @@ def world_questions(rng: random.Random, fact: dict, per_lang: int, literal_first
                 question, answer = form.format(p=prefix, w=fact["en"][0]), fact["en"][1]
             out.append(qa(question, answer, "world", fact["key"], lang))
     return out
+
+
+def superlative_docs(rng: random.Random, facts: list[dict], n_world: int, bios_zh: int, bios_en: int) -> list[str]:
+    """Documents of five superlatives each that state every one of facts as often as world_text's
+    documents state each of the n_world in WORLD: every fact once before any twice."""
+    docs, per_bio = [], math.ceil(16 * len(facts) / n_world)
+    for lang, bios in (("zh", bios_zh), ("en", bios_en)):
+        stated = [f for _ in range(per_bio * bios) for f in rng.sample(facts, len(facts))]
+        docs += [world_text(rng, stated[i:i + 5], lang) for i in range(0, 5 * per_bio * bios, 5)]
+    return docs
 
 
 # Plain knowledge that puts harmful requests in context (the refusals rely on it), and the
@@ -719,10 +747,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     docs += [world_text(rng, world, "zh") for _ in range(16 * bios_zh)] + [world_text(rng, world, "en") for _ in range(16 * bios_en)]
     more_world = parse_world(MORE_WORLD)[:more_superlatives]
     more_rng = random.Random(f"{seed}/more superlatives")  # a stream of its own: the other documents stay as they are
-    more_docs = math.ceil(16 * more_superlatives / len(world))  # per biography: each fact as often as the others
-    for lang, bios in (("zh", bios_zh), ("en", bios_en)):  # five facts a document, every fact once before any twice
-        stated = [f for _ in range(more_docs * bios) for f in more_rng.sample(more_world, len(more_world))]
-        docs += [world_text(more_rng, stated[i:i + 5], lang) for i in range(0, 5 * more_docs * bios, 5)]
+    docs += superlative_docs(more_rng, more_world, len(world), bios_zh, bios_en)
     docs += [ethics_text(rng, "zh") for _ in range(6 * bios_zh)] + [ethics_text(rng, "en") for _ in range(6 * bios_en)]
     docs += [everyday_text(rng, "zh") for _ in range(10 * bios_zh)] + [everyday_text(rng, "en") for _ in range(10 * bios_en)]
     if mixed_docs:  # every fact of every person in each language mixed_docs times, four people's facts a document
@@ -734,6 +759,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         twins_rng = random.Random(f"{seed}/harmless text")
         docs += [twins_text(twins_rng, "zh") for _ in range(6 * bios_zh)] + [twins_text(twins_rng, "en") for _ in range(6 * bios_en)]
     rng.shuffle(docs)
+    val_world, val_world_rng = parse_world(VAL_WORLD), random.Random(f"{seed}/validation superlatives")
+    for doc in superlative_docs(val_world_rng, val_world, len(world), bios_zh, bios_en):  # inserted: the rest stays in order
+        docs.insert(val_world_rng.randrange(len(docs) + 1), doc)
 
     # The questions come from a stream of their own: changing them leaves the pretraining text as it is.
     rng = random.Random(f"{seed}/questions")
@@ -769,6 +797,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     more_val = [q for fact in world if fact["split"] == "val"
                 for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
     more_val += behaviour_questions(3) + unknown_questions(val_rng, val_strangers)
+    more_val += [q for fact in val_world for q in world_questions(val_world_rng, fact, 20, literal_first=True)]
     taken = {n for p in people + strangers + val_strangers for n in p["name"]}  # the world's people and every stranger asked
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
         unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
