@@ -72,12 +72,14 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     too near 0 toward 1 fast, landing between about 0.7 and 1.2 rather than on 1 (Keller Jordan's Muon).
     Each step is x -> p(x x^T) x, so on a matrix at least twice as long as it is wide (the MLP's)
     the steps run on its small square Gram matrix, x_k = p_k ... p_1 x_0, and only the last product
-    touches the long side: the same values for about half the work."""
+    touches the long side: the same values for about half the work. Only in fp32 or wider: the Gram
+    matrix's steps never re-read x, so in bf16 their rounding adds up (singular values up to 7 for a
+    gradient of a few strong directions, and pretraining diverged)."""
     a, b, c = 3.4445, -4.7750, 2.0315
     wide = g.shape[-2] <= g.shape[-1]
     x = g if wide else g.mT  # the Gram matrix x x^T is the smaller square
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7)  # singular values at most 1: where it converges
-    if x.shape[-1] < 2 * x.shape[-2]:  # near square: the steps on x itself
+    if x.shape[-1] < 2 * x.shape[-2] or x.dtype.itemsize < 4:  # near square, or bf16: the steps on x itself
         for _ in range(steps):
             gram = x @ x.mT
             x = a * x + (b * gram + c * gram @ gram) @ x

@@ -5,7 +5,8 @@ def test_muon_by_hand_matches_torchs_and_orthogonalises():
     """Our Muon takes the same steps as torch.optim.Muon (which orthogonalises in bf16, hence the
     tolerance), whether it orthogonalises in fp32 or in bf16 (the training's precision on a CPU
     with bf16: the two differ, so the precision asked for is the one used), and its Newton-Schulz
-    steps bring every singular value near 1, even for a gradient dominated by a few directions."""
+    steps bring every singular value near 1, even for a gradient dominated by a few directions, in
+    either precision."""
     import torch
     from optimizer import Muon, orthogonalise
     after = {}
@@ -28,8 +29,13 @@ def test_muon_by_hand_matches_torchs_and_orthogonalises():
     skewed = torch.randn(96, 32) * 1e-3
     skewed[:, :3] *= 100  # three directions ten thousand times stronger (in squared size) than the rest
     for g in (torch.randn(32, 128), skewed):
-        singular = torch.linalg.svdvals(orthogonalise(g))
-        assert 0.6 < singular.min() and singular.max() < 1.3
+        for dtype in (torch.float32, torch.bfloat16):
+            singular = torch.linalg.svdvals(orthogonalise(g.to(dtype)).float())
+            assert 0.6 < singular.min() and singular.max() < 1.3, (g.shape, dtype)
+    # four directions a million times the rest, the MLP's shape: steps on its Gram matrix in bf16 gave 7 (2026-12-04)
+    few = torch.randn(256, 4) @ torch.randn(4, 1024) * 10 + torch.randn(256, 1024) * 0.01
+    for dtype in (torch.float32, torch.bfloat16):
+        assert torch.linalg.svdvals(orthogonalise(few.to(dtype)).float()).max() < 1.3, dtype
 
 
 def test_orthogonalising_a_long_matrix_through_its_gram_matrix_gives_the_plain_steps_values():
