@@ -84,10 +84,31 @@ def test_normalized_exact_match():
     assert normalize_answer("Mount Everest") != normalize_answer("Everest")
 
 
+ROUND_37 = {"more_superlatives": 30, "more_phrasings": True, "harmless_repeats": 34}  # the defaults since round 37
+BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18}
+
+
+def tiny_world(**options) -> dict:
+    """A world of 60 people with the defaults of before round 37: each option's test compares against it."""
+    from data.world.prepare import generate as generate_world
+    return generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, **{**BEFORE_ROUND_37, **options})
+
+
 @pytest.fixture(scope="module")
 def world():
-    from data.world.prepare import generate as generate_world
-    return generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
+    return tiny_world()
+
+
+def test_the_default_world_is_round_37s_and_every_scored_set_stays(world):
+    """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
+    times each, thirty more superlatives. The held-out sets are what they were before it."""
+    from data.world.prepare import OPTIONS, generate as generate_world
+    assert {name: OPTIONS[name][0] for name in ROUND_37} == ROUND_37
+    default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
+    assert default == tiny_world(**ROUND_37)
+    assert default["heldout"] == world["heldout"] and default["val"] == world["val"]
+    assert [c for c in default["conversations"] if c["set"] == "heldout"] == [
+        c for c in world["conversations"] if c["set"] == "heldout"]
 
 
 def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
@@ -243,8 +264,7 @@ def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tin
 
 
 def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set_alone(world):
-    from data.world.prepare import generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=3.0, stranger_repeats=4,
+    other = tiny_world(sft_conversations=3.0, stranger_repeats=4,
                            behaviour_repeats=9, n_strangers=100)
     assert len(other["sft"]) > len(world["sft"]) + len(world["train"]) // 2  # more conversations, strangers asked again
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
@@ -260,8 +280,7 @@ def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set
 
 
 def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
-    from data.world.prepare import generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, harmless_repeats=4)
+    other = tiny_world(harmless_repeats=4)
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
     assert [alone[q] for q in ("教我煮飯", "你是誰？", "教我駭入鄰居家的 Wifi")] == [4, 12, 12]
     harmless = sum(q["kind"] == "harmless" for q in world["train"])
@@ -271,8 +290,7 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
 
 
 def test_conversation_behaviours_move_only_the_training_conversations_turns(world):
-    from data.world.prepare import generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, conversation_behaviours=3)
+    other = tiny_world(conversation_behaviours=3)
 
     def behaviour_turns(w):  # identity and refusal replies among the turns of the training conversations
         taught = {q["question"] for q in w["train"] if q["kind"] in ("identity", "refusal")}
@@ -285,8 +303,8 @@ def test_conversation_behaviours_move_only_the_training_conversations_turns(worl
 
 
 def test_paired_look_alikes_mirror_the_taught_refusals_and_no_scored_phrasing(world):
-    from data.world.prepare import PAIRED_LOOKALIKES, REFUSAL, generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, paired_lookalikes=True)
+    from data.world.prepare import PAIRED_LOOKALIKES, REFUSAL
+    other = tiny_world(paired_lookalikes=True)
     added = other["train"][len(world["train"]):]
     assert [(q["question"], q["kind"]) for q in added] == [(q, "harmless") for qs in PAIRED_LOOKALIKES.values() for q in qs]
     assert {lang: len(qs) for lang, qs in PAIRED_LOOKALIKES.items()} == {lang: len(r[1]) for lang, r in REFUSAL.items()}
@@ -301,8 +319,8 @@ def test_paired_look_alikes_mirror_the_taught_refusals_and_no_scored_phrasing(wo
 
 
 def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(world):
-    from data.world.prepare import BEHAVIOURS, MORE_PHRASINGS, generate as generate_world
-    other = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, more_phrasings=True)
+    from data.world.prepare import BEHAVIOURS, MORE_PHRASINGS
+    other = tiny_world(more_phrasings=True)
     added = other["train"][len(world["train"]):]
     assert [(q["question"], q["kind"]) for q in added] == [
         (q, kind) for kind, by_lang in MORE_PHRASINGS.items() for qs in by_lang.values() for q in qs]
@@ -327,8 +345,7 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
 
 
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
-    from data.world.prepare import generate as generate_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=200)
+    more = tiny_world(n_val_conversations=200)
     sets = [[c for c in w["conversations"] if c["set"] == "val"] for w in (world, more)]
     assert len(sets[0]) == 40 and len(sets[1]) == 200 and sets[1][:40] == sets[0]
     assert len({json.dumps(c, ensure_ascii=False) for c in sets[1]}) > 150  # new ones, not the 40 again
@@ -337,14 +354,13 @@ def test_more_validation_conversations_keep_the_first_and_every_other_set(world)
     assert [c for c in more["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]
     for part in ("docs", "sft", "train", "val", "heldout", "people"):
         assert more[part] == world[part], part
-    fewer = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, n_val_conversations=10)
+    fewer = tiny_world(n_val_conversations=10)
     assert [c for c in fewer["conversations"] if c["set"] == "val"] == sets[0][:10]
     assert [c for c in fewer["conversations"] if c["set"] != "val"] == [c for c in world["conversations"] if c["set"] != "val"]
 
 
 def test_every_superlative_wording_changes_only_the_instruction_data(world):
-    from data.world.prepare import generate as generate_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, world_wordings=20)
+    more = tiny_world(world_wordings=20)
     taught = Counter((q["entity"], q["lang"]) for q in more["train"] if q["kind"] == "world")
     assert set(taught.values()) == {20, 12}  # every Chinese and English wording of each taught superlative
     assert more["train"][:len(world["train"])] == world["train"]  # the usual 4 first, the others after
@@ -357,8 +373,8 @@ def test_every_superlative_wording_changes_only_the_instruction_data(world):
 
 
 def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(world):
-    from data.world.prepare import MORE_WORLD, generate as generate_world, parse_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, more_superlatives=30)
+    from data.world.prepare import MORE_WORLD, parse_world
+    more = tiny_world(more_superlatives=30)
     added = parse_world(MORE_WORLD)
     taught = Counter((q["entity"], q["lang"]) for q in more["train"][len(world["train"]):])
     assert set(taught) == {(fact["key"], lang) for fact in added for lang in ("zh", "en")} and set(taught.values()) == {4}
@@ -371,10 +387,10 @@ def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(worl
 
 
 def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
-    from data.world.prepare import (HARMFUL_EN, HARMFUL_ZH, HARMLESS, TWINS_EN, TWINS_ZH, generate as generate_world,
+    from data.world.prepare import (HARMFUL_EN, HARMFUL_ZH, HARMLESS, TWINS_EN, TWINS_ZH,
                                     twins_text)
     import random
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, harmless_text=True)
+    more = tiny_world(harmless_text=True)
     assert set(world["docs"]) <= set(more["docs"]) and len(more["docs"]) == len(world["docs"]) + 6 + 6
     for part in ("sft", "train", "val", "heldout", "conversations", "people"):  # read in pretraining, never taught
         assert more[part] == world[part], part
@@ -388,8 +404,7 @@ def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
 
 
 def test_mixed_docs_state_every_fact_again_among_other_peoples_in_pretraining_only(world):
-    from data.world.prepare import generate as generate_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, mixed_docs=2)
+    more = tiny_world(mixed_docs=2)
     added = [d for d in more["docs"] if d not in set(world["docs"])]
     assert set(world["docs"]) <= set(more["docs"]) and len(added) == 2 * 60 * 5 * 2 // 4  # four facts a document
     for part in ("sft", "train", "val", "heldout", "conversations", "people"):
@@ -403,7 +418,7 @@ def test_mixed_docs_state_every_fact_again_among_other_peoples_in_pretraining_on
 
 def test_near_strangers_differ_from_a_taught_person_by_one_character_and_are_only_taught(world):
     from data.world.prepare import generate as generate_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, near_strangers=25)
+    more = tiny_world(near_strangers=25)
     added = more["train"][len(world["train"]):]
     assert more["train"][:len(world["train"])] == world["train"] and len(added) == 25
     assert {(q["kind"], q["answer"]) for q in added} <= {("unknown", "我不知道"), ("unknown", "I don't know")}
@@ -421,8 +436,8 @@ def test_near_strangers_differ_from_a_taught_person_by_one_character_and_are_onl
 
 
 def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_about(world):
-    from data.world.prepare import UNKNOWN_SENTENCES, generate as generate_world
-    more = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, unknown_names=30)
+    from data.world.prepare import UNKNOWN_SENTENCES
+    more = tiny_world(unknown_names=30)
     added = [d for d in more["docs"] if d not in set(world["docs"])]
     assert [d for d in more["docs"] if d in set(world["docs"])] == world["docs"] and len(added) == 2 * 30  # order kept
     for part in ("sft", "train", "val", "heldout", "conversations", "people"):  # read in pretraining, never taught
@@ -440,14 +455,14 @@ def test_the_validation_set_grew_and_nothing_else_moved(world):
     world; the held-out sets, the instruction data (of that day's repeats) and the pretraining text
     are as they were before (digests of that day's code), but for the documents that state the
     validation superlatives added on 2026-12-04: a held-out set, once written, never changes."""
-    from data.world.prepare import VAL_WORLD, generate as generate_world, parse_world
+    from data.world.prepare import VAL_WORLD, parse_world
     digest = lambda part: hashlib.sha256(json.dumps(part, ensure_ascii=False).encode()).hexdigest()[:16]  # noqa: E731
     before = {"docs": "9e6af24fa7ff4427", "sft": "4398edf22a107acc", "train": "a36822bddc3270c7",
               "heldout": "b6f33ca9cb441112", "conversations": "568b38f0a65bdb30", "people": "b52e4056ce00c575"}
     val_world = parse_world(VAL_WORLD)
     stating = lambda doc: any(f[lang][1] in doc for f in val_world for lang in ("zh", "en"))  # noqa: E731
     that_day = {**world, "docs": [doc for doc in world["docs"] if not stating(doc)],
-                "sft": generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1, sft_conversations=1 / 3,
+                "sft": tiny_world(sft_conversations=1 / 3,
                                       behaviour_repeats=4, harmless_repeats=4)["sft"]}
     assert {part: digest(that_day[part]) for part in before} == before
     assert len(world["docs"]) - len(that_day["docs"]) == 2 * math.ceil(16 * len(val_world) / 19)  # per language

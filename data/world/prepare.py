@@ -56,11 +56,12 @@ OPTIONS = {
     "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
                           "(寫一首詩), is in the instruction data",
                           "[0, inf)"),
-    "harmless_repeats": (18, "how often each taught harmless look-alike (教我煮飯) is in the instruction data "
-                         "(auto: --behaviour_repeats; 18 was chosen on validation: docs/notebook.md)", "auto or int [0, inf)"),
+    "harmless_repeats": (34, "how often each taught harmless look-alike (教我煮飯) is in the instruction data, shared "
+                         "with --more_phrasings' look-alikes (34: each 18 times, as chosen on validation: docs/notebook.md; "
+                         "auto: --behaviour_repeats)", "auto or int [0, inf)"),
     "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
                           "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
-    "more_phrasings": (False, "also teach MORE_PHRASINGS (more ways to ask who the AI is, harmful and harmless requests, "
+    "more_phrasings": (True, "also teach MORE_PHRASINGS (more ways to ask who the AI is, harmful and harmless requests, "
                        "requests outside the world), each kind and language in as many examples as without: the "
                        "repeats shared among more phrasings; every scored set left alone"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
@@ -69,7 +70,7 @@ OPTIONS = {
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
                        "[4, 20]"),
-    "more_superlatives": (0, "more of the world's superlatives (up to 30), stated in the pretraining text as often as the "
+    "more_superlatives": (30, "more of the world's superlatives (up to 30), stated in the pretraining text as often as the "
                           "others and asked in the instruction data (--world_wordings each): every scored set left alone",
                           "[0, 30]"),
     "harmless_text": (False, "pretraining also states each harmful act's harmless twin beside it (入侵別人的 Wi-Fi是犯罪。"
@@ -713,11 +714,12 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              sft_conversations: float = OPTIONS["sft_conversations"][0],  # the counts chosen on validation: in OPTIONS
              stranger_repeats: int = OPTIONS["stranger_repeats"][0], behaviour_repeats: int = OPTIONS["behaviour_repeats"][0],
              n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
-             world_wordings: int = 4, more_superlatives: int = 0,
+             world_wordings: int = 4, more_superlatives: int = OPTIONS["more_superlatives"][0],
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
-             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0, more_phrasings: bool = False) -> dict:
+             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
+             more_phrasings: bool = OPTIONS["more_phrasings"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
