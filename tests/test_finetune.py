@@ -264,8 +264,7 @@ def test_conversations_are_answered_turn_by_turn_with_the_models_own_replies(tin
 
 
 def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set_alone(world):
-    other = tiny_world(sft_conversations=3.0, stranger_repeats=4,
-                           behaviour_repeats=9, n_strangers=100)
+    other = tiny_world(sft_conversations=3.0, stranger_repeats=4, behaviour_repeats=9, n_strangers=100)
     assert len(other["sft"]) > len(world["sft"]) + len(world["train"]) // 2  # more conversations, strangers asked again
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
     before = Counter(e["messages"][0]["content"] for e in world["sft"] if len(e["messages"]) == 2)
@@ -387,8 +386,7 @@ def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(worl
 
 
 def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
-    from data.world.prepare import (HARMFUL_EN, HARMFUL_ZH, HARMLESS, TWINS_EN, TWINS_ZH,
-                                    twins_text)
+    from data.world.prepare import HARMFUL_EN, HARMFUL_ZH, HARMLESS, TWINS_EN, TWINS_ZH, twins_text
     import random
     more = tiny_world(harmless_text=True)
     assert set(world["docs"]) <= set(more["docs"]) and len(more["docs"]) == len(world["docs"]) + 6 + 6
@@ -462,8 +460,7 @@ def test_the_validation_set_grew_and_nothing_else_moved(world):
     val_world = parse_world(VAL_WORLD)
     stating = lambda doc: any(f[lang][1] in doc for f in val_world for lang in ("zh", "en"))  # noqa: E731
     that_day = {**world, "docs": [doc for doc in world["docs"] if not stating(doc)],
-                "sft": tiny_world(sft_conversations=1 / 3,
-                                      behaviour_repeats=4, harmless_repeats=4)["sft"]}
+                "sft": tiny_world(sft_conversations=1 / 3, behaviour_repeats=4, harmless_repeats=4)["sft"]}
     assert {part: digest(that_day[part]) for part in before} == before
     assert len(world["docs"]) - len(that_day["docs"]) == 2 * math.ceil(16 * len(val_world) / 19)  # per language
     assert digest(world["val"][:74]) == "63d82404fda9b9a1"
