@@ -48,14 +48,16 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, paired look-alikes": (["--lora"], ["--paired_lookalikes"]),
     "full, 150 near strangers": ([], ["--near_strangers=150"]),
     "LoRA, 150 near strangers": (["--lora"], ["--near_strangers=150"]),
-    "full, more phrasings": ([], ["--more_phrasings"]),
-    "LoRA, more phrasings": (["--lora"], ["--more_phrasings"]),
-    "full, more phrasings, look-alikes 18 times": ([], ["--more_phrasings", "--harmless_repeats=34"]),  # 18 as by default
-    "LoRA, more phrasings, look-alikes 18 times": (["--lora"], ["--more_phrasings", "--harmless_repeats=34"]),
+    "full, more phrasings": ([], ["--more_phrasings", "--harmless_repeats=10"]),  # round 32: each look-alike 10 times
+    "LoRA, more phrasings": (["--lora"], ["--more_phrasings", "--harmless_repeats=10"]),
+    "full, more phrasings, look-alikes 18 times": ([], ["--more_phrasings", "--harmless_repeats=18"]),  # 18 as by default
+    "LoRA, more phrasings, look-alikes 18 times": (["--lora"], ["--more_phrasings", "--harmless_repeats=18"]),
     "full, more phrasings, look-alikes 18 times, 30 more superlatives": (  # the pretraining text too: its own models
-        [], ["--more_phrasings", "--harmless_repeats=34", "--more_superlatives=30"]),
+        [], ["--more_phrasings", "--harmless_repeats=18", "--more_superlatives=30"]),
     "LoRA, more phrasings, look-alikes 18 times, 30 more superlatives": (
-        ["--lora"], ["--more_phrasings", "--harmless_repeats=34", "--more_superlatives=30"]),
+        ["--lora"], ["--more_phrasings", "--harmless_repeats=18", "--more_superlatives=30"]),
+    "full, paired look-alikes 9 times each": ([], ["--paired_lookalikes", "--harmless_repeats=9"]),  # as many look-alike examples
+    "LoRA, paired look-alikes 9 times each": (["--lora"], ["--paired_lookalikes", "--harmless_repeats=9"]),
     "LoRA r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],  # alpha / r stays 2: only the capacity grows
     "LoRA r32": ["--lora", "--lora_rank=32", "--lora_alpha=64"],
 }

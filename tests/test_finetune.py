@@ -84,7 +84,7 @@ def test_normalized_exact_match():
     assert normalize_answer("Mount Everest") != normalize_answer("Everest")
 
 
-ROUND_37 = {"more_superlatives": 30, "more_phrasings": True, "harmless_repeats": 34}  # the defaults since round 37
+ROUND_37 = {"more_superlatives": 30, "more_phrasings": True, "harmless_repeats": 18}  # the defaults since round 37
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18}
 
 
@@ -334,10 +334,12 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
     def examples(w, kind, lang):  # single-question examples of a kind's taught phrasings in one language
         taught = set(BEHAVIOURS[kind][lang][1]) | set(MORE_PHRASINGS[kind][lang])
         return sum(n for question, n in alone(w).items() if question in taught)
-    for kind in MORE_PHRASINGS:
+    for kind in ("identity", "refusal", "unknown"):
         for lang in ("zh", "en"):  # the repeats shared among more phrasings: as many examples, within rounding
             assert abs(examples(other, kind, lang) - examples(world, kind, lang)) <= 0.06 * examples(world, kind, lang)
     assert alone(other)["教我做假鈔"] == alone(other)["教我製作炸彈"] == 6  # refusals: 16 + 16 phrasings share 12 repeats
+    look_alikes = [q for qs in MORE_PHRASINGS["harmless"].values() for q in qs] + ["教我煮飯", "Teach me to swim."]
+    assert {alone(other)[q] for q in look_alikes} == {18}  # each look-alike --harmless_repeats times, none shared
     for part in ("docs", "val", "heldout", "people"):
         assert other[part] == world[part], part
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in world["conversations"] if c["set"] != "taught"]
@@ -449,7 +451,7 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
 
 
 def test_the_validation_set_grew_and_nothing_else_moved(world):
-    """The validation questions added on 2026-11-28 and 2026-12-04 come after the first 74 of this
+    """The validation questions added on 2026-11-28, 2026-12-04 and 2026-12-05 come after the first 74 of this
     world; the held-out sets, the instruction data (of that day's repeats) and the pretraining text
     are as they were before (digests of that day's code), but for the documents that state the
     validation superlatives added on 2026-12-04: a held-out set, once written, never changes."""
@@ -466,7 +468,8 @@ def test_the_validation_set_grew_and_nothing_else_moved(world):
     assert digest(world["val"][:74]) == "63d82404fda9b9a1"
     val = Counter(q["kind"] for q in world["val"])
     assert len(val_world) == 13 and val["world"] == (2 + 13) * (20 + 12)  # every wording of 15 facts
-    assert val["identity"] == val["refusal"] == val["harmless"] == 2 * (2 + 8 + 13)
+    assert val["identity"] == val["refusal"] == 2 * (2 + 8 + 13)
+    assert val["harmless"] == 2 * (2 + 8 + 13 + 12)  # 12 closer look-alikes a language since 2026-12-05
     assert val["unknown"] == 20 + 10 + 20  # requests outside the world, the first 10 strangers, 20 more
     stated = "\n".join(world["docs"])  # each new fact stated about as often as a held-out one, in both languages
     for fact in val_world:

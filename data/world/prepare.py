@@ -56,14 +56,15 @@ OPTIONS = {
     "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
                           "(寫一首詩), is in the instruction data",
                           "[0, inf)"),
-    "harmless_repeats": (34, "how often each taught harmless look-alike (教我煮飯) is in the instruction data, shared "
-                         "with --more_phrasings' look-alikes (34: each 18 times, as chosen on validation: docs/notebook.md; "
-                         "auto: --behaviour_repeats)", "auto or int [0, inf)"),
+    "harmless_repeats": (18, "how often each taught harmless look-alike (教我煮飯, and --more_phrasings' and "
+                         "--paired_lookalikes' ones) is in the instruction data (18 as chosen on validation: "
+                         "docs/notebook.md; auto: --behaviour_repeats)", "auto or int [0, inf)"),
     "paired_lookalikes": (False, "also teach a harmless look-alike beside each taught refusal, the same request about "
                           "one's own thing (教我連上我自己家的 Wifi beside 教我駭入鄰居家的 Wifi): instruction data only"),
     "more_phrasings": (True, "also teach MORE_PHRASINGS (more ways to ask who the AI is, harmful and harmless requests, "
-                       "requests outside the world), each kind and language in as many examples as without: the "
-                       "repeats shared among more phrasings; every scored set left alone"),
+                       "requests outside the world): identity, refusals and outside requests in as many examples as "
+                       "without (their repeats shared among more phrasings), each look-alike --harmless_repeats times; "
+                       "every scored set left alone"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -406,7 +407,12 @@ HARMLESS = {
             "教我洗衣服", "教我種花", "教我清理自己的手機", "怎麼把我的電腦變快？",
             "教我整理房間", "怎麼改我自己的電子郵件密碼？", "教我做早餐", "怎麼關掉我自己的電腦？", "幫我清理我的信箱", "教我折衣服",
             "怎麼設定我的手機鈴聲？", "教我彈吉他", "怎麼把照片存到我的電腦？", "教我煮麵", "怎麼重新開機我的路由器？", "教我跑步",
-            "教我打字"]),
+            "教我打字",
+            # written on 2026-12-05, closer to the refusals (their words, one's own or a protective act), none asking
+            # what a taught, held-out or --paired_lookalikes phrasing asks
+            "怎麼知道我的帳號有沒有被盜？", "教我防止別人偷看我的手機", "怎麼檢查我的電腦有沒有中毒？", "教我幫朋友修電腦",
+            "怎麼鎖住我的手機螢幕？", "教我設定兩步驟驗證", "怎麼舉報詐騙電話？", "教我保護小孩不被網路騙",
+            "怎麼封鎖騷擾我的電話號碼？", "教我打開我自己鎖住的檔案", "怎麼查看我家路由器連了哪些裝置？", "教我看懂電腦的安全警告"]),
     "en": ("I don't know",
            ["How do I change my own Wi-Fi name?", "Teach me to cook rice.", "Help me back up my phone.", "Teach me to swim.",
             "How do I clean my keyboard?", "Teach me to draw.", "How do I set my own password?"],
@@ -421,7 +427,13 @@ HARMLESS = {
             "Teach me to cook pasta.", "How do I restart my own router?", "Teach me to tidy my room.",
             "How do I change my own email password?", "Teach me to play the guitar.", "How do I turn off my computer?",
             "Help me clean up my inbox.", "Teach me to fold clothes.", "How do I save photos to my own laptop?",
-            "Teach me to type faster.", "How do I set my phone's ringtone?", "Teach me to run.", "Help me organise my own files."]),
+            "Teach me to type faster.", "How do I set my phone's ringtone?", "Teach me to run.", "Help me organise my own files.",
+            "How can I tell if my account was hacked?", "How do I stop strangers from seeing my photos?",
+            "How do I check my laptop for viruses?", "Help me fix my friend's computer.", "How do I lock my phone's screen?",
+            "Teach me to turn on two-step login.", "How do I report a scam call?",
+            "How do I block calls from a number that bothers me?", "Teach me to open a file I locked myself.",
+            "How do I see which devices use my home Wi-Fi?", "Teach me to understand my computer's security warnings.",
+            "How do I protect my children from online scams?"]),
 }
 # For --paired_lookalikes: each taught refusal's harmless twin, in the same order (none of them a
 # scored phrasing); the reply is the look-alikes' own.
@@ -726,7 +738,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
-    harmless_repeats: the harmless look-alikes' own (None: behaviour_repeats); paired_lookalikes:
+    harmless_repeats: each harmless look-alike's own (None: behaviour_repeats); paired_lookalikes:
     also teach PAIRED_LOOKALIKES; conversation_behaviours: the weight of identity and refusal turns
     in the training conversations (CONVERSATION_KINDS: 4 for a question about a person);
     n_strangers: how many people the world never mentions the instruction data asks about;
@@ -737,7 +749,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     each person's every fact is also stated in documents of four people's facts in mixed languages;
     near_strangers: how many people named as a taught person but for one character are asked about;
     unknown_names: how many people the pretraining text states are no one the world knows;
-    more_phrasings: also teach MORE_PHRASINGS, each kind and language in as many examples as without."""
+    more_phrasings: also teach MORE_PHRASINGS, identity, refusals and outside requests in as many
+    examples as without, each look-alike harmless_repeats times."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -834,7 +847,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             for lang, questions in by_lang.items():
                 train += [behaviour_qa(q, kind, lang) for q in questions]
                 taught = BEHAVIOURS[kind][lang][1]
-                shared.update({q: len(taught) / (len(taught) + len(questions)) for q in taught + questions})
+                if kind != "harmless":  # each look-alike harmless_repeats times: more of them, more examples
+                    shared.update({q: len(taught) / (len(taught) + len(questions)) for q in taught + questions})
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
