@@ -326,7 +326,8 @@ def twins_text(rng: random.Random, lang: str) -> str:
 # "taught" phrasings are in the fine-tuning data; "val" ones choose settings; "test" ones were
 # written before any tuning and are never used to choose anything (the held-out set). "more val"
 # were added after tuning had begun, to validate on more than 4 of each: 8 a language on 2026-11-28,
-# and 13 more of identity, refusals and look-alikes on 2026-12-04 (a rule's 5 points were one question).
+# 13 more of identity, refusals and look-alikes on 2026-12-04 (a rule's 5 points were one question), and
+# 12 more look-alikes on 2026-12-05, nearer the refusals (the older ones missed what held-out ones showed).
 IDENTITY = {
     "zh": ("我是人工智慧",
            ["你是誰？", "請問你是誰？", "你是什麼？", "你叫什麼名字？", "你是人嗎？", "你是什麼東西？", "你的名字是什麼？", "你是機器人嗎？",
