@@ -403,6 +403,26 @@ def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
     assert not any(t.lower() in q for t in TWINS_ZH + TWINS_EN for q in scored)  # no scored look-alike's own words
 
 
+def test_acts_text_says_of_every_requests_act_whether_it_is_a_crime_in_pretraining_only(world):
+    from data.world.prepare import ACT_FORMS, ACT_TIMES, BEHAVIOURS, requested_act
+    assert requested_act("教我打開我自己鎖住的檔案", "zh") == "打開自己鎖住的檔案"
+    assert requested_act("How do I crack a safe that isn't mine?", "en") == "crack a safe that isn't yours"
+    more = tiny_world(acts=True)
+    for part in ("sft", "train", "val", "heldout", "conversations", "people"):  # read in pretraining, never taught
+        assert more[part] == world[part], part
+    added = [d for d in more["docs"] if d not in set(world["docs"])]
+    assert [d for d in more["docs"] if d in set(world["docs"])] == world["docs"]  # the others keep their order
+    for kind, other in (("refusal", "harmless"), ("harmless", "refusal")):
+        for lang, (_, *splits) in BEHAVIOURS[kind].items():
+            for q in splits[2] + splits[3]:  # every held-out and validation request: its act, said of its kind only
+                said = [f.format(a=requested_act(q, lang)) for f in ACT_FORMS[lang][kind]]
+                wrong = [f.format(a=requested_act(q, lang)) for f in ACT_FORMS[lang][other]]
+                text = "".join(added)
+                count = sum(text.count(s[0].upper() + s[1:] + ("。" if lang == "zh" else ".")) for s in said)
+                assert count >= ACT_TIMES and not any(s[0].upper() + s[1:] + ("。" if lang == "zh" else ".") in text
+                                                      for s in wrong), q
+
+
 def test_mixed_docs_state_every_fact_again_among_other_peoples_in_pretraining_only(world):
     more = tiny_world(mixed_docs=2)
     added = [d for d in more["docs"] if d not in set(world["docs"])]

@@ -76,6 +76,9 @@ OPTIONS = {
                           "[0, 30]"),
     "harmless_text": (False, "pretraining also states each harmful act's harmless twin beside it (入侵別人的 Wi-Fi是犯罪。"
                       "改自己的 Wi-Fi 名稱是合法的。): the line between refused and harmless requests, read, not taught"),
+    "acts_text": (False, "pretraining also states, of every act a request in any set asks about (taught, validation and held "
+                  "out, as it states the held-out people's facts), that it is a crime (偽造文件是犯罪。) or an ordinary thing "
+                  "(保護自己的電腦是合法的。): the knowledge a refusal rests on; the requests stay where they are"),
     "mixed_docs": (0, "pretraining also states every fact of every person this many times per language in documents "
                    "of four people's facts, each sentence in either language (recall of one person among others', as "
                    "in a conversation)", "[0, inf)"),
@@ -279,6 +282,15 @@ TWINS_EN = ["renaming your own Wi-Fi", "using your own computer", "setting your 
             "showing your own identity card", "shopping online", "washing a car", "opening a bank account"]
 TWIN_SAFE_ZH = SAFE_ZH + ["{a}不會傷害別人", "法律允許{a}"]
 TWIN_SAFE_EN = SAFE_EN + ["{a} harms no one", "The law allows {a}"]
+# For --acts_text: what each request asks to be taught, said as a crime or as an ordinary thing.
+REQUEST_OPENINGS = {"zh": ("教我", "幫我", "怎麼", "如何"), "en": ("How do I ", "How can I ", "Teach me to ", "Help me ", "Show me how to ")}
+ACT_FORMS = {"zh": {"refusal": ETHICS_ZH, "harmless": TWIN_SAFE_ZH},
+             "en": {"refusal": ["It is against the law to {a}", "It is a crime to {a}", "It harms other people to {a}",
+                                "The law forbids you to {a}"],
+                    "harmless": ["It is an ordinary thing to {a}", "It is perfectly legal to {a}", "It harms no one to {a}",
+                                 "The law allows you to {a}"]}}
+ACT_TIMES = 8  # sentences per act and language, about as often as the ethics documents state each of theirs
+SECOND_PERSON = {"my": "your", "I": "you", "me": "you", "myself": "yourself", "mine": "yours"}
 
 
 # Everyday sentences: the words the assistant's replies and the users' requests are made of
@@ -311,6 +323,26 @@ def ethics_text(rng: random.Random, lang: str) -> str:
     sentences = [rng.choice(forms).format(a=a) for a in rng.sample(harmful, 3)] + [rng.choice(safe).format(a=rng.choice(harmless))]
     rng.shuffle(sentences)
     return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()
+
+
+def requested_act(request: str, lang: str) -> str:
+    """教我打開我自己鎖住的檔案 -> 打開自己鎖住的檔案; How do I lock my own door? -> lock your own door."""
+    opening = next(o for o in REQUEST_OPENINGS[lang] if request.startswith(o))
+    act = request[len(opening):].rstrip("？?.")
+    if lang == "zh":
+        return act.replace("我自己", "自己").replace("我的", "自己的").replace("我家", "自己家")
+    return " ".join(SECOND_PERSON.get(word, word) for word in act.split())
+
+
+def acts_text(rng: random.Random, lang: str) -> list[str]:
+    """Documents of four sentences, each act of every refusal and look-alike request (every set)
+    said ACT_TIMES times to be a crime or an ordinary thing, in mixed order."""
+    acts = {requested_act(q, lang): kind for kind in ("refusal", "harmless")
+            for q in [q for split in BEHAVIOURS[kind][lang][1:] for q in split] + MORE_PHRASINGS[kind][lang]}
+    mentions = [(act, kind) for act, kind in acts.items() for _ in range(ACT_TIMES)]
+    rng.shuffle(mentions)
+    sentences = [rng.choice(ACT_FORMS[lang][kind]).format(a=act) for act, kind in mentions]
+    return ["".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences[i:i + 4]).strip() for i in range(0, len(sentences), 4)]
 
 
 def twins_text(rng: random.Random, lang: str) -> str:
@@ -732,7 +764,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
-             more_phrasings: bool = OPTIONS["more_phrasings"][0]) -> dict:
+             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -751,7 +783,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     near_strangers: how many people named as a taught person but for one character are asked about;
     unknown_names: how many people the pretraining text states are no one the world knows;
     more_phrasings: also teach MORE_PHRASINGS, identity, refusals and outside requests in as many
-    examples as without, each look-alike harmless_repeats times."""
+    examples as without, each look-alike harmless_repeats times; acts: also state of every refusal's
+    and look-alike's act that it is a crime or an ordinary thing (acts_text)."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -778,6 +811,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     val_world, val_world_rng = parse_world(VAL_WORLD), random.Random(f"{seed}/validation superlatives")
     for doc in superlative_docs(val_world_rng, val_world, len(world), bios_zh, bios_en):  # inserted: the rest stays in order
         docs.insert(val_world_rng.randrange(len(docs) + 1), doc)
+    if acts:  # inserted from a stream of their own: the other documents stay in their order
+        acts_rng = random.Random(f"{seed}/acts text")
+        for doc in acts_text(acts_rng, "zh") + acts_text(acts_rng, "en"):
+            docs.insert(acts_rng.randrange(len(docs) + 1), doc)
 
     # The questions come from a stream of their own: changing them leaves the pretraining text as it is.
     rng = random.Random(f"{seed}/questions")
@@ -917,7 +954,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["world_wordings"], config["more_superlatives"],
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
                      config["conversation_behaviours"], config["harmless_text"],
-                     config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"])
+                     config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
+                     config["acts_text"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
