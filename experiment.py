@@ -5,6 +5,7 @@ the fine-tuned model behave like the lecture's AI in every turn of a conversatio
 
     python experiment.py                 # one seed (the README gives its time on this machine)
     python experiment.py --seeds=3       # three seeds: mean and spread
+    python experiment.py --seeds=3 --jobs=3   # the seeds side by side, each with a share of the cores
 
 It prepares the built-in world into out/experiment/world, pretrains once per seed (or reuses a
 finished pretraining of the same options and world), and fine-tunes three ways on the same
@@ -37,12 +38,15 @@ import hashlib
 import importlib
 import json
 import math
+import os
 import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cli import UserError, atomic_write, parse_args, run, update_docs
@@ -65,6 +69,9 @@ OPTIONS = {
               "all: every one, one pretraining per seed; pretraining: only the world and each seed's pretraining "
               "(what docs/tune_finetune.py fine-tunes)",
               ("main", *STUDIES, "all", "pretraining")),
+    "jobs": (1, "seeds run side by side, each stage with cores / jobs threads and its output in out_dir/seedN/log.txt "
+             "(small models use many cores poorly: on 2 cores, 2 one-thread pretrainings do 38% more work than one of "
+             "two threads, docs/notebook.md round 37)", "[1, inf)"),
     "reuse": (True, "reuse finished runs in out_dir of the same options and inputs (false: run everything again)"),
 }
 # (name, starts from, finetune.py options)
@@ -74,16 +81,26 @@ REUSE_FILE = "experiment_key.json"  # in each run's folder: what the run was mad
 RECORD = ROOT / "docs" / "experiment_results.json"  # the results the README's tables show
 
 
-def run_stage(title: str, script: str, args: list[str]) -> float:
-    """Run python SCRIPT ARGS as a user would, its output on the screen. -> wall seconds"""
+def run_stage(title: str, script: str, args: list[str], log: Path | None = None, threads: int = 0) -> float:
+    """Run python SCRIPT ARGS as a user would, its output on the screen (or appended to log),
+    with threads CPU threads (0: torch's default). -> wall seconds"""
     command = [sys.executable, script, *args]
-    print(f"\n=== {title}: python {script} {' '.join(shlex.quote(a) for a in args)}", flush=True)
+    line = f"=== {title}: python {script} {' '.join(shlex.quote(a) for a in args)}"
+    print(f"\n{line}" + (f"  (output: {log})" if log else ""), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None  # torch's default thread count follows it
     t0 = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT)
+    if log:
+        with log.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+            out.flush()
+            result = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    else:
+        result = subprocess.run(command, cwd=ROOT, env=env)
     if result.returncode == 130:
         raise KeyboardInterrupt
     if result.returncode != 0:
-        raise UserError(f"{title} failed (exit status {result.returncode}); its message is above")
+        raise UserError(f"{title} failed (exit status {result.returncode}); its message is "
+                        + (f"at the end of {log}" if log else "above"))
     return time.perf_counter() - t0
 
 
@@ -98,7 +115,8 @@ def reuse_key(script: str, args: list[str], inputs: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def run_or_reuse(title: str, script: str, args: list[str], folder: Path, inputs: list[Path], reuse: bool) -> tuple[float, bool]:
+def run_or_reuse(title: str, script: str, args: list[str], folder: Path, inputs: list[Path], reuse: bool,
+                 log: Path | None = None, threads: int = 0) -> tuple[float, bool]:
     """Run python SCRIPT ARGS --overwrite into folder, unless folder holds a finished run of the
     same script, options and inputs (and reuse). -> (wall seconds of the run, whether reused)"""
     record, key = folder / REUSE_FILE, reuse_key(script, args, inputs)
@@ -106,7 +124,7 @@ def run_or_reuse(title: str, script: str, args: list[str], folder: Path, inputs:
         print(f"\n=== {title}: reusing {folder}, a finished run of the same options and inputs", flush=True)
         return json.loads(record.read_text())["wall_seconds"], True
     record.unlink(missing_ok=True)  # until this run has finished
-    wall = run_stage(title, script, [*args, "--overwrite"])
+    wall = run_stage(title, script, [*args, "--overwrite"], log, threads)
     record.write_text(json.dumps({"key": key, "wall_seconds": wall}))
     return wall, False
 
@@ -362,6 +380,9 @@ def report(record: dict, brief: bool = False) -> str:
               + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
               f"every run). Fine-tuning wall times include scoring the held-out questions."]
+    if record.get("jobs", 1) > 1:
+        lines[-1] += (f" {record['jobs']} seeds ran side by side, so each time above was measured on a shared machine; "
+                      f"this run took {walls['this run'] / 60:.1f} min.")
     studies = sorted({k.split()[1] for k in walls if k.startswith("study ")})
     if studies:  # --study=all: what one seed of everything costs
         per_seed = {"the experiment": walls["total"] / len(seeds),
@@ -393,12 +414,19 @@ def report(record: dict, brief: bool = False) -> str:
 
 
 def finetune(title: str, run_dir: Path, base_path: Path, data: Path, evaluation: Path, seed: int, flags: list[str],
-             config: dict) -> tuple[float, bool]:
+             config: dict, log: Path | None = None) -> tuple[float, bool]:
     """python finetune.py from base_path on data, its replies to evaluation's questions in
     run_dir/eval.jsonl; or a finished run of the same reused. -> (wall seconds, whether reused)"""
     args = [f"--base={base_path}", f"--data={data}", f"--eval={evaluation}", f"--out_dir={run_dir}", f"--seed={seed}",
             *flags, *shlex.split(config["finetune_args"])]
-    return run_or_reuse(title, "finetune.py", args, run_dir, [data, evaluation, base_path.parent / REUSE_FILE], config["reuse"])
+    return run_or_reuse(title, "finetune.py", args, run_dir, [data, evaluation, base_path.parent / REUSE_FILE], config["reuse"],
+                        log, job_threads(config))
+
+
+def job_threads(config: dict) -> int:
+    """CPU threads for each stage: a share of the cores with --jobs above 1, else torch's default (0)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // config["jobs"]) if config["jobs"] > 1 else 0
 
 
 def write_results(folder: Path, markdown: str, record: dict, docs: str, blocks: dict[Path, str], config: dict) -> None:
@@ -434,26 +462,34 @@ def main() -> None:
     runs_of = {name: study_runs(name, world, folders[name], RUNS, world_config["val_fraction"]) for name in chosen if name != "main"}
     results, walls = [], {}
     study_results, study_walls = {name: [] for name in runs_of}, {name: {} for name in runs_of}  # walls: a study's own pretraining
-    for seed in range(config["seed"], config["seed"] + config["seeds"]):
+    config["jobs"] = min(config["jobs"], config["seeds"])
+    measuring, threads = threading.Lock(), job_threads(config)  # measure() runs in this process: one model at a time
+
+    def run_seed(seed: int) -> None:
+        """Pretrain seed (or reuse), fine-tune and measure every run, run the studies' runs."""
         seed_dir = out_dir / f"seed{seed}"
         base_path = seed_dir / "pretrain" / "ckpt.pt"
+        log = seed_dir / "log.txt" if config["jobs"] > 1 else None
+        if log:
+            seed_dir.mkdir(parents=True, exist_ok=True)
         pretrain_args = [f"--dataset={world}", f"--out_dir={base_path.parent}", f"--seed={seed}", *extra_pretrain]
         walls[f"pretrain {seed}"], walls[f"reused {seed}"] = run_or_reuse(
             f"seed {seed}, pretraining", "pretrain.py", pretrain_args, base_path.parent,
-            [world / "train.bin", world / "val.bin", world / "meta.json"], config["reuse"])
+            [world / "train.bin", world / "val.bin", world / "meta.json"], config["reuse"], log, threads)
         for name, init, flags in RUNS if "main" in chosen else ():
             run_dir = seed_dir / f"{name.lower()}_{init}"
             walls[f"{name} {init} {seed}"], reused = finetune(
                 f"seed {seed}, {name} fine-tuning from {init} weights", run_dir, base_path, world / "sft.jsonl",
-                world / "eval_heldout.jsonl", seed, flags, config)
+                world / "eval_heldout.jsonl", seed, flags, config, log)
             measured = run_dir / "measures.json"  # a reused run's measures too, if the same sets and code made them
             sets = reuse_key("measure", [], [*(world / f for f in ("eval_train.jsonl", "eval_val.jsonl", "eval_conversations.jsonl")),
                                              Path(__file__), ROOT / "evaluate.py"])
             if not (reused and measured.exists() and json.loads(measured.read_text(encoding="utf-8")).get("sets") == sets):
-                print(f"measuring {run_dir} ...", flush=True)
-                t0 = time.perf_counter()
-                measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed), "sets": sets,
-                                                "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
+                with measuring:
+                    print(f"measuring {run_dir} ...", flush=True)
+                    t0 = time.perf_counter()
+                    measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed), "sets": sets,
+                                                    "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
             results.append(json.loads(measured.read_text(encoding="utf-8")))
             walls[f"measure {name} {init} {seed}"] = results[-1]["measure_seconds"]
         model_config = load_checkpoint(base_path)["model_config"]
@@ -464,21 +500,36 @@ def main() -> None:
                 study_walls[study][seed], _ = run_or_reuse(
                     f"seed {seed}, {study} study, pretraining on {dataset}", "pretrain.py",
                     [f"--dataset={dataset}", f"--out_dir={bases[dataset].parent}", f"--seed={seed}", *extra_pretrain],
-                    bases[dataset].parent, [dataset / "train.bin", dataset / "val.bin", dataset / "meta.json"], config["reuse"])
+                    bases[dataset].parent, [dataset / "train.bin", dataset / "val.bin", dataset / "meta.json"], config["reuse"],
+                    log, threads)
             pretrain_flops = {dataset: pretraining_flops(load_checkpoint(path)) for dataset, path in bases.items()}  # once a base
             for r in runs:
                 run_dir, base = seed_dir / study / r["dir"], bases[r["dataset"]]
                 seconds, _ = finetune(f"seed {seed}, {study} study, {r['title']}", run_dir, base, r["data"], r["eval"],
-                                      seed, r["flags"], config)
+                                      seed, r["flags"], config, log)
                 study_results[study].append({**r["labels"], "seed": seed, "scores": scores(run_dir), "seconds": round(seconds, 1),
                                              "flops": finetuning_flops(run_dir, model_config, lora="--lora" in r["flags"]),
                                              "pretrain_flops": pretrain_flops[r["dataset"]]})
             walls[f"study {study} {seed}"] = study_walls[study].get(seed, 0) + sum(
                 r["seconds"] for r in study_results[study] if r["seed"] == seed)
+
+    seeds = range(config["seed"], config["seed"] + config["seeds"])
+    if config["jobs"] == 1:
+        for seed in seeds:
+            run_seed(seed)
+    else:
+        import torch
+        torch.set_num_threads(threads)  # measuring, here, beside the other seeds' stages
+        with ThreadPoolExecutor(config["jobs"]) as pool:
+            list(pool.map(run_seed, seeds))  # list(): a seed's error is raised here
+        results.sort(key=lambda r: r["seed"])  # each seed's rows in their order, as one job would write them
+        for rows in study_results.values():
+            rows.sort(key=lambda r: r["seed"])
     walls["total"] = sum(v for k, v in walls.items() if not k.startswith(("reused", "study ")))  # as if nothing were reused
     walls["this run"] = time.perf_counter() - t_start
     if "main" in chosen:
         record = {"command": command, "machine": this_machine(), "world": {"train_tokens": world_meta["train_tokens"]},
+                  "jobs": config["jobs"],
                   "results": results, "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
         write_results(out_dir, report(record), record, "experiment", {ROOT / "README.md": report(record, brief=True),
                                                                       ROOT / "docs" / "experiment.md": report(record)}, config)

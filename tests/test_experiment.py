@@ -69,13 +69,16 @@ def tiny_experiment(tmp_path_factory):
               f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20"]
     run_script("experiment.py", *common, "--study=pretraining", check=True, timeout=300)  # the models alone, first
     assert sorted(p.name for p in out.iterdir()) == ["seed1337", "seed1338", "world"]
-    result = run_script("experiment.py", *common, f"--finetune_args={TINY_FINETUNE}", check=True, timeout=600)
+    result = run_script("experiment.py", *common, f"--finetune_args={TINY_FINETUNE}", "--jobs=2", check=True, timeout=600)
     return out, result, tiny
 
 
 def test_tiny_experiment_end_to_end(tiny_experiment):
     out, result, tiny = tiny_experiment
     assert result.stdout.count("pretraining: reusing") == 2  # what --study=pretraining made
+    for seed in (1337, 1338):  # --jobs=2: the seeds side by side, each stage's output in its seed's log
+        log = (out / f"seed{seed}" / "log.txt").read_text(encoding="utf-8")
+        assert log.count(f"=== seed {seed}, ") == 3 and "checkpoint:" in log and f"(output: {out / f'seed{seed}' / 'log.txt'})" in result.stdout
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))["results"]
     assert [(r["run"], r["init"], r["seed"]) for r in results] == [
         (run, init, seed) for seed in (1337, 1338) for run, init in (("full", "random"), ("full", "pretrained"), ("LoRA", "pretrained"))]
