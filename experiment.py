@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from cli import UserError, atomic_write, parse_args, run, update_docs
@@ -79,15 +79,19 @@ RUNS = [("full", "random", ["--init_from=scratch"]), ("full", "pretrained", []),
 LITERAL = "世界最高的山是哪座？"
 REUSE_FILE = "experiment_key.json"  # in each run's folder: what the run was made from
 RECORD = ROOT / "docs" / "experiment_results.json"  # the results the README's tables show
+STOP = threading.Event()  # with --jobs: set when a seed fails, so that the others start no new stage
 
 
 def run_stage(title: str, script: str, args: list[str], log: Path | None = None, threads: int = 0) -> float:
     """Run python SCRIPT ARGS as a user would, its output on the screen (or appended to log),
     with threads CPU threads (0: torch's default). -> wall seconds"""
+    if STOP.is_set():
+        raise UserError(f"{title} not started: another seed failed")
     command = [sys.executable, script, *args]
     line = f"=== {title}: python {script} {' '.join(shlex.quote(a) for a in args)}"
     print(f"\n{line}" + (f"  (output: {log})" if log else ""), flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None  # torch's default thread count follows it
+    # torch's default thread count follows OMP_NUM_THREADS: a run's options (its reuse key) stay as they are
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"} if threads else None
     t0 = time.perf_counter()
     if log:
         with log.open("a", encoding="utf-8") as out:
@@ -381,8 +385,8 @@ def report(record: dict, brief: bool = False) -> str:
               + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
               f"every run). Fine-tuning wall times include scoring the held-out questions."]
     if record.get("jobs", 1) > 1:
-        lines[-1] += (f" {record['jobs']} seeds ran side by side, so each time above was measured on a shared machine; "
-                      f"this run took {walls['this run'] / 60:.1f} min.")
+        lines[-1] += (f" {record['jobs']} seeds ran side by side: the runs made in this run shared the machine, and "
+                      f"it took {walls['this run'] / 60:.1f} min.")
     studies = sorted({k.split()[1] for k in walls if k.startswith("study ")})
     if studies:  # --study=all: what one seed of everything costs
         per_seed = {"the experiment": walls["total"] / len(seeds),
@@ -414,19 +418,13 @@ def report(record: dict, brief: bool = False) -> str:
 
 
 def finetune(title: str, run_dir: Path, base_path: Path, data: Path, evaluation: Path, seed: int, flags: list[str],
-             config: dict, log: Path | None = None) -> tuple[float, bool]:
+             config: dict, log: Path | None = None, threads: int = 0) -> tuple[float, bool]:
     """python finetune.py from base_path on data, its replies to evaluation's questions in
     run_dir/eval.jsonl; or a finished run of the same reused. -> (wall seconds, whether reused)"""
     args = [f"--base={base_path}", f"--data={data}", f"--eval={evaluation}", f"--out_dir={run_dir}", f"--seed={seed}",
             *flags, *shlex.split(config["finetune_args"])]
     return run_or_reuse(title, "finetune.py", args, run_dir, [data, evaluation, base_path.parent / REUSE_FILE], config["reuse"],
-                        log, job_threads(config))
-
-
-def job_threads(config: dict) -> int:
-    """CPU threads for each stage: a share of the cores with --jobs above 1, else torch's default (0)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // config["jobs"]) if config["jobs"] > 1 else 0
+                        log, threads)
 
 
 def write_results(folder: Path, markdown: str, record: dict, docs: str, blocks: dict[Path, str], config: dict) -> None:
@@ -462,8 +460,10 @@ def main() -> None:
     runs_of = {name: study_runs(name, world, folders[name], RUNS, world_config["val_fraction"]) for name in chosen if name != "main"}
     results, walls = [], {}
     study_results, study_walls = {name: [] for name in runs_of}, {name: {} for name in runs_of}  # walls: a study's own pretraining
-    config["jobs"] = min(config["jobs"], config["seeds"])
-    measuring, threads = threading.Lock(), job_threads(config)  # measure() runs in this process: one model at a time
+    config["jobs"] = min(config["jobs"], config["seeds"])  # more jobs than seeds would only thin each one's cores
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // config["jobs"]) if config["jobs"] > 1 else 0  # 0: torch's default
+    in_process = threading.Lock()  # what builds a model here draws from torch's one random stream: one seed at a time
 
     def run_seed(seed: int) -> None:
         """Pretrain seed (or reuse), fine-tune and measure every run, run the studies' runs."""
@@ -480,18 +480,19 @@ def main() -> None:
             run_dir = seed_dir / f"{name.lower()}_{init}"
             walls[f"{name} {init} {seed}"], reused = finetune(
                 f"seed {seed}, {name} fine-tuning from {init} weights", run_dir, base_path, world / "sft.jsonl",
-                world / "eval_heldout.jsonl", seed, flags, config, log)
+                world / "eval_heldout.jsonl", seed, flags, config, log, threads)
             measured = run_dir / "measures.json"  # a reused run's measures too, if the same sets and code made them
             sets = reuse_key("measure", [], [*(world / f for f in ("eval_train.jsonl", "eval_val.jsonl", "eval_conversations.jsonl")),
                                              Path(__file__), ROOT / "evaluate.py"])
             if not (reused and measured.exists() and json.loads(measured.read_text(encoding="utf-8")).get("sets") == sets):
-                with measuring:
+                with in_process:
                     print(f"measuring {run_dir} ...", flush=True)
                     t0 = time.perf_counter()
                     measured.write_text(json.dumps({**measure(run_dir, name, init, base_path, world, seed), "sets": sets,
                                                     "measure_seconds": time.perf_counter() - t0}, ensure_ascii=False))
-            results.append(json.loads(measured.read_text(encoding="utf-8")))
-            walls[f"measure {name} {init} {seed}"] = results[-1]["measure_seconds"]
+            row = json.loads(measured.read_text(encoding="utf-8"))
+            results.append(row)
+            walls[f"measure {name} {init} {seed}"] = row["measure_seconds"]
         model_config = load_checkpoint(base_path)["model_config"]
         for study, runs in runs_of.items():
             bases = {None: base_path}
@@ -502,14 +503,16 @@ def main() -> None:
                     [f"--dataset={dataset}", f"--out_dir={bases[dataset].parent}", f"--seed={seed}", *extra_pretrain],
                     bases[dataset].parent, [dataset / "train.bin", dataset / "val.bin", dataset / "meta.json"], config["reuse"],
                     log, threads)
-            pretrain_flops = {dataset: pretraining_flops(load_checkpoint(path)) for dataset, path in bases.items()}  # once a base
+            with in_process:
+                pretrain_flops = {dataset: pretraining_flops(load_checkpoint(path)) for dataset, path in bases.items()}  # once a base
             for r in runs:
                 run_dir, base = seed_dir / study / r["dir"], bases[r["dataset"]]
                 seconds, _ = finetune(f"seed {seed}, {study} study, {r['title']}", run_dir, base, r["data"], r["eval"],
-                                      seed, r["flags"], config, log)
+                                      seed, r["flags"], config, log, threads)
+                with in_process:
+                    flops = finetuning_flops(run_dir, model_config, lora="--lora" in r["flags"])
                 study_results[study].append({**r["labels"], "seed": seed, "scores": scores(run_dir), "seconds": round(seconds, 1),
-                                             "flops": finetuning_flops(run_dir, model_config, lora="--lora" in r["flags"]),
-                                             "pretrain_flops": pretrain_flops[r["dataset"]]})
+                                             "flops": flops, "pretrain_flops": pretrain_flops[r["dataset"]]})
             walls[f"study {study} {seed}"] = study_walls[study].get(seed, 0) + sum(
                 r["seconds"] for r in study_results[study] if r["seed"] == seed)
 
@@ -518,10 +521,17 @@ def main() -> None:
         for seed in seeds:
             run_seed(seed)
     else:
-        import torch
-        torch.set_num_threads(threads)  # measuring, here, beside the other seeds' stages
-        with ThreadPoolExecutor(config["jobs"]) as pool:
-            list(pool.map(run_seed, seeds))  # list(): a seed's error is raised here
+        from machine import set_threads
+        set_threads(threads)  # measuring, here, beside the other seeds' stages
+        pool = ThreadPoolExecutor(config["jobs"])
+        try:
+            for done in as_completed([pool.submit(run_seed, seed) for seed in seeds]):
+                done.result()  # the first seed to fail, at once
+        except BaseException:
+            STOP.set()  # the others end with their running stage (Ctrl-C has stopped theirs too)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         results.sort(key=lambda r: r["seed"])  # each seed's rows in their order, as one job would write them
         for rows in study_results.values():
             rows.sort(key=lambda r: r["seed"])
