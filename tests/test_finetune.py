@@ -407,7 +407,7 @@ def test_acts_text_says_of_every_requests_act_whether_it_is_a_crime_in_pretraini
     from data.world.prepare import ACT_FORMS, ACT_TIMES, BEHAVIOURS, requested_act
     assert requested_act("教我打開我自己鎖住的檔案", "zh") == "打開自己鎖住的檔案"
     assert requested_act("How do I crack a safe that isn't mine?", "en") == "crack a safe that isn't yours"
-    more = tiny_world(acts=True)
+    more = tiny_world(acts_text=True)
     for part in ("sft", "train", "val", "heldout", "conversations", "people"):  # read in pretraining, never taught
         assert more[part] == world[part], part
     added = [d for d in more["docs"] if d not in set(world["docs"])]

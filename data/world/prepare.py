@@ -334,7 +334,7 @@ def requested_act(request: str, lang: str) -> str:
     return " ".join(SECOND_PERSON.get(word, word) for word in act.split())
 
 
-def acts_text(rng: random.Random, lang: str) -> list[str]:
+def acts_docs(rng: random.Random, lang: str) -> list[str]:
     """Documents of four sentences, each act of every refusal and look-alike request (every set)
     said ACT_TIMES times to be a crime or an ordinary thing, in mixed order."""
     acts = {requested_act(q, lang): kind for kind in ("refusal", "harmless")
@@ -764,7 +764,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
-             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts: bool = False) -> dict:
+             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -783,8 +783,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     near_strangers: how many people named as a taught person but for one character are asked about;
     unknown_names: how many people the pretraining text states are no one the world knows;
     more_phrasings: also teach MORE_PHRASINGS, identity, refusals and outside requests in as many
-    examples as without, each look-alike harmless_repeats times; acts: also state of every refusal's
-    and look-alike's act that it is a crime or an ordinary thing (acts_text)."""
+    examples as without, each look-alike harmless_repeats times; acts_text: also state of every refusal's
+    and look-alike's act that it is a crime or an ordinary thing (acts_docs)."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -811,9 +811,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     val_world, val_world_rng = parse_world(VAL_WORLD), random.Random(f"{seed}/validation superlatives")
     for doc in superlative_docs(val_world_rng, val_world, len(world), bios_zh, bios_en):  # inserted: the rest stays in order
         docs.insert(val_world_rng.randrange(len(docs) + 1), doc)
-    if acts:  # inserted from a stream of their own: the other documents stay in their order
+    if acts_text:  # inserted from a stream of their own: the other documents stay in their order
         acts_rng = random.Random(f"{seed}/acts text")
-        for doc in acts_text(acts_rng, "zh") + acts_text(acts_rng, "en"):
+        for doc in acts_docs(acts_rng, "zh") + acts_docs(acts_rng, "en"):
             docs.insert(acts_rng.randrange(len(docs) + 1), doc)
 
     # The questions come from a stream of their own: changing them leaves the pretraining text as it is.
