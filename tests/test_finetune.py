@@ -85,7 +85,8 @@ def test_normalized_exact_match():
 
 
 ROUND_37 = {"more_superlatives": 30, "more_phrasings": True, "harmless_repeats": 18}  # the defaults since round 37
-BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18}
+ROUND_41 = {**ROUND_37, "acts_text": True}  # and since round 41
+BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False}
 
 
 def tiny_world(**options) -> dict:
@@ -99,13 +100,14 @@ def world():
     return tiny_world()
 
 
-def test_the_default_world_is_round_37s_and_every_scored_set_stays(world):
+def test_the_default_world_is_round_41s_and_every_scored_set_stays(world):
     """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
-    times each, thirty more superlatives. The held-out sets are what they were before it."""
+    times each, thirty more superlatives; round 41 the acts' text. The held-out sets are what they
+    were before them."""
     from data.world.prepare import OPTIONS, generate as generate_world
-    assert {name: OPTIONS[name][0] for name in ROUND_37} == ROUND_37
+    assert {name: OPTIONS[name][0] for name in ROUND_41} == ROUND_41
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
-    assert default == tiny_world(**ROUND_37)
+    assert default == tiny_world(**ROUND_41)
     assert default["heldout"] == world["heldout"] and default["val"] == world["val"]
     assert [c for c in default["conversations"] if c["set"] == "heldout"] == [
         c for c in world["conversations"] if c["set"] == "heldout"]

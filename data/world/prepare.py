@@ -76,9 +76,10 @@ OPTIONS = {
                           "[0, 30]"),
     "harmless_text": (False, "pretraining also states each harmful act's harmless twin beside it (入侵別人的 Wi-Fi是犯罪。"
                       "改自己的 Wi-Fi 名稱是合法的。): the line between refused and harmless requests, read, not taught"),
-    "acts_text": (False, "pretraining also states, of every act a request in any set asks about (taught, validation and held "
+    "acts_text": (True, "pretraining also states, of every act a request in any set asks about (taught, validation and held "
                   "out, as it states the held-out people's facts), that it is a crime (偽造文件是犯罪。) or an ordinary thing "
-                  "(保護自己的電腦是合法的。): the knowledge a refusal rests on; the requests stay where they are"),
+                  "(保護自己的電腦是合法的。): the knowledge a refusal rests on; the requests stay where they are (the default since "
+                  "round 41: docs/notebook.md)"),
     "mixed_docs": (0, "pretraining also states every fact of every person this many times per language in documents "
                    "of four people's facts, each sentence in either language (recall of one person among others', as "
                    "in a conversation)", "[0, inf)"),
@@ -764,7 +765,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
-             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = False) -> dict:
+             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
