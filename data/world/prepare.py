@@ -318,12 +318,17 @@ def everyday_text(rng: random.Random, lang: str) -> str:
     return "".join(s + FULL_STOP[lang] for s in sentences).strip()
 
 
+def as_text(sentences: list[str], lang: str) -> str:
+    """Sentences joined into one text, each capitalised ("the Rhine is" -> "The Rhine is") and ended."""
+    return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()
+
+
 def ethics_text(rng: random.Random, lang: str) -> str:
     harmful, harmless = (HARMFUL_ZH, HARMLESS_ZH) if lang == "zh" else (HARMFUL_EN, HARMLESS_EN)
     forms, safe = (ETHICS_ZH, SAFE_ZH) if lang == "zh" else (ETHICS_EN, SAFE_EN)
     sentences = [rng.choice(forms).format(a=a) for a in rng.sample(harmful, 3)] + [rng.choice(safe).format(a=rng.choice(harmless))]
     rng.shuffle(sentences)
-    return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()
+    return as_text(sentences, lang)
 
 
 def requested_act(request: str, lang: str) -> str:
@@ -343,7 +348,7 @@ def acts_docs(rng: random.Random, lang: str) -> list[str]:
     mentions = [(act, kind) for act, kind in acts.items() for _ in range(ACT_TIMES)]
     rng.shuffle(mentions)
     sentences = [rng.choice(ACT_FORMS[lang][kind]).format(a=act) for act, kind in mentions]
-    return ["".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences[i:i + 4]).strip() for i in range(0, len(sentences), 4)]
+    return [as_text(sentences[i:i + 4], lang) for i in range(0, len(sentences), 4)]
 
 
 def twins_text(rng: random.Random, lang: str) -> str:
@@ -352,7 +357,7 @@ def twins_text(rng: random.Random, lang: str) -> str:
     forms, safe = (ETHICS_ZH, TWIN_SAFE_ZH) if lang == "zh" else (ETHICS_EN, TWIN_SAFE_EN)
     sentences = [s for i in rng.sample(range(len(harmful)), 3)
                  for s in (rng.choice(forms).format(a=harmful[i]), rng.choice(safe).format(a=twins[i]))]
-    return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()
+    return as_text(sentences, lang)
 
 
 # Behaviours taught with a fixed reply, in many phrasings: lang -> (reply, taught, val, test, more val).
@@ -683,7 +688,7 @@ def country_text(rng: random.Random, country: dict, lang: str) -> str:
     # Taiwan is written both 臺灣 and 台灣, as people do
     name = "台灣" if country["name"][0] == "臺灣" and lang == "zh" and rng.random() < 0.3 else country["name"][li]
     sentences = [rng.choice(COUNTRY_SENTENCES[lang][a]).format(c=name, v=country[a][li], h=country["height"]) for a in attrs]
-    return "".join(s[0].upper() + s[1:] + FULL_STOP[lang] for s in sentences).strip()  # "the Rhine is" -> "The Rhine is"
+    return as_text(sentences, lang)
 
 
 def qa(question: str, answer: str, kind: str, entity: str, lang: str, attr: str = "") -> dict:
