@@ -5,9 +5,12 @@ plus the four special tokens of the chat template.
 Our ids are laid out as
     0..255      the 256 single bytes: any text encodes, losslessly, even never-seen characters
     256..259    <|doc|> (document separator), USER:, AI:, [END]
-    260..       the corpus's most frequent multi-byte cl100k tokens, up to vocab_size
+    260..       the corpus's most frequent multi-byte cl100k tokens, up to vocab_size (with
+                char_tokens, also whole characters that cl100k spells in pieces)
 
-A cl100k token outside the compact vocabulary is written as the tokens of its bytes. Text is
+A cl100k token outside the compact vocabulary is written as the tokens of its bytes. cl100k
+spells many Chinese characters in pieces that are no character of their own (駝 is b'\xe9' then
+b'\xa7\x9d'); a vocabulary built with char_tokens gives such a character one token instead. Text is
 always encoded with encode_ordinary, so a file or a person typing "[END]" or "USER:" gets the
 plain characters, never the special token: only code can put a special token in a sequence.
 
@@ -29,6 +32,7 @@ FIRST_LEARNED_ID = 260
 CHAT_ROOM = 32  # tokens a chat keeps free for the reply when old turns must go
 
 _cl100k = None
+_cut = None  # cut_tokens' table, made once
 
 
 def cl100k() -> tiktoken.Encoding:
@@ -42,17 +46,52 @@ def cl100k() -> tiktoken.Encoding:
     return _cl100k
 
 
-def build_vocab(cl100k_docs: Iterable[list[int]], vocab_size: int) -> list[int]:
-    """The multi-byte cl100k ids worth a row of their own: the corpus's most frequent ones.
+def cut_tokens() -> np.ndarray:
+    """For each cl100k id, whether its bytes cut a character (are not whole UTF-8 characters)."""
+    global _cut
+    if _cut is None:
+        enc = cl100k()
+        cut = np.zeros(enc.n_vocab, dtype=bool)
+        for t in range(enc.n_vocab):
+            try:
+                enc.decode_single_token_bytes(t).decode("utf-8")
+            except UnicodeDecodeError:
+                cut[t] = True
+            except KeyError:  # an unused id below the special tokens
+                pass
+        _cut = cut
+    return _cut
+
+
+def cl100k_units(ids: list[int]) -> list[int | str]:
+    """cl100k ids with every run of ids that cut characters replaced by those characters.
+    Whole tokens start and end between characters, so each run spells whole characters."""
+    enc, cut, out, run = cl100k(), cut_tokens(), [], b""
+    for t in ids:
+        if cut[t]:
+            run += enc.decode_single_token_bytes(t)
+            continue
+        if run:
+            out += run.decode("utf-8", "surrogateescape")
+            run = b""
+        out.append(t)
+    return out + list(run.decode("utf-8", "surrogateescape"))
+
+
+def build_vocab(cl100k_docs: Iterable[list[int]], vocab_size: int, char_tokens: bool = False) -> list[int | str]:
+    """The multi-byte cl100k ids worth a row of their own: the corpus's most frequent ones; with
+    char_tokens, the characters cl100k spells in pieces compete too (as strings), and pieces never.
     Takes the corpus already encoded with cl100k (encode_ordinary), one list per document."""
     if vocab_size < FIRST_LEARNED_ID:
         raise ValueError(f"vocab_size must be at least {FIRST_LEARNED_ID} (256 bytes + 4 special tokens)")
     enc, counts = cl100k(), Counter()
     for ids in cl100k_docs:
-        counts.update(ids)
-    multi_byte = [(n, t) for t, n in counts.items() if len(enc.decode_single_token_bytes(t)) > 1]
-    multi_byte.sort(key=lambda nt: (-nt[0], nt[1]))  # ties by id: the same corpus gives the same vocab
-    return [t for _, t in multi_byte[: vocab_size - FIRST_LEARNED_ID]]
+        counts.update(cl100k_units(ids) if char_tokens else ids)
+    multi_byte = [(n, u) for u, n in counts.items()
+                  if len(u.encode() if isinstance(u, str) else enc.decode_single_token_bytes(u)) > 1]
+    # ties by id, then by character: the same corpus gives the same vocab
+    multi_byte.sort(key=lambda nu: (-nu[0], isinstance(nu[1], str), nu[1]))
+    return [u for _, u in multi_byte[: vocab_size - FIRST_LEARNED_ID]]
 
 
 def utf8_pending(data: bytes) -> bytes | None:
@@ -93,10 +132,15 @@ class Tokenizer:
         # id -> bytes, for decoding
         self.token_bytes = [bytes([b]) for b in range(256)]
         self.token_bytes += [s.encode() for s in SPECIAL_TOKENS]
-        self.token_bytes += [enc.decode_single_token_bytes(t) for t in self.vocab]
-        # cl100k id -> compact id, -1 where the token is not in the compact vocabulary
+        self.token_bytes += [t.encode() if isinstance(t, str) else enc.decode_single_token_bytes(t) for t in self.vocab]
+        # cl100k id -> compact id, -1 where the token is not in the compact vocabulary; character -> compact id
         self.from_cl100k = np.full(enc.n_vocab, -1, dtype=np.int64)
-        self.from_cl100k[np.array(self.vocab, dtype=np.int64)] = np.arange(FIRST_LEARNED_ID, self.vocab_size)
+        self.from_char: dict[str, int] = {}
+        for our_id, unit in enumerate(self.vocab, FIRST_LEARNED_ID):
+            if isinstance(unit, str):
+                self.from_char[unit] = our_id
+            else:
+                self.from_cl100k[unit] = our_id
         self._allowed: dict[tuple[bytes, bool], np.ndarray] = {}  # allowed_next's masks, by state
 
     def encode(self, text: str) -> list[int]:
@@ -110,11 +154,13 @@ class Tokenizer:
         if (mapped >= 0).all():
             return mapped.tolist()
         out: list[int] = []
-        for cl_id, our_id in zip(ids, mapped.tolist()):
+        for unit in cl100k_units(ids) if self.from_char else ids:
+            our_id = self.from_char.get(unit, -1) if isinstance(unit, str) else self.from_cl100k[unit]
             if our_id >= 0:
-                out.append(our_id)
+                out.append(int(our_id))
             else:  # out of vocabulary: spell it in bytes
-                out.extend(cl100k().decode_single_token_bytes(cl_id))
+                out.extend(unit.encode("utf-8", "surrogateescape") if isinstance(unit, str)
+                           else cl100k().decode_single_token_bytes(unit))
         return out
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:

@@ -71,13 +71,13 @@ def read_text_files(inputs: list[str], errors: str = "strict") -> list[str]:
 
 
 def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction: float, sources: list[str],
-                  vocab: list | None = None) -> dict:
+                  vocab: list | None = None, char_tokens: bool = False) -> dict:
     """Tokenize documents, pick the compact vocabulary (or use the one given: another dataset's, so
-    that its models read the same tokens), write train.bin, val.bin and meta.json."""
+    that its models read the same tokens; char_tokens: build_vocab's), write train.bin, val.bin and meta.json."""
     if not 0 < val_fraction < 1:
         raise UserError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
     cl100k_docs = cl100k().encode_ordinary_batch(docs, num_threads=os.cpu_count() or 1)
-    tokenizer = Tokenizer(vocab or build_vocab(cl100k_docs, vocab_size))
+    tokenizer = Tokenizer(vocab or build_vocab(cl100k_docs, vocab_size, char_tokens))
     ids = np.concatenate([np.array([DOC] + tokenizer.from_cl100k_ids(d), dtype=np.uint16) for d in cl100k_docs])
     n_val = max(1, int(len(ids) * val_fraction))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from tokenizer import AI, DOC, END, FIRST_LEARNED_ID, USER, Tokenizer, build_vocab, cl100k, utf8_pending
+from tokenizer import AI, DOC, END, FIRST_LEARNED_ID, USER, Tokenizer, build_vocab, cl100k, cut_tokens, utf8_pending
 
 HARD_STRINGS = [
     "臺灣最高的山是玉山（3,952 公尺）。",
@@ -43,6 +43,40 @@ def test_vocabulary_is_compact_and_deterministic():
     assert tok.vocab_size == 262
     # the most frequent multi-byte token is in the vocabulary and encodes as one id
     assert tok.decode([260]) in "玉山 玉山 玉山 聖母峰 聖母峰 Everest"
+
+
+def test_char_tokens_give_a_character_cl100k_cuts_one_token():
+    """cl100k spells 駝 in pieces that are no character; with char_tokens it is one token, one never
+    in the corpus (龘) stays bytes, and no vocabulary entry cuts a character."""
+    enc = cl100k()
+    corpus = ["駝鹿是世界最大的鹿。駝鹿吃草。", "The largest deer in the world is the moose."]
+    assert len(enc.encode_ordinary("駝")) > 1  # the premise: cl100k cuts it
+    docs = [enc.encode_ordinary(t) for t in corpus]
+    vocab = build_vocab(docs, 4096, char_tokens=True)
+    assert "駝" in vocab and vocab == build_vocab(docs, 4096, char_tokens=True)
+    tok = Tokenizer(vocab)
+    assert tok.encode("駝") == [tok.from_char["駝"]] and tok.decode(tok.encode("駝鹿")) == "駝鹿"
+    assert tok.encode("龘") == list("龘".encode())
+    assert all(tok.token_bytes[i].decode("utf-8") for i in range(FIRST_LEARNED_ID, tok.vocab_size))  # no piece
+    assert len(tok.encode(corpus[0])) < len(Tokenizer(build_vocab(docs, 4096)).encode(corpus[0]))
+    for text in HARD_STRINGS + corpus:
+        assert tok.decode(tok.encode(text)) == text
+    # generation: a whole-character token may follow only a finished character
+    assert tok.allowed_next(b"")[tok.from_char["駝"]] and not tok.allowed_next("駝".encode()[:1])[tok.from_char["駝"]]
+    # a small vocabulary keeps the most frequent units, characters and cl100k tokens alike
+    assert build_vocab(docs, FIRST_LEARNED_ID + 1, char_tokens=True) == ["鹿"]  # three times, 駝 twice
+
+
+def test_a_vocabulary_without_char_tokens_encodes_as_before():
+    """Every cl100k token in the vocabulary is one id, even a piece of a character; any other its bytes."""
+    enc, text = cl100k(), "駝鹿是世界最大的鹿。"
+    cl_ids = enc.encode_ordinary(text)
+    kept = build_vocab([cl_ids], 4096)[1::2]
+    assert any(cut_tokens()[t] for t in kept) and set(cl_ids) - set(kept)  # pieces kept, and tokens left out
+    tok, expected = Tokenizer(kept), []
+    for t in cl_ids:
+        expected += [FIRST_LEARNED_ID + kept.index(t)] if t in kept else list(enc.decode_single_token_bytes(t))
+    assert tok.encode(text) == expected and tok.decode(expected) == text
 
 
 def test_special_tokens_cannot_be_forged_from_text(tokenizer):

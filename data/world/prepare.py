@@ -86,6 +86,8 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
+    "char_tokens": (False, "the vocabulary gives a character that cl100k spells in pieces (駝: three single bytes) one token "
+                    "of its own when the corpus uses it often enough (tokenizer.build_vocab)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
@@ -964,7 +966,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["acts_text"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
-    meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"])
+    meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"],
+                         char_tokens=config["char_tokens"])
     write_jsonl(out_dir / "sft.jsonl", [fit_context(row, Tokenizer(meta["vocab"]), config["context"]) for row in world["sft"]])
     for split in ("train", "val", "heldout"):
         write_jsonl(out_dir / f"eval_{split}.jsonl", world[split])
