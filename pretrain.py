@@ -1,7 +1,7 @@
 """
 Pretrain a small GPT on raw text (文字接龍: predict the next token of any text).
 
-    python pretrain.py                      # the built-in world data, prepared on first use
+    python pretrain.py                      # the built-in world data, prepared on first use (and after an update)
     python pretrain.py --dataset=mytext     # your own, from python data/prepare.py
     python pretrain.py --resume             # continue a stopped run
     torchrun --standalone --nproc_per_node=2 pretrain.py    # data-parallel: 2 processes (CPU or GPUs)
@@ -65,13 +65,19 @@ MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "rope", "q
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
-def dataset_folder(dataset: str) -> Path:
-    """A name under data/ or a path. The built-in world is generated on first use."""
+def dataset_folder(dataset: str, resuming: bool = False) -> Path:
+    """A name under data/ or a path. The built-in world is generated on first use, and again when
+    the code that writes it has changed since (unless resuming, which must read what it began on;
+    a world made with options of one's own is kept)."""
     folder = Path(dataset) if ("/" in dataset or Path(dataset).is_dir()) else DATA_DIR / dataset
-    if dataset == "world" and not (folder / "meta.json").exists():
-        print("preparing the built-in world dataset (first run only) ...")
-        from data.world.prepare import prepare_world
-        prepare_world()
+    if dataset == "world":
+        from data.world.prepare import default_world_is_current, prepare_world
+        if not (folder / "meta.json").exists():
+            print("preparing the built-in world dataset (first run only) ...")
+            prepare_world()
+        elif not resuming and not default_world_is_current(folder):
+            print(f"{folder} was made by another version of data/world/prepare.py: making it again with today's defaults ...")
+            prepare_world()
     missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (folder / f).exists()]
     if missing:
         raise UserError(f"dataset {dataset!r} is not prepared ({folder} lacks {', '.join(missing)}). "
@@ -83,7 +89,7 @@ def load_dataset(config: dict, checkpoint: dict | None, out_dir: Path):
     """The dataset's folder, its meta.json, and its two splits as token arrays read from disk as
     needed (np.memmap), checked to fit the run. -> (folder, meta, train tokens, val tokens)"""
     import numpy as np
-    folder = dataset_folder(config["dataset"])
+    folder = dataset_folder(config["dataset"], resuming=checkpoint is not None)
     meta = json.loads((folder / "meta.json").read_text())
     if checkpoint is not None and checkpoint["vocab"] != meta["vocab"]:
         raise UserError(f"dataset {config['dataset']} has another vocabulary than the checkpoint in {out_dir}: "

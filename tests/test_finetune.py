@@ -113,6 +113,22 @@ def test_the_default_world_is_round_41s_and_every_scored_set_stays(world):
         c for c in world["conversations"] if c["set"] == "heldout"]
 
 
+def test_an_outdated_default_world_is_made_again_and_ones_own_options_are_kept(tmp_path):
+    """pretrain.py remakes data/world when it was made with the defaults of other code (a user who
+    updates the code would otherwise train on the old world), never when a person chose its options."""
+    from data.world.prepare import DEFAULTS, MADE_BY, default_world_is_current, made_by, prepare_world
+    assert not default_world_is_current(tmp_path)  # made before made_by.json existed, or never
+    for record, current in (({"key": made_by(DEFAULTS), "defaults": True}, True), ({"key": "older code", "defaults": True}, False),
+                            ({"key": "older code", "defaults": False}, True)):
+        (tmp_path / MADE_BY).write_text(json.dumps(record))
+        assert default_world_is_current(tmp_path) == current, record
+    assert made_by({**DEFAULTS, "people": 6}) != made_by(DEFAULTS)
+    own = {**DEFAULTS, "people": 6, "bios_zh": 1, "bios_en": 1, "conversations": 8}
+    prepare_world(own, tmp_path / "own")
+    assert json.loads((tmp_path / "own" / MADE_BY).read_text()) == {"key": made_by(own), "defaults": False}
+    assert default_world_is_current(tmp_path / "own")
+
+
 def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
     sft_text = json.dumps(world["sft"], ensure_ascii=False)
     sft_questions = {m["content"] for row in world["sft"] for m in row["messages"][::2]}

@@ -19,6 +19,7 @@ have learnt those facts in pretraining: that is the lecture's claim, made measur
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -91,6 +92,8 @@ OPTIONS = {
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
+DEFAULTS = {name: spec[0] for name, spec in OPTIONS.items()}
+MADE_BY = "made_by.json"  # in a world's folder: what it was made from (pretrain.py remakes an outdated default world)
 
 # ---------------------------------------------------------------------------------------------
 # Real facts. country | capital | highest mountain | height (m) | longest river (- if omitted);
@@ -953,9 +956,26 @@ def fit_context(row: dict, tokenizer: Tokenizer, context: int) -> dict:
     return {"messages": [m for user, ai in turns for m in ({"role": "user", "content": user}, {"role": "assistant", "content": ai})]}
 
 
+def made_by(config: dict) -> str:
+    """What a world is made from: the code that writes it and the options (a new version is a new world)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    code = b"".join((root / f).read_bytes() for f in ("data/world/prepare.py", "data/prepare.py", "tokenizer.py"))
+    return hashlib.sha256(code + json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def default_world_is_current(folder: Path = WORLD_DIR) -> bool:
+    """Whether folder holds the world today's code makes with its defaults, or one a person made with
+    options of their own (theirs to remake). A world from before a change of the code is not current."""
+    try:
+        record = json.loads((folder / MADE_BY).read_text())
+    except (OSError, ValueError):
+        return False
+    return not record.get("defaults", True) or record.get("key") == made_by(DEFAULTS)
+
+
 def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict:
     """Generate and tokenize the world into out_dir; config defaults to OPTIONS' defaults."""
-    config = config or {name: spec[0] for name, spec in OPTIONS.items()}
+    config = config or DEFAULTS
     world = generate(config["seed"], config["people"], config["bios_zh"], config["bios_en"], config["conversations"],
                      config["sft_conversations"], config["stranger_repeats"], config["behaviour_repeats"], config["strangers"],
                      None if config["val_conversations"] == "auto" else config["val_conversations"],
@@ -973,6 +993,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
         write_jsonl(out_dir / f"eval_{split}.jsonl", world[split])
     write_jsonl(out_dir / "eval_conversations.jsonl", world["conversations"])
     write_jsonl(out_dir / "people.jsonl", world["people"])  # every invented person's facts and split, for studies.py's tasks
+    (out_dir / MADE_BY).write_text(json.dumps({"key": made_by(config), "defaults": config == DEFAULTS}))
     print(f"world: {meta['documents']:,} documents, {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens, "
           f"vocabulary {meta['vocab_size']:,}; {len(world['sft']):,} instruction examples, {len(world['heldout']):,} held-out "
           f"questions, {len(world['conversations']):,} conversations to score")
