@@ -129,6 +129,35 @@ def test_an_outdated_default_world_is_made_again_and_ones_own_options_are_kept(t
     assert default_world_is_current(tmp_path / "own")
 
 
+def test_under_torchrun_only_local_rank_0_makes_the_world(tmp_path, monkeypatch):
+    """The other processes wait until the world is current (not each making it at once), and give up
+    in one line if it never is."""
+    import threading
+    import pretrain
+    import data.world.prepare as world_prepare
+    from data.world.prepare import DEFAULTS, MADE_BY, made_by
+    monkeypatch.setattr(pretrain, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(world_prepare, "prepare_world", lambda *a, **k: pytest.fail("rank 1 made the world"))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    folder = tmp_path / "world"
+    folder.mkdir()
+    for name in ("train.bin", "val.bin", "meta.json"):
+        (folder / name).write_bytes(b"x" * 4)
+    (folder / MADE_BY).write_text(json.dumps({"key": "older code", "defaults": True}))
+    made = []
+    def rank_0_finishes():
+        (folder / MADE_BY).write_text(json.dumps({"key": made_by(DEFAULTS), "defaults": True}))
+        made.append(True)
+    timer = threading.Timer(1.5, rank_0_finishes)
+    timer.start()
+    assert pretrain.dataset_folder("world") == folder and made == [True]  # returned only once rank 0 was done
+    timer.join()
+    (folder / MADE_BY).unlink()
+    monkeypatch.setattr(pretrain.time, "monotonic", iter([0, 0, 10**6]).__next__)  # the deadline passes at once
+    with pytest.raises(UserError, match="waited 30 minutes for local rank 0"):
+        pretrain.dataset_folder("world")
+
+
 def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
     sft_text = json.dumps(world["sft"], ensure_ascii=False)
     sft_questions = {m["content"] for row in world["sft"] for m in row["messages"][::2]}

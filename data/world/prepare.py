@@ -985,6 +985,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
     meta = write_dataset(world["docs"], out_dir, config["vocab_size"], config["val_fraction"], ["data/world/prepare.py"],
                          char_tokens=config["char_tokens"])
