@@ -279,6 +279,9 @@ def main() -> None:
     for name in configs:
         if name not in CONFIGS:
             raise UserError(f"unknown config {name!r}: choose among {', '.join(CONFIGS)}")
+    for row in rows:
+        if row not in OPTIONS["rows"][0].split(","):
+            raise UserError(f"unknown row {row!r}: choose among {OPTIONS['rows'][0]}")
     # the bf16 peak only where a row runs in bf16: where the CPU lacks it, the emulated matmul takes long
     peaks = {"fp32": matmul_peak(torch, device, torch.float32),
              "bf16": matmul_peak(torch, device, torch.bfloat16) if "bfloat16" in dtypes else None}

@@ -52,8 +52,9 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "mod
                             "train it again or use another file") from None
         raise UserError(f"{path} holds Python objects besides tensors and plain values, and loading such a file "
                         "could run code: refused. Use a checkpoint written by this project") from None
-    except Exception as e:  # truncated, corrupt, not a checkpoint at all
-        raise UserError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+    except Exception as e:  # truncated, corrupt, empty, not a checkpoint at all
+        detail = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} cannot be read as a checkpoint ({'an empty file' if path.stat().st_size == 0 else detail}). "
                         "It may be truncated or corrupt: train it again or use another file") from None
     missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:

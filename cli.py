@@ -22,6 +22,7 @@ import errno
 import math
 import os
 import re
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -65,8 +66,32 @@ def run(main: Callable[[], Any]) -> None:
             hint = "Check the path, and that you may read and write there"
         print(f"error: {e.strerror}: {e.filename}. {hint}", file=sys.stderr)
         sys.exit(2)
+    except (MemoryError, RuntimeError) as e:  # torch's out of memory (CPU or GPU): the sizes asked for, not a bug
+        if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)):
+            raise_as_bug()
+        print("error: out of memory: the model or batch does not fit in this machine's memory. Use smaller sizes "
+              "(--batch_size, --block_size, --n_embd, --n_layer)", file=sys.stderr)
+        sys.exit(2)
     except Exception:  # a bug, not the user's mistake: show where, and ask for a report
         raise_as_bug()
+
+
+def read_lines(path: str | Path, what: str) -> list[str]:
+    """The lines of a user's UTF-8 text file, or one line saying what is wrong with it."""
+    if not Path(path).is_file():
+        raise UserError(f"no such {what}: {path}")
+    try:
+        return Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Windows editors) is dropped
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
+
+
+def split_args(text: str, option: str) -> list[str]:
+    """Options given to a script as one string (--world_args="--people=100"), split as a shell splits them."""
+    try:
+        return shlex.split(text)
+    except ValueError as e:  # an unclosed quote
+        raise UserError(f"{option}={text!r} cannot be split into options ({e}): close its quotes") from None
 
 
 def raise_as_bug() -> None:

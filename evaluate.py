@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import re
 import string
-from pathlib import Path
 
-from cli import UserError
+from cli import UserError, read_lines
 from generation import greedy_replies
 
 
@@ -57,16 +56,17 @@ def score(rows: list[dict], replies: list[str]) -> dict:
 
 
 def read_questions(path: str) -> list[dict]:
-    if not Path(path).is_file():
-        raise UserError(f"no such question file: {path}")
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(read_lines(path, "question file"), 1):
         if line.strip():
             try:
                 row = json.loads(line)
             except (json.JSONDecodeError, RecursionError):
                 row = None
-            if not (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)):
-                raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}}')
+            if not (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)
+                    and isinstance(row.get("kind", ""), str)):
+                raise UserError(f'{path}:{number}: expected {{"question": "...", "answer": "..."}} (and a text "kind", if any)')
             rows.append(row)
+    if not rows:
+        raise UserError(f"{path} holds no questions: give a file with one JSON object a line, or leave --eval out")
     return rows

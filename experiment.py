@@ -49,7 +49,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from cli import UserError, atomic_write, parse_args, run, update_docs
+from cli import UserError, atomic_write, parse_args, run, split_args, update_docs
 from data.world.prepare import read_jsonl
 from quality import this_machine
 from studies import STUDIES, finetuning_flops, pretraining_flops, scores, study_runs, study_table
@@ -422,7 +422,7 @@ def finetune(title: str, run_dir: Path, base_path: Path, data: Path, evaluation:
     """python finetune.py from base_path on data, its replies to evaluation's questions in
     run_dir/eval.jsonl; or a finished run of the same reused. -> (wall seconds, whether reused)"""
     args = [f"--base={base_path}", f"--data={data}", f"--eval={evaluation}", f"--out_dir={run_dir}", f"--seed={seed}",
-            *flags, *shlex.split(config["finetune_args"])]
+            *flags, *split_args(config["finetune_args"], "--finetune_args")]
     return run_or_reuse(title, "finetune.py", args, run_dir, [data, evaluation, base_path.parent / REUSE_FILE], config["reuse"],
                         log, threads)
 
@@ -450,8 +450,16 @@ def main() -> None:
     for folder in folders.values():
         if (folder / "results.json").exists() and not config["overwrite"]:
             raise UserError(f"{folder} already holds results: pass --overwrite to run again, or choose another --out_dir")
-    world_config, _, _ = parse_args(WORLD_OPTIONS, "--world_args", "", argv=shlex.split(config["world_args"]))
-    extra_pretrain = shlex.split(config["pretrain_args"])
+    world_config, _, _ = parse_args(WORLD_OPTIONS, "--world_args", "", argv=split_args(config["world_args"], "--world_args"))
+    extra_pretrain = split_args(config["pretrain_args"], "--pretrain_args")
+    from finetune import OPTIONS as FINETUNE_OPTIONS
+    from pretrain import OPTIONS as PRETRAIN_OPTIONS  # their options checked now, not after the world and the pretraining
+    for name, options, argv in (("--pretrain_args", PRETRAIN_OPTIONS, extra_pretrain),
+                                ("--finetune_args", FINETUNE_OPTIONS, split_args(config["finetune_args"], "--finetune_args"))):
+        try:
+            parse_args(options, "", "", argv=argv)
+        except UserError as e:
+            raise UserError(f"{name}: {e}") from None
     command = "python experiment.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:] if a != "--overwrite")  # as typed
 
     t_start = time.perf_counter()

@@ -161,6 +161,9 @@ def main() -> None:
         read_questions(config["eval"])  # a bad question file is said before training, not after
     base = load_checkpoint(config["base"], option="--base")
     model, tokenizer, extra, weights_to_save = prepare_model(config, base)
+    if checkpoint is not None and checkpoint.get("base_fingerprint") != extra.get("base_fingerprint"):
+        raise UserError(f"{config['base']} has other weights than the base this LoRA run began on (it was replaced since): "
+                        "put that base back to resume, or start again with --overwrite")
     examples = load_instructions(config["data"].split(","), tokenizer, model.config.block_size,
                                  config["skip_bad_lines"], config["train_on_prompt"])
     batches = Batches(examples, config["val_fraction"], config["batch_size"], config["seed"],

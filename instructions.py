@@ -10,11 +10,10 @@ Two shapes, one example per line:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
-from cli import UserError
+from cli import UserError, read_lines
 from model import IGNORE
 from trainer import batch_generator
 
@@ -60,13 +59,7 @@ def load_instructions(paths: list[str], tokenizer, block_size: int, skip_bad: bo
     """All examples of the files as (ids, loss_mask); every bad line reported with file and line."""
     examples, problems = [], []
     for path in paths:
-        if not Path(path).is_file():
-            raise UserError(f"no such instruction file: {path}")
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Windows editors) is dropped
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(read_lines(path, "instruction file"), 1):
             if not line.strip():
                 continue  # blank lines separate nothing in JSONL; they are not examples
             try:

@@ -45,7 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from cli import UserError, atomic_write, parse_args, run, update_docs
+from cli import UserError, atomic_write, parse_args, run, split_args, update_docs
 
 OPTIONS = {
     "corpora": ("fortunes,fortunes-zh,world", "which corpora (see above)"),
@@ -434,7 +434,7 @@ def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python quality.py [--corpora=...] [--variants=...] [--minutes=2]", __doc__)
     out_dir, fortunes_dir = Path(config["out_dir"]), Path(config["fortunes_dir"])
     chosen = variants(config["variants"].split(","))
-    extra = shlex.split(config["pretrain_args"])
+    extra = split_args(config["pretrain_args"], "--pretrain_args")
     from pretrain import OPTIONS as PRETRAIN_OPTIONS  # each variant's options checked now, not hours into the runs
     options = {}  # what each variant runs, pretrain.py's defaults filled in: a result is reused only for the same
     for variant, flags in chosen.items():

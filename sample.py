@@ -110,7 +110,9 @@ def answer(history: list[tuple[str, str]], message: str, model, tokenizer, confi
 
 
 def main() -> None:
-    config, _, _ = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
+    config, _, typed = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
+    if "prompt" in typed and not config["prompt"].strip() and not config["raw"]:
+        raise UserError("--prompt is empty: give the message to answer, or leave --prompt out to chat")
     ckpt, adapter = find_model(config)
     model, tokenizer, description = load_for_generation(ckpt, adapter, choose_device(config["device"]), config["dtype"])
     generator = torch.Generator().manual_seed(config["seed"])

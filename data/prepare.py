@@ -93,10 +93,13 @@ def main() -> None:
     config, inputs, _ = parse_args(OPTIONS, "python data/prepare.py FILE_OR_FOLDER [...] [--name=NAME]", __doc__,
                                 positional="input files")
     docs = read_text_files(inputs, config["errors"])
-    name = config["name"] or Path(inputs[0].rstrip("/")).stem
+    name = config["name"] or Path(inputs[0]).resolve().stem  # resolved: "." names the folder, not data/ itself
+    if not config["out_dir"] and (name in ("", ".", "..") or "/" in name or "\\" in name):
+        raise UserError(f"--name={name!r} is not a folder name: give a plain name (data/NAME is written), or --out_dir")
     out_dir = Path(config["out_dir"]) if config["out_dir"] else DATA_DIR / name
     if (out_dir / "meta.json").exists() and not config["overwrite"]:
-        raise UserError(f"{out_dir} already holds a dataset: choose another --name, or pass --overwrite to replace it")
+        raise UserError(f"{out_dir} already holds a dataset: choose another {'--out_dir' if config['out_dir'] else '--name'}, "
+                        "or pass --overwrite to replace it")
     meta = write_dataset(docs, out_dir, config["vocab_size"], config["val_fraction"], inputs)
     print(f"{meta['documents']:,} document{'s' if meta['documents'] != 1 else ''} -> {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens, "
           f"vocabulary {meta['vocab_size']:,}, written to {out_dir}/")

@@ -61,6 +61,8 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     out.mkdir()
     (out / "ckpt.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
     assert_clear_error(run_script("pretrain.py", "--resume", f"--out_dir={out}"), "cannot be read as a checkpoint")
+    (out / "ckpt.pt").write_bytes(b"")
+    assert_clear_error(run_script("sample.py", f"--ckpt={out}/ckpt.pt", "--prompt=hi"), "cannot be read", "an empty file")
 
 
 def test_prepare_missing_empty_binary_and_non_utf8(tmp_path):
@@ -72,6 +74,9 @@ def test_prepare_missing_empty_binary_and_non_utf8(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
     assert_clear_error(run_script("data/prepare.py", tmp_path / "latin1.txt"), "not UTF-8", "byte 3", "--errors=replace")
     assert_clear_error(run_script("data/prepare.py"), "no input files")
+    (tmp_path / "ok.txt").write_text("玉山是臺灣最高的山。" * 50, encoding="utf-8")
+    for name in (".", "..", "a/b"):  # data/NAME must be a folder of its own under data/
+        assert_clear_error(run_script("data/prepare.py", tmp_path / "ok.txt", f"--name={name}"), "is not a folder name")
 
 
 def test_prepare_a_folder_then_pretrain_on_it(tmp_path):
@@ -239,6 +244,30 @@ def test_resume_without_retyping_lora_and_runs_of_another_kind(tiny_dataset, tin
                        "holds a pretraining run", "python pretrain.py --resume")
 
 
+def test_options_for_later_stages_are_checked_before_any_work(tmp_path):
+    """experiment.py's options for pretrain.py and finetune.py, and bench.py's rows, are refused at once."""
+    out = tmp_path / "e"
+    for option, words in (("--world_args=--people='3", "close its quotes"), ("--finetune_args=--max_iter=3", "--max_iters?"),
+                          ("--pretrain_args=--n_layer=x", "expects an integer")):
+        assert_clear_error(run_script("experiment.py", f"--out_dir={out}", option), option.split("=")[0], words)
+    assert not out.exists()  # no world made, nothing pretrained
+    assert_clear_error(run_script("bench.py", "--rows=pretrain,foo"), "unknown row 'foo'")
+
+
+def test_a_lora_run_is_not_resumed_on_a_replaced_base(tiny_checkpoint, sft_files, tmp_path):
+    base = tmp_path / "base.pt"
+    base.write_bytes(tiny_checkpoint.read_bytes())
+    lora = tmp_path / "lora"
+    run_script("finetune.py", f"--base={base}", f"--data={sft_files}", f"--out_dir={lora}", "--lora",
+               "--max_iters=2", "--eval_interval=2", *FT, check=True)
+    other = torch.load(base, weights_only=True)
+    other["model"] = {k: v + 0.01 for k, v in other["model"].items()}
+    torch.save(other, base)
+    assert_clear_error(run_script("finetune.py", "--resume", f"--out_dir={lora}", "--max_iters=4"),
+                       "other weights than the base this LoRA run began on", "--overwrite")
+    assert load_checkpoint(lora / "ckpt.pt")["step"] == 2  # nothing trained, nothing written
+
+
 # ----------------------------------------------------------------------------- files and disk
 def test_a_full_disk_keeps_the_old_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
     import errno
@@ -279,6 +308,15 @@ def test_run_turns_a_full_disk_or_a_missing_package_into_one_line_and_a_bug_into
     assert exit_status.value.code == 2 and err.count("\n") == 1 and "pip install -r requirements.txt" in err
     with pytest.raises(SystemExit) as exit_status:
         run(fails(ModuleNotFoundError("No module named 'checkpoint'", name="checkpoint")))
+    assert exit_status.value.code == 1 and "please report it" in capsys.readouterr().err
+    for too_big in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory"),
+                    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")):
+        with pytest.raises(SystemExit) as exit_status:
+            run(fails(too_big))
+        err = capsys.readouterr().err
+        assert exit_status.value.code == 2 and err.count("\n") == 1 and "out of memory" in err and "--batch_size" in err
+    with pytest.raises(SystemExit) as exit_status:  # any other RuntimeError is still a bug
+        run(fails(RuntimeError("mat1 and mat2 shapes cannot be multiplied")))
     assert exit_status.value.code == 1 and "please report it" in capsys.readouterr().err
 
 

@@ -70,6 +70,16 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     assert read_questions(str(questions)) == [{"question": "q", "answer": "a"}]
 
 
+def test_a_question_file_that_is_not_utf8_empty_or_of_another_shape_is_one_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    for content, words in ((json.dumps({"question": "café", "answer": "a"}, ensure_ascii=False).encode("latin-1"), "not UTF-8"),
+                           (b"\n\n", "holds no questions"),
+                           (json.dumps({"question": "q", "answer": "a", "kind": ["x"]}).encode(), "q.jsonl:1: expected")):
+        path.write_bytes(content)
+        with pytest.raises(UserError, match=words):
+            read_questions(str(path))
+
+
 def test_missing_and_empty_instruction_files(tmp_path):
     with pytest.raises(UserError, match="no such instruction file"):
         load_instructions([str(tmp_path / "none.jsonl")], Tokenizer([]), 64, False, False)

@@ -69,6 +69,11 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_empty_prompt_is_a_clear_error(tiny_checkpoint):
+    result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--prompt=  ")
+    assert result.returncode == 2 and result.stderr.startswith("error: --prompt is empty")
+
+
 def test_an_unknown_weight_type_is_a_clear_error(tiny_checkpoint):
     result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--prompt=hi", "--dtype=int4")
     assert result.returncode == 2 and "--dtype must be one of auto, int8, bfloat16, float32" in result.stderr
