@@ -41,6 +41,10 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "mod
     path = Path(path)
     if path.is_dir():
         path = path / "ckpt.pt"
+    adapter = "lora" in required
+    if not path.is_file() and adapter:
+        raise UserError(f"no adapter at {path}: python finetune.py --lora writes it when its run ends "
+                        f"(a stopped run goes on with python finetune.py --resume --out_dir={path.parent})")
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: run python pretrain.py first"
                         + (f", or give the path of one with {option}" if option else ""))
@@ -56,6 +60,12 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "mod
         detail = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e).strip() else type(e).__name__
         raise UserError(f"{path} cannot be read as a checkpoint ({'an empty file' if path.stat().st_size == 0 else detail}). "
                         "It may be truncated or corrupt: train it again or use another file") from None
+    if option and isinstance(checkpoint, dict):  # a file chosen on the command line: the other kind of file, by mistake
+        if not adapter and ("lora" in checkpoint or checkpoint.get("kind") == "lora"):
+            raise UserError(f"{path} is {'a LoRA adapter' if 'lora' in checkpoint else 'a LoRA run (its adapter is adapter.pt)'}, "
+                            f"not a model: give the adapter with --adapter, and its base with {option}")
+        if adapter and "model" in checkpoint:
+            raise UserError(f"{path} is a model, not a LoRA adapter: give it with --ckpt (or --base)")
     missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
         raise UserError(f"{path} is not a nanoInstruct {'checkpoint' if 'model' in required else 'LoRA adapter'}, "

@@ -254,12 +254,18 @@ def test_options_for_later_stages_are_checked_before_any_work(tmp_path):
     assert_clear_error(run_script("bench.py", "--rows=pretrain,foo"), "unknown row 'foo'")
 
 
-def test_a_lora_run_is_not_resumed_on_a_replaced_base(tiny_checkpoint, sft_files, tmp_path):
+def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kind_are_named(tiny_checkpoint, sft_files,
+                                                                                             tmp_path):
     base = tmp_path / "base.pt"
     base.write_bytes(tiny_checkpoint.read_bytes())
     lora = tmp_path / "lora"
     run_script("finetune.py", f"--base={base}", f"--data={sft_files}", f"--out_dir={lora}", "--lora",
                "--max_iters=2", "--eval_interval=2", *FT, check=True)
+    for option, words in ((f"--ckpt={lora}/adapter.pt", "is a LoRA adapter, not a model"),
+                          (f"--ckpt={lora}/ckpt.pt", "is a LoRA run (its adapter is adapter.pt)"),
+                          (f"--adapter={base}", "is a model, not a LoRA adapter"),
+                          (f"--adapter={tmp_path}/stopped/adapter.pt", "--resume --out_dir=")):
+        assert_clear_error(run_script("sample.py", option, "--prompt=hi"), words)
     other = torch.load(base, weights_only=True)
     other["model"] = {k: v + 0.01 for k, v in other["model"].items()}
     torch.save(other, base)
