@@ -282,6 +282,8 @@ def main() -> None:
     for row in rows:
         if row not in OPTIONS["rows"][0].split(","):
             raise UserError(f"unknown row {row!r}: choose among {OPTIONS['rows'][0]}")
+    if config["json"] and not Path(config["json"]).resolve().parent.is_dir():
+        raise UserError(f"--json={config['json']}: its folder does not exist (said now, not after the benchmark)")
     # the bf16 peak only where a row runs in bf16: where the CPU lacks it, the emulated matmul takes long
     peaks = {"fp32": matmul_peak(torch, device, torch.float32),
              "bf16": matmul_peak(torch, device, torch.bfloat16) if "bfloat16" in dtypes else None}

@@ -85,6 +85,8 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     out_dir = Path(config["out_dir"] or default_dir)
     config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"))
     scratch = config["init_from"] == "scratch"
+    if config["merge"] and not config["lora"]:
+        raise UserError("--merge folds a LoRA adapter into its base: it goes with --lora (full fine-tuning already writes a plain ckpt.pt)")
     result_file = out_dir / ("adapter.pt" if config["lora"] else "ckpt.pt")
     if result_file.exists() and not (config["overwrite"] or config["resume"]):
         raise UserError(f"{out_dir} already holds a fine-tuned model ({result_file.name}): "

@@ -104,6 +104,9 @@ def load_adapted_model(adapter_path: str | Path, base_path: str | Path | None = 
     -> (model, tokenizer, the base's path)"""
     adapter = load_checkpoint(adapter_path, required=("lora", "lora_config", "base_fingerprint", "base_path"),
                               option="--adapter")
+    if not base_path and not Path(adapter["base_path"]).exists():  # recorded as typed, relative to where it was trained
+        raise UserError(f"the adapter's base {adapter['base_path']} (as given when it was trained) is not there from "
+                        f"{Path.cwd()}: run from the folder it was trained in, or give its base with {base_option}")
     base_path = base_path or adapter["base_path"]
     base = load_checkpoint(base_path, option=base_option)
     if weights_fingerprint(base["model"]) != adapter["base_fingerprint"]:

@@ -85,8 +85,9 @@ def dataset_folder(dataset: str, resuming: bool = False) -> Path:
             prepare_world()
     missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (folder / f).exists()]
     if missing:
+        where = f"--out_dir={folder}" if folder.parent != DATA_DIR else f"--name={folder.name}"
         raise UserError(f"dataset {dataset!r} is not prepared ({folder} lacks {', '.join(missing)}). "
-                        f"Prepare it first: python data/prepare.py YOUR_TEXT_FILES --name={folder.name}")
+                        f"Prepare it first: python data/prepare.py YOUR_TEXT_FILES {where}")
     return folder
 
 

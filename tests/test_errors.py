@@ -40,7 +40,9 @@ def test_value_of_the_wrong_type():
 
 def test_dataset_never_prepared(tmp_path):
     assert_clear_error(run_script("pretrain.py", "--dataset=no_such_set", f"--out_dir={tmp_path}/o"),
-                       "not prepared", "data/prepare.py")
+                       "not prepared", "data/prepare.py", "--name=no_such_set")
+    assert_clear_error(run_script("pretrain.py", f"--dataset={tmp_path}/mine", f"--out_dir={tmp_path}/o"),
+                       f"--out_dir={tmp_path}/mine")  # a path is prepared where it points, not under data/
 
 
 def test_resume_with_nothing_to_resume(tmp_path):
@@ -252,6 +254,8 @@ def test_options_for_later_stages_are_checked_before_any_work(tmp_path):
         assert_clear_error(run_script("experiment.py", f"--out_dir={out}", option), option.split("=")[0], words)
     assert not out.exists()  # no world made, nothing pretrained
     assert_clear_error(run_script("bench.py", "--rows=pretrain,foo"), "unknown row 'foo'")
+    assert_clear_error(run_script("bench.py", f"--json={tmp_path}/no_folder/b.json"), "its folder does not exist")
+    assert_clear_error(run_script("finetune.py", "--merge", f"--out_dir={tmp_path}/ft"), "it goes with --lora")
 
 
 def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kind_are_named(tiny_checkpoint, sft_files,
@@ -266,6 +270,10 @@ def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kin
                           (f"--adapter={base}", "is a model, not a LoRA adapter"),
                           (f"--adapter={tmp_path}/stopped/adapter.pt", "--resume --out_dir=")):
         assert_clear_error(run_script("sample.py", option, "--prompt=hi"), words)
+    adapter = torch.load(lora / "adapter.pt", weights_only=True)
+    torch.save({**adapter, "base_path": "out/trained_elsewhere/ckpt.pt"}, tmp_path / "moved.pt")  # relative, as typed
+    assert_clear_error(run_script("sample.py", f"--adapter={tmp_path}/moved.pt", "--prompt=hi"),
+                       "as given when it was trained", "--ckpt")
     other = torch.load(base, weights_only=True)
     other["model"] = {k: v + 0.01 for k, v in other["model"].items()}
     torch.save(other, base)
