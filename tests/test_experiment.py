@@ -113,12 +113,12 @@ def test_a_failing_stage_with_jobs_says_where_its_message_is_and_starts_nothing_
     _, _, tiny = tiny_experiment
     failed = run_script("experiment.py", f"--out_dir={tmp_path / 'exp'}", "--readme=false", "--seeds=2", "--jobs=2",
                         f"--world_args={TINY_WORLD}", f"--pretrain_args={tiny} --max_iters=20 --eval_interval=20",
-                        "--finetune_args=--learning_rate=fast", timeout=300)
+                        "--finetune_args=--data=no_such.jsonl", timeout=300)  # a stage's failure (bad options fail at once)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert "failed (exit status 2); its message is at the end of" in failed.stderr
     logs = [(tmp_path / "exp" / f"seed{seed}" / "log.txt").read_text(encoding="utf-8") for seed in (1337, 1338)]
     assert all(log.count("fine-tuning from") <= 1 for log in logs)  # no seed went on after the first failure
-    assert any(log.rstrip().endswith("--learning_rate must be auto or a number above 0; got 'fast'") for log in logs)
+    assert any(log.rstrip().endswith("no such instruction file: no_such.jsonl") for log in logs)
 
 
 def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_experiment, tmp_path):
