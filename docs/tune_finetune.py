@@ -38,6 +38,7 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "full 800 steps": ["--max_iters=800"],
     "LoRA 800 steps": ["--lora", "--max_iters=800"],
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],
+    "full, embeddings frozen": ["--train_embeddings=false"],  # round 46: the blocks only
     "full, every superlative wording": ([], ["--world_wordings=20"]),
     "LoRA, every superlative wording": (["--lora"], ["--world_wordings=20"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
