@@ -45,8 +45,9 @@ OPTIONS = {
     "skip_bad_lines": (False, "leave out bad lines of the data (reported) instead of stopping"),
     "train_on_prompt": (False, "let the user's text count in the loss too (can help with little data and short replies)"),
     "val_fraction": (0.05, "share of the examples held out for validation loss", "[0, 1)"),
-    "train_embeddings": (True, "full fine-tuning from pretrained weights also trains the token embedding and the output "
-                         "layer (false: the blocks only)"),
+    "freeze_tables": ("none", "full fine-tuning from pretrained weights leaves these token tables as pretrained: none, "
+                      "input (the token embedding), output (the output layer) or both (the blocks alone learn)",
+                      ("none", "input", "output", "both")),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
     "lora_rank": (8, "rank r of the update B A", "[1, inf)"),
@@ -76,7 +77,7 @@ OPTIONS = {
     "threads": (0, "CPU threads for torch (0: one per core)", "[0, inf)"),
 }
 WORLD = Path(__file__).resolve().parent / "data" / "world"
-FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "train_embeddings")
+FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables")
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
 
 
@@ -118,9 +119,11 @@ def prepare_model(config: dict, base: dict):
     extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if config["lora"] else "sft",
              "base_path": str(config["base"]), "config": config}
     weights_to_save = None  # the whole model
-    if not (config["train_embeddings"] or config["lora"] or config["init_from"] == "scratch"):
-        for p in (*model.transformer.wte.parameters(), *model.lm_head.parameters()):
-            p.requires_grad_(False)  # what pretraining put in the token tables stays as it is
+    if not (config["lora"] or config["init_from"] == "scratch"):  # what pretraining put in these tables stays as it is
+        tables = {"none": [], "input": [model.transformer.wte], "output": [model.lm_head],
+                  "both": [model.transformer.wte, model.lm_head]}[config["freeze_tables"]]
+        for p in (p for table in tables for p in table.parameters()):
+            p.requires_grad_(False)
     if config["lora"]:
         targets = [t.strip() for t in config["lora_targets"].split(",") if t.strip()]
         add_lora(model, targets, config["lora_rank"], config["lora_alpha"], config["lora_dropout"])

@@ -268,15 +268,17 @@ def test_fine_tuning_learns_the_examples(tiny_checkpoint, instruction_files, tmp
     assert again.returncode == 2 and "--overwrite" in again.stderr  # the result is not replaced silently
 
 
-def test_full_fine_tuning_of_the_blocks_only_leaves_the_token_tables_as_pretrained(tiny_checkpoint, instruction_files,
-                                                                                     tmp_path):
+@pytest.mark.parametrize("frozen", ["input", "output", "both"])
+def test_full_fine_tuning_leaves_the_frozen_token_tables_as_pretrained(tiny_checkpoint, instruction_files, tmp_path, frozen):
     data, _ = instruction_files
-    run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={tmp_path}/ft", "--train_embeddings=false",
+    run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={tmp_path}/ft", f"--freeze_tables={frozen}",
                "--batch_size=8", "--max_iters=5", "--eval_interval=5", "--eval_iters=1", "--dtype=float32", check=True)
     before, after = load_checkpoint(tiny_checkpoint)["model"], load_checkpoint(tmp_path / "ft" / "ckpt.pt")["model"]
-    tables = [k for k in before if k.startswith(("transformer.wte.", "lm_head."))]
+    names = {"input": ("transformer.wte.",), "output": ("lm_head.",), "both": ("transformer.wte.", "lm_head.")}[frozen]
+    tables = [k for k in before if k.startswith(names)]
     assert tables and all(torch.equal(before[k], after[k]) for k in tables)
-    assert not all(torch.equal(before[k], after[k]) for k in before if k not in tables)  # the blocks did learn
+    assert all(not torch.equal(before[k], after[k]) for k in before if k not in tables and k.endswith("weight")
+               and k.startswith(("transformer.wte.", "lm_head.", "transformer.h.0.mlp")))  # the others did learn
 
 
 def test_adapter_refuses_another_base(tiny_checkpoint, instruction_files, tmp_path):
