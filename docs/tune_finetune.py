@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cli import UserError, parse_args, run  # noqa: E402
+from cli import UserError, parse_args, run, split_args  # noqa: E402
 
 OPTIONS = {
     "experiment": ("out/experiment", "the experiment's folder (its world and seedN/pretrain are used)"),
@@ -76,8 +76,8 @@ def main() -> None:
     from lora import load_adapted_model
     from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
 
-    experiment, common = Path(config["experiment"]), shlex.split(config["world_args"])
-    extra = shlex.split(config["finetune_args"])
+    experiment, common = Path(config["experiment"]), split_args(config["world_args"], "--world_args")
+    extra = split_args(config["finetune_args"], "--finetune_args")
     bases = {seed: experiment / f"seed{seed}" / "pretrain" / "ckpt.pt" for seed in range(1337, 1337 + config["seeds"])}
     for base in bases.values():  # every pretrained model there before the first fine-tuning
         if not base.exists():
