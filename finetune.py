@@ -45,8 +45,9 @@ OPTIONS = {
     "skip_bad_lines": (False, "leave out bad lines of the data (reported) instead of stopping"),
     "train_on_prompt": (False, "let the user's text count in the loss too (can help with little data and short replies)"),
     "val_fraction": (0.05, "share of the examples held out for validation loss", "[0, 1)"),
-    "freeze_tables": ("none", "full fine-tuning from pretrained weights leaves these token tables as pretrained: none, "
-                      "input (the token embedding), output (the output layer) or both (the blocks alone learn)",
+    "freeze_tables": ("output", "full fine-tuning from pretrained weights leaves these token tables as pretrained: none, "
+                      "input (the token embedding), output (the output layer: the default since round 49, "
+                      "docs/notebook.md) or both (the blocks alone learn)",
                       ("none", "input", "output", "both")),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
@@ -87,6 +88,8 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     default_dir = "out/lora" if config["lora"] else "out/sft_scratch" if config["init_from"] == "scratch" else "out/sft"
     out_dir = Path(config["out_dir"] or default_dir)
     config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"))
+    if checkpoint and "freeze_tables" not in checkpoint["config"]:  # saved before the option: every table learnt
+        config["freeze_tables"] = "none"
     scratch = config["init_from"] == "scratch"
     if config["merge"] and not config["lora"]:
         raise UserError("--merge folds a LoRA adapter into its base: it goes with --lora (full fine-tuning already writes a plain ckpt.pt)")

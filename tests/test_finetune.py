@@ -96,6 +96,7 @@ def test_normalized_exact_match():
 
 ROUND_37 = {"more_superlatives": 30, "more_phrasings": True, "harmless_repeats": 18}  # the defaults since round 37
 ROUND_41 = {**ROUND_37, "acts_text": True}  # and since round 41
+ROUND_49 = {**ROUND_41, "char_tokens": True}  # and since round 49 (the vocabulary only: the text stays)
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False}
 
 
@@ -110,12 +111,14 @@ def world():
     return tiny_world()
 
 
-def test_the_default_world_is_round_41s_and_every_scored_set_stays(world):
+def test_the_default_world_is_round_49s_and_every_scored_set_stays(world):
     """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
-    times each, thirty more superlatives; round 41 the acts' text. The held-out sets are what they
-    were before them."""
+    times each, thirty more superlatives; round 41 the acts' text; round 49 char tokens. The held-out
+    sets are what they were before them."""
     from data.world.prepare import OPTIONS, generate as generate_world
-    assert {name: OPTIONS[name][0] for name in ROUND_41} == ROUND_41
+    from finetune import OPTIONS as FINETUNE_OPTIONS
+    assert {name: OPTIONS[name][0] for name in ROUND_49} == ROUND_49
+    assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49's pair: full fine-tuning keeps the output layer
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
     assert default == tiny_world(**ROUND_41)
     assert default["heldout"] == world["heldout"] and default["val"] == world["val"]
@@ -247,7 +250,8 @@ def test_fine_tuning_learns_the_examples(tiny_checkpoint, instruction_files, tmp
     data, questions = instruction_files
     out = tmp_path / "ft"
     args = [f"--base={tiny_checkpoint}", f"--data={data}", f"--eval={questions}", f"--out_dir={out}", *TINY_FT]
-    args += ["--lora", "--lora_rank=4", "--merge"] if lora else []
+    # the tiny base learnt next to nothing: its output layer, kept by default, must learn the four answers too
+    args += ["--lora", "--lora_rank=4", "--merge"] if lora else ["--freeze_tables=none"]
     result = run_script("finetune.py", *args, check=True)
     assert ("LoRA" if lora else "full fine-tuning") in result.stdout and "trainable of" in result.stdout
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -279,6 +283,22 @@ def test_full_fine_tuning_leaves_the_frozen_token_tables_as_pretrained(tiny_chec
     assert tables and all(torch.equal(before[k], after[k]) for k in tables)
     assert all(not torch.equal(before[k], after[k]) for k in before if k not in tables and k.endswith("weight")
                and k.startswith(("transformer.wte.", "lm_head.", "transformer.h.0.mlp")))  # the others did learn
+
+
+def test_a_run_saved_before_freeze_tables_resumes_with_every_table_learning(tiny_checkpoint, instruction_files, tmp_path):
+    """Full fine-tuning leaves the output layer as pretrained since round 49; a run saved before the
+    option existed trained it, and goes on doing so when resumed."""
+    data, _ = instruction_files
+    args = [f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={tmp_path}/ft", "--batch_size=8", "--eval_interval=2",
+            "--eval_iters=1", "--dtype=float32"]
+    run_script("finetune.py", *args, "--max_iters=2", "--freeze_tables=none", check=True)
+    saved = load_checkpoint(tmp_path / "ft" / "ckpt.pt")
+    del saved["config"]["freeze_tables"]  # as an older finetune.py saved it
+    torch.save(saved, tmp_path / "ft" / "ckpt.pt")
+    run_script("finetune.py", *args, "--max_iters=4", "--resume", check=True)
+    after = load_checkpoint(tmp_path / "ft" / "ckpt.pt")
+    assert after["step"] == 4 and after["config"]["freeze_tables"] == "none"
+    assert not torch.equal(saved["model"]["lm_head.weight"], after["model"]["lm_head.weight"])
 
 
 def test_adapter_refuses_another_base(tiny_checkpoint, instruction_files, tmp_path):

@@ -87,8 +87,9 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
-    "char_tokens": (False, "the vocabulary gives a character that cl100k spells in pieces (駝: three single bytes) one token "
-                    "of its own when the corpus uses it often enough (tokenizer.build_vocab)"),
+    "char_tokens": (True, "the vocabulary gives a character that cl100k spells in pieces (駝: three single bytes) one token "
+                    "of its own when the corpus uses it often enough (tokenizer.build_vocab; the default since round 49: "
+                    "docs/notebook.md)"),
     "context": (256, "longest instruction example in tokens (pretrain.py's --block_size): longer conversations lose their last turns",
                 "[32, inf)"),
 }
