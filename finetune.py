@@ -16,6 +16,7 @@ questions about people and places that fine-tuning never mentions, only pretrain
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from cli import DEVICE, UserError, parse_args, run
 from evaluate import exact_match, read_questions
 from instructions import Batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
-from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads
+from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads, wait_for
 from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
@@ -161,15 +162,26 @@ def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path
     return result_file
 
 
+def make_world_if_missing() -> None:
+    """The built-in instruction data is made with the world on first use; under torchrun one
+    process makes it and the others wait (made_by.json is written last)."""
+    if (WORLD / "sft.jsonl").exists():
+        return
+    from data.world.prepare import MADE_BY, prepare_world
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        wait_for(lambda: (WORLD / "sft.jsonl").exists() and (WORLD / MADE_BY).exists(), f"local rank 0 to make {WORLD}")
+    else:
+        prepare_world()
+
+
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
     config, checkpoint, out_dir = settle_options(config, typed)
     rank, world, config["device"] = init_distributed(choose_device(config["device"]))
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     set_threads(config["threads"])
-    if config["data"] == str(WORLD / "sft.jsonl") and not (WORLD / "sft.jsonl").exists():
-        from data.world.prepare import prepare_world
-        prepare_world()
+    if config["data"] == str(WORLD / "sft.jsonl"):
+        make_world_if_missing()
     if config["eval"]:
         read_questions(config["eval"])  # a bad question file is said before training, not after
     base = load_checkpoint(config["base"], option="--base")

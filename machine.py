@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 
 import torch
 
@@ -64,6 +65,15 @@ def init_distributed(device: str) -> tuple[int, int, str]:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def wait_for(done, what: str, minutes: float = 30) -> None:
+    """Poll done() once a second; a one-line error after minutes."""
+    deadline = time.monotonic() + 60 * minutes
+    while not done():
+        if time.monotonic() > deadline:
+            raise UserError(f"waited {minutes:g} minutes for {what}: see the first process's output")
+        time.sleep(1)
 
 
 def leave_distributed() -> None:

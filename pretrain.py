@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 from cli import DEVICE, DURATION, UserError, parse_args, run
@@ -74,6 +73,7 @@ def dataset_folder(dataset: str, resuming: bool = False) -> Path:
     folder = Path(dataset) if ("/" in dataset or Path(dataset).is_dir()) else DATA_DIR / dataset
     if dataset == "world":
         from data.world.prepare import default_world_is_current, prepare_world
+        from machine import wait_for
         if os.environ.get("LOCAL_RANK", "0") != "0":  # under torchrun one process makes the world, the others wait
             wait_for(lambda: (folder / "meta.json").exists() and (resuming or default_world_is_current(folder)),
                      f"local rank 0 to make {folder}")
@@ -89,15 +89,6 @@ def dataset_folder(dataset: str, resuming: bool = False) -> Path:
         raise UserError(f"dataset {dataset!r} is not prepared ({folder} lacks {', '.join(missing)}). "
                         f"Prepare it first: python data/prepare.py YOUR_TEXT_FILES {where}")
     return folder
-
-
-def wait_for(done, what: str, minutes: float = 30) -> None:
-    """Poll done() once a second; a one-line error after minutes."""
-    deadline = time.monotonic() + 60 * minutes
-    while not done():
-        if time.monotonic() > deadline:
-            raise UserError(f"waited {minutes:g} minutes for {what}: see the first process's output")
-        time.sleep(1)
 
 
 def load_dataset(config: dict, checkpoint: dict | None, out_dir: Path):

@@ -86,9 +86,9 @@ def stream_reply(model, tokenizer, prompt_ids: list[int], config: dict, generato
     return "".join(pieces)
 
 
-def too_long(n_tokens: int, block: int) -> str:
-    return (f"the message is {n_tokens} tokens with the template; this model's context holds {block} "
-            "and needs room for the reply. Shorten it")
+def too_long(n_tokens: int, block: int, chat: bool = True) -> str:
+    return (f"the {'message is' if chat else 'text is'} {n_tokens} tokens{' with the template' if chat else ''}; this "
+            f"model's context holds {block} and needs room for the {'reply' if chat else 'continuation'}. Shorten it")
 
 
 def answer(history: list[tuple[str, str]], message: str, model, tokenizer, config: dict, generator,
@@ -123,7 +123,7 @@ def main() -> None:
         for text in texts or [""]:
             ids = tokenizer.encode_document(text)
             if len(ids) >= model.config.block_size:
-                raise UserError(too_long(len(ids), model.config.block_size))
+                raise UserError(too_long(len(ids), model.config.block_size, chat=False))
             if not config["show_tokens"]:
                 print(text, end="")
             stream_reply(model, tokenizer, ids, config, generator)

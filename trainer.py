@@ -78,6 +78,8 @@ def learning_rate_at(step: int, s: TrainSettings) -> float:
 
 def writable_folder(out_dir: Path) -> None:
     """Make out_dir and check that a file can be written there, before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out_dir={out_dir} is a file, not a folder: choose a folder (a new name is made)")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write_test_{os.getpid()}"  # one per process: under torchrun all of them check

@@ -164,6 +164,9 @@ def test_an_out_dir_that_cannot_be_written(tiny_dataset, tmp_path):
     (tmp_path / "a_file").write_text("x")
     assert_clear_error(run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={tmp_path}/a_file/run", *TINY_MODEL),
                        "cannot write to --out_dir")
+    assert_clear_error(run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={tmp_path}/a_file", *TINY_MODEL),
+                       "is a file, not a folder")
+    assert (tmp_path / "a_file").read_text() == "x"  # left as it was
 
 
 # ----------------------------------------------------------------------------- nothing is lost

@@ -146,6 +146,7 @@ def test_under_torchrun_only_local_rank_0_makes_the_world(tmp_path, monkeypatch)
     """The other processes wait until the world is current (not each making it at once), and give up
     in one line if it never is."""
     import threading
+    import machine
     import pretrain
     import data.world.prepare as world_prepare
     from data.world.prepare import DEFAULTS, MADE_BY, made_by
@@ -166,9 +167,27 @@ def test_under_torchrun_only_local_rank_0_makes_the_world(tmp_path, monkeypatch)
     assert pretrain.dataset_folder("world") == folder and made == [True]  # returned only once rank 0 was done
     timer.join()
     (folder / MADE_BY).unlink()
-    monkeypatch.setattr(pretrain.time, "monotonic", iter([0, 0, 10**6]).__next__)  # the deadline passes at once
+    monkeypatch.setattr(machine.time, "monotonic", iter([0, 0, 10**6]).__next__)  # the deadline passes at once
     with pytest.raises(UserError, match="waited 30 minutes for local rank 0"):
         pretrain.dataset_folder("world")
+
+
+def test_under_torchrun_finetune_waits_for_local_rank_0s_world(tmp_path, monkeypatch):
+    import threading
+    import finetune
+    import data.world.prepare as world_prepare
+    from data.world.prepare import MADE_BY
+    monkeypatch.setattr(finetune, "WORLD", tmp_path)
+    monkeypatch.setattr(world_prepare, "prepare_world", lambda *a, **k: pytest.fail("rank 1 made the world"))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    timers = [threading.Timer(0.5, lambda: (tmp_path / "sft.jsonl").write_text("{}")),  # rank 0 at work:
+              threading.Timer(2.5, lambda: (tmp_path / MADE_BY).write_text("{}"))]  # made_by.json comes last
+    for timer in timers:
+        timer.start()
+    finetune.make_world_if_missing()
+    assert (tmp_path / MADE_BY).exists()  # returned only once rank 0 was done
+    for timer in timers:
+        timer.join()
 
 
 def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):

@@ -89,9 +89,10 @@ def test_full_context_drops_the_oldest_turns_and_says_so(tiny_checkpoint):
 
 
 def test_a_prompt_longer_than_the_context_is_a_clear_error(tiny_checkpoint):
-    for args in (["--prompt=" + "很長的問題" * 20], ["--raw", "--prompt=" + "很長的文字" * 20]):
+    for args, said in ((["--prompt=" + "很長的問題" * 20], "with the template"), (["--raw", "--prompt=" + "很長的文字" * 20], "the text is")):
         result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", *args)
         assert result.returncode == 2 and "context holds 32" in result.stderr and "Traceback" not in result.stderr
+        assert said in result.stderr and ("template" in result.stderr) == ("--raw" not in args)  # raw text has no template
 
 
 def test_bf16_generation_weights_give_nearly_the_same_logits(tiny_checkpoint):
