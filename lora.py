@@ -50,17 +50,22 @@ def add_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, drop
     Freezes the whole model except the new LoRA matrices. Returns the wrapped layers' names."""
     for p in model.parameters():
         p.requires_grad_(False)
-    wrapped = []
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
+    chosen = {}  # full name: (the module that holds the layer, the layer's name in it)
+    for name, module in model.named_modules():
+        for child_name, child in module.named_children():
             full_name = f"{name}.{child_name}" if name else child_name
             if isinstance(child, nn.Linear) and any(full_name.endswith(t) for t in targets) and "lm_head" not in full_name:
-                setattr(module, child_name, LoRALinear(child, rank, alpha, dropout))
-                wrapped.append(full_name)
-    if not wrapped:
+                chosen[full_name] = (module, child_name)
+    if not chosen:
         raise UserError(f"--lora_targets={','.join(targets)} matches no linear layer of the model "
                         "(its layers: c_attn, attn.c_proj, c_fc, mlp.c_proj)")
-    return wrapped
+    narrowest = min(min(getattr(module, child_name).weight.shape) for module, child_name in chosen.values())
+    if rank > narrowest:  # B A cannot have a higher rank than a layer's narrower side
+        raise UserError(f"--lora_rank={rank} is above the adapted layers' narrower side ({narrowest}): it adds weights, "
+                        f"not capacity. Use at most {narrowest}")
+    for module, child_name in chosen.values():
+        setattr(module, child_name, LoRALinear(getattr(module, child_name), rank, alpha, dropout))
+    return list(chosen)
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

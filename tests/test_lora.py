@@ -92,6 +92,13 @@ def test_targets_that_match_nothing_are_refused():
         add_lora(GPT(CONFIG), ["q_proj"], 4, 8, 0.0)
 
 
+def test_a_rank_above_the_layers_narrower_side_is_refused():
+    with pytest.raises(UserError, match="--lora_rank=17 is above the adapted layers' narrower side \\(16\\)"):
+        add_lora(GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16)), ["c_attn"], 17, 8, 0.0)
+    assert add_lora(GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16)), ["c_attn"], 16, 8, 0.0) == [
+        "transformer.h.0.attn.c_attn"]
+
+
 def test_weight_decay_reaches_the_lora_matrices():
     from optimizer import make_optimizer
     model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
