@@ -52,8 +52,8 @@ OPTIONS = {
                       ("none", "input", "output", "both")),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
-    "lora_rank": (8, "rank r of the update B A", "[1, inf)"),
-    "lora_alpha": (16.0, "the update is scaled by alpha / r", "(0, inf)"),
+    "lora_rank": (16, "rank r of the update B A (16 since round 49: docs/notebook.md)", "[1, inf)"),
+    "lora_alpha": (32.0, "the update is scaled by alpha / r", "(0, inf)"),
     "lora_dropout": (0.0, "dropout on the LoRA path's input (0: off, as in peft; it also saves time)", "[0, 1)"),
     "lora_targets": ("c_attn,c_proj,c_fc", "linear layers to adapt, by name ending (attention and MLP projections)"),
     "merge": (False, "with --lora: also write merged.pt, a plain checkpoint with the adapter folded in"),

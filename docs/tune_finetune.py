@@ -32,7 +32,7 @@ OPTIONS = {
 UNTIL_DEC_3 = ["--sft_conversations=0.3333333333333333", "--behaviour_repeats=8", "--harmless_repeats=12"]  # exactly 1 / 3
 SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
     "full (default: 525 steps, 2e-4)": [],
-    "LoRA (default: 525 steps, 2e-3, r8)": ["--lora"],
+    "LoRA (default: 525 steps, 2e-3, r16)": ["--lora"],  # r8 until round 49
     "full, the data and 300 steps until 2026-12-03": (["--max_iters=300"], UNTIL_DEC_3),
     "LoRA, the data and 300 steps until 2026-12-03": (["--lora", "--max_iters=300"], UNTIL_DEC_3),
     "full 800 steps": ["--max_iters=800"],
@@ -62,6 +62,7 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
         ["--lora"], ["--more_phrasings", "--harmless_repeats=18", "--more_superlatives=30"]),
     "full, paired look-alikes 9 times each": ([], ["--paired_lookalikes", "--harmless_repeats=9"]),  # as many look-alike examples
     "LoRA, paired look-alikes 9 times each": (["--lora"], ["--paired_lookalikes", "--harmless_repeats=9"]),
+    "LoRA r8 (the default until 2026-12-05)": ["--lora", "--lora_rank=8", "--lora_alpha=16"],
     "LoRA r16": ["--lora", "--lora_rank=16", "--lora_alpha=32"],  # alpha / r stays 2: only the capacity grows
     "LoRA r32": ["--lora", "--lora_rank=32", "--lora_alpha=64"],
 }

@@ -118,7 +118,8 @@ def test_the_default_world_is_round_49s_and_every_scored_set_stays(world):
     from data.world.prepare import OPTIONS, generate as generate_world
     from finetune import OPTIONS as FINETUNE_OPTIONS
     assert {name: OPTIONS[name][0] for name in ROUND_49} == ROUND_49
-    assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49's pair: full fine-tuning keeps the output layer
+    assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
+    assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
     assert default == tiny_world(**ROUND_41)
     assert default["heldout"] == world["heldout"] and default["val"] == world["val"]
