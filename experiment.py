@@ -214,8 +214,10 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
         trainable = sum(t.numel() for t in load_checkpoint(run_dir / "adapter.pt", ("lora",))["lora"].values())
         model = merge_lora(model)
     else:
-        model, tokenizer = load_model(load_checkpoint(run_dir / "ckpt.pt"))
-        trainable = model.num_params(non_embedding=False)
+        from finetune import frozen_weights
+        checkpoint = load_checkpoint(run_dir / "ckpt.pt")
+        model, tokenizer = load_model(checkpoint)
+        trainable = model.num_params(non_embedding=False) - sum(p.numel() for p in frozen_weights(model, checkpoint["config"]))
     before = random_initial_weights(base["model_config"], seed) if init == "random" else parameters(load_model(base)[0])
 
     held_rows = read_jsonl(run_dir / "eval.jsonl")

@@ -113,6 +113,16 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     return config, checkpoint, out_dir
 
 
+def frozen_weights(model: GPT, config: dict) -> list[torch.nn.Parameter]:
+    """The token tables --freeze_tables keeps as pretrained (full fine-tuning from pretrained
+    weights only; a run saved before the option trained them all)."""
+    if config["lora"] or config["init_from"] == "scratch":
+        return []
+    tables = {"none": [], "input": [model.transformer.wte], "output": [model.lm_head],
+              "both": [model.transformer.wte, model.lm_head]}[config.get("freeze_tables", "none")]
+    return [p for table in tables for p in table.parameters()]
+
+
 def prepare_model(config: dict, base: dict):
     """The model fine-tuning starts from: the base's weights (or random ones of its shape), with
     a LoRA adapter on top if asked. -> (model, tokenizer, what its checkpoints add, what they keep)"""
@@ -123,11 +133,8 @@ def prepare_model(config: dict, base: dict):
     extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if config["lora"] else "sft",
              "base_path": str(config["base"]), "config": config}
     weights_to_save = None  # the whole model
-    if not (config["lora"] or config["init_from"] == "scratch"):  # what pretraining put in these tables stays as it is
-        tables = {"none": [], "input": [model.transformer.wte], "output": [model.lm_head],
-                  "both": [model.transformer.wte, model.lm_head]}[config["freeze_tables"]]
-        for p in (p for table in tables for p in table.parameters()):
-            p.requires_grad_(False)
+    for p in frozen_weights(model, config):  # what pretraining put in these tables stays as it is
+        p.requires_grad_(False)
     if config["lora"]:
         targets = [t.strip() for t in config["lora_targets"].split(",") if t.strip()]
         add_lora(model, targets, config["lora_rank"], config["lora_alpha"], config["lora_dropout"])

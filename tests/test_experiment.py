@@ -90,7 +90,9 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
         assert sizes["identity"] >= 20 and sizes["refusal"] >= 30 and sizes["world"] >= 30 and sizes["unknown"] >= 30
         assert sizes["taught_alone"] == sizes["taught_in_conversation"] > 40 and sizes["conversation_later"] > 0
         assert sizes["conversation_later_alone"] == sizes["conversation_later"]  # each later turn's question, alone too
-    assert results[0]["trainable"] == results[1]["trainable"] > 10 * results[2]["trainable"]  # LoRA trains a few percent
+    output_layer = load_checkpoint(out / "seed1337" / "pretrain" / "ckpt.pt")["model"]["lm_head.weight"].numel()
+    assert results[0]["trainable"] - output_layer == results[1]["trainable"]  # full from pretrained keeps the output layer
+    assert results[1]["trainable"] > 5 * results[2]["trainable"]  # LoRA trains a fraction (rank 16 of a 32-wide model)
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
     assert table in result.stdout
