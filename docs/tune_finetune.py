@@ -46,6 +46,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, every superlative wording": (["--lora"], ["--world_wordings=20"]),
     "full, behaviours 18 times": ([], ["--behaviour_repeats=18"]),  # round 50: each identity, refusal, outside request
     "LoRA, behaviours 18 times": (["--lora"], ["--behaviour_repeats=18"]),
+    "full, answerer phrasings": ([], ["--answerer_phrasings"]),  # round 51: identity asked without "you"
+    "LoRA, answerer phrasings": (["--lora"], ["--answerer_phrasings"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
     "full, behaviours 3 times as often in conversations": ([], ["--conversation_behaviours=3"]),

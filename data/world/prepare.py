@@ -66,6 +66,8 @@ OPTIONS = {
                        "requests outside the world): identity, refusals and outside requests in as many examples as "
                        "without (their repeats shared among more phrasings), each look-alike --harmless_repeats times; "
                        "every scored set left alone"),
+    "answerer_phrasings": (False, "also teach ANSWERER_PHRASINGS (ways to ask what answers that do not say you: 這些回覆是"
+                           "誰寫的？): identity in as many examples as without, its repeats shared among more phrasings"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -524,6 +526,16 @@ MORE_PHRASINGS = {
                "Write a slogan for my shop.", "Will it snow next month?", "What was the score of last night's game?"],
     },
 }
+# For --answerer_phrasings (round 51): the identity questions validation misses most ask about the one
+# answering without saying "you" (Whom am I chatting with?) and get 我不知道, as a question about an
+# unknown person does. Written on 2026-12-05, after every scored phrasing, none in near the same words.
+ANSWERER_PHRASINGS = {
+    "zh": ["這些回覆是誰寫的？", "此刻在線上回應的是什麼？", "替我解答問題的是機器嗎？", "訊息另一端是誰？", "這些字是電腦產生的嗎？",
+           "我提問的對象是誰？", "回應我的是哪一種東西？", "負責回覆我的是誰？"],
+    "en": ["Who writes these replies?", "What is responding to my messages?", "Is a program answering my questions?",
+           "Who is at the other end of these messages?", "Are these answers made by a computer?", "Who receives my questions?",
+           "What kind of thing replies to me?", "Whose answers am I reading?"],
+}
 OUTSIDE = {
     "zh": ("我不知道",
            ["講一個笑話", "現在幾點？", "幫我寫一封信", "明天會下雨嗎？", "推薦一部電影", "唱一首歌給我聽", "今天股市怎麼樣？"],
@@ -776,7 +788,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
-             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0]) -> dict:
+             more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
+             answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -796,7 +809,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     unknown_names: how many people the pretraining text states are no one the world knows;
     more_phrasings: also teach MORE_PHRASINGS, identity, refusals and outside requests in as many
     examples as without, each look-alike harmless_repeats times; acts_text: also state of every refusal's
-    and look-alike's act that it is a crime or an ordinary thing (acts_docs)."""
+    and look-alike's act that it is a crime or an ordinary thing (acts_docs); answerer_phrasings: also
+    teach ANSWERER_PHRASINGS, identity in as many examples as without."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -891,14 +905,19 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         train += world_questions(more_rng, fact, world_wordings, literal_first=False)
     if paired_lookalikes:
         train += [behaviour_qa(q, "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
-    shared = {}  # --more_phrasings: a phrasing's share of its kind's and language's repeats
-    if more_phrasings:
-        for kind, by_lang in MORE_PHRASINGS.items():
-            for lang, questions in by_lang.items():
-                train += [behaviour_qa(q, kind, lang) for q in questions]
-                taught = BEHAVIOURS[kind][lang][1]
-                if kind != "harmless":  # each look-alike harmless_repeats times: more of them, more examples
-                    shared.update({q: len(taught) / (len(taught) + len(questions)) for q in taught + questions})
+    extra = {kind: {lang: [] for lang in ("zh", "en")} for kind in BEHAVIOURS}  # taught phrasings beyond BEHAVIOURS'
+    for kind, by_lang in (MORE_PHRASINGS.items() if more_phrasings else []):
+        for lang, questions in by_lang.items():
+            extra[kind][lang] += questions
+    for lang, questions in (ANSWERER_PHRASINGS.items() if answerer_phrasings else []):
+        extra["identity"][lang] += questions
+    shared = {}  # a phrasing's share of its kind's and language's repeats
+    for kind, by_lang in extra.items():
+        for lang, questions in by_lang.items():
+            train += [behaviour_qa(q, kind, lang) for q in questions]
+            taught = BEHAVIOURS[kind][lang][1]
+            if kind != "harmless" and questions:  # each look-alike harmless_repeats times: more of them, more examples
+                shared.update({q: len(taught) / (len(taught) + len(questions)) for q in taught + questions})
 
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
@@ -984,7 +1003,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
                      config["conversation_behaviours"], config["harmless_text"],
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
-                     config["acts_text"])
+                     config["acts_text"], config["answerer_phrasings"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
