@@ -455,6 +455,31 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in world["conversations"] if c["set"] != "taught"]
 
 
+def test_answerer_phrasings_are_identity_in_as_many_examples_and_ask_nothing_scored():
+    from data.world.prepare import ANSWERER_PHRASINGS, BEHAVIOURS, IDENTITY, MORE_PHRASINGS
+    base, other = tiny_world(more_phrasings=True), tiny_world(more_phrasings=True, answerer_phrasings=True)
+    answerer = [q for qs in ANSWERER_PHRASINGS.values() for q in qs]
+    # the training questions: the same but for the answerer phrasings, each once, after --more_phrasings' in its language
+    assert [q for q in other["train"] if q["question"] not in answerer] == base["train"]
+    assert [q["question"] for q in other["train"] if q["kind"] == "identity"] == [
+        q for lang in ("zh", "en") for q in IDENTITY[lang][1]] + [
+        q for lang in ("zh", "en") for q in MORE_PHRASINGS["identity"][lang] + ANSWERER_PHRASINGS[lang]]
+    assert {q["answer"] for q in other["train"] if q["question"] in ANSWERER_PHRASINGS["en"]} == {"I am an artificial intelligence"}
+    every_other = {q for kind in BEHAVIOURS for lang in ("zh", "en") for split in BEHAVIOURS[kind][lang][2:] for q in split}
+    scored = every_other | {q["question"] for q in base["val"] + base["heldout"]}
+    scored |= {turn["question"] for c in base["conversations"] if c["set"] != "taught" for turn in c["turns"]}
+    assert len(set(answerer)) == 16 and not scored & set(answerer)
+
+    def identity_alone(w, lang):  # single-question identity examples in one language
+        reply = IDENTITY[lang][0]
+        return sum(1 for e in w["sft"] if len(e["messages"]) == 2 and e["messages"][1]["content"] == reply)
+    for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, within rounding
+        assert abs(identity_alone(other, lang) - identity_alone(base, lang)) <= 0.11 * identity_alone(base, lang)
+    for part in ("docs", "val", "heldout", "people"):
+        assert other[part] == base[part], part
+    assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in base["conversations"] if c["set"] != "taught"]
+
+
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
     more = tiny_world(n_val_conversations=200)
     sets = [[c for c in w["conversations"] if c["set"] == "val"] for w in (world, more)]
