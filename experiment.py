@@ -247,6 +247,23 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
                          if r.get("kind") in ("world", "identity", "refusal", "harmless", "unknown")}}
 
 
+def chat_turns_held(world: Path, context: int, history: int = 20) -> dict:
+    """How many ordinary turns the chat holds before sample.py's rule drops the oldest: the held-out
+    conversations' turns chained in order (their gold answers as the replies), at every turn with
+    history turns before it. -> the least and the median, and the turns' median length in tokens."""
+    from sample import OPTIONS as SAMPLE_OPTIONS
+    from tokenizer import Tokenizer
+    tokenizer = Tokenizer(json.loads((world / "meta.json").read_text(encoding="utf-8"))["vocab"])
+    turns = [(t["question"], t["answer"]) for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "heldout"
+             for t in c["turns"]]
+    first = min(history, len(turns) - 1)  # a small world's few turns: as many before as there are
+    held = [min(end, history) + 1 - tokenizer.chat_prompt(turns[max(0, end - history):end], turns[end][0], context,
+                                                          SAMPLE_OPTIONS["max_new_tokens"][0])[1]
+            for end in range(first, len(turns))]
+    return {"least": min(held), "median": statistics.median(held), "context": context,
+            "turn_tokens": statistics.median(len(tokenizer.encode_chat([turn])[0]) for turn in turns)}
+
+
 def spread(values: list[float], percent: bool = True, digits: int = 1) -> str:
     """'59.2%' for one value, '59.2 ± 1.3%' (mean ± standard deviation) for several."""
     scale, unit = (100, "%") if percent else (1, "")
@@ -289,8 +306,9 @@ GOALS = [  # (what, target, the measure of one run -> a share, whether a mean sh
 ]
 
 
-def goal_table(groups: list[list[dict]]) -> list[str]:
-    """Issue 12's targets against the pretrained runs' means over seeds (✓ met, ✗ not), and the
+def goal_table(groups: list[list[dict]], chat: dict | None = None) -> list[str]:
+    """Issue 12's targets against the pretrained runs' means over seeds (✓ met, ✗ not), how many
+    ordinary turns the chat holds (chat_turns_held; records before 2026-12-05 lack it), and the
     random-initialised run's held-out facts, which must stay at chance (≤ 10%)."""
     pretrained = [g for g in groups if g[0]["init"] == "pretrained"]
     lines = ["| target | goal | " + " | ".join(f"{g[0]['run']}, pretrained" for g in pretrained) + " |",
@@ -302,6 +320,10 @@ def goal_table(groups: list[list[dict]]) -> list[str]:
             shown = f"{100 * mean:+.1f} points" if target.endswith("points") else f"{100 * mean:.1f}%"
             cells.append(f"{shown} {'✓' if met(mean) else '✗'}")
         lines.append(f"| {what} | {target} | " + " | ".join(cells) + " |")
+    if chat:  # one tokenizer and context for every run
+        cell = f"{chat['least']} ✓" if chat["least"] >= 6 else f"{chat['least']} ✗"
+        lines.append(f"| chat context ({chat['context']} tokens): ordinary turns held, the fewest | ≥ 6 | "
+                     + " | ".join(cell for _ in pretrained) + " |")
     scratch = [g for g in groups if g[0]["init"] == "random"][0]
     mean = round(statistics.mean(r["heldout"] for r in scratch), 3)
     lines.append(f"| random init: held-out facts | ≤ 10% | {100 * mean:.1f}% {'✓' if mean <= 0.1 else '✗'} (full, random) |"
@@ -398,7 +420,12 @@ def report(record: dict, brief: bool = False) -> str:
     if not brief:
         lines += behaviour_table(groups, first) + turn_table(groups, first)
     lines += ["", f"Where it stands against the goal (issue 12), the mean over {len(seeds)} seed{'s' * (len(seeds) > 1)}:",
-              "", *goal_table(groups), *gap_sources(groups)]
+              "", *goal_table(groups, record.get("chat")), *gap_sources(groups)]
+    if "chat" in record:
+        chat = record["chat"]
+        lines += ["", f"The chat context: the held-out conversations' turns, chained in order, are {chat['turn_tokens']:g} tokens "
+                  f"long (median); the chat holds {chat['least']} to {chat['median']:g} of them (the fewest, the median) "
+                  "before it drops the oldest, with room kept for the reply (`sample.py`'s rule)."]
     verbatim = [] if brief else list(first[0]["verbatim"].items())
     if verbatim:
         lines += ["", "Held-out questions, verbatim (first seed): the world's superlatives, identity, refusals, harmless "
@@ -550,6 +577,8 @@ def main() -> None:
     if "main" in chosen:
         record = {"command": command, "machine": this_machine(), "world": {"train_tokens": world_meta["train_tokens"]},
                   "jobs": config["jobs"],
+                  "chat": chat_turns_held(world, load_checkpoint(out_dir / f"seed{config['seed']}" / "pretrain" / "ckpt.pt")
+                                          ["model_config"]["block_size"]),
                   "results": results, "wall_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in walls.items()}}
         write_results(out_dir, report(record), record, "experiment", {ROOT / "README.md": report(record, brief=True),
                                                                       ROOT / "docs" / "experiment.md": report(record)}, config)

@@ -1,5 +1,6 @@
 """experiment.py: its measurements on tiny inputs, and the whole comparison end to end on a tiny world."""
 import json
+import statistics
 
 import pytest
 import torch
@@ -93,7 +94,16 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
     output_layer = load_checkpoint(out / "seed1337" / "pretrain" / "ckpt.pt")["model"]["lm_head.weight"].numel()
     assert results[0]["trainable"] - output_layer == results[1]["trainable"]  # full from pretrained keeps the output layer
     assert results[1]["trainable"] > 5 * results[2]["trainable"]  # LoRA trains a fraction (rank 16 of a 32-wide model)
+    chat = json.loads((out / "results.json").read_text(encoding="utf-8"))["chat"]  # the turns sample.py's chat holds
+    from tokenizer import CHAT_ROOM, Tokenizer
+    tokenizer = Tokenizer(json.loads((out / "world" / "meta.json").read_text(encoding="utf-8"))["vocab"])
+    lengths = [len(tokenizer.encode_chat([(t["question"], t["answer"])])[0])
+               for c in map(json.loads, (out / "world" / "eval_conversations.jsonl").open(encoding="utf-8"))
+               if c["set"] == "heldout" for t in c["turns"]]
+    assert chat["context"] == 256 and chat["turn_tokens"] == statistics.median(lengths)
+    assert (256 - CHAT_ROOM) // max(lengths) <= chat["least"] <= chat["median"] <= (256 - CHAT_ROOM) // min(lengths) + 1
     table = (out / "results.md").read_text(encoding="utf-8")
+    assert f"| chat context (256 tokens): ordinary turns held, the fewest | ≥ 6 | {chat['least']} " in table
     assert "| full | random |" in table and "| LoRA | pretrained |" in table and " ± " in table  # two seeds: mean ± sd
     assert table in result.stdout
     from machine import choose_dtype, machine_name  # the machine it ran on, and its peak in pretraining's precision
@@ -189,7 +199,8 @@ def test_the_goal_table_marks_what_meets_issue_12s_targets():
         return {"run": "full", "init": init, "seed": seed, "behaviour": behaviour, "literal": literal, "heldout": facts}
     groups = [[run("random", s, 0.1, "玉山", 0.12) for s in (1, 2)],
               [run("pretrained", 1, 0.58, "聖母峰", 0.8), run("pretrained", 2, 0.56, "玉山", 0.8)]]
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in goal_table(groups)[2:]}
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in goal_table(groups, {"least": 5, "context": 128})[2:]}
+    assert rows["chat context (128 tokens): ordinary turns held, the fewest"].endswith("| ≥ 6 | 5 ✗ |")
     assert "-3.0 points ✓" in rows["conversation: turns 2+ minus turn 1"]  # the mean of -2 and -4 meets ≥ -3
     assert "79.0% ✗" in rows["world superlatives"] and "100.0% ✓" in rows["unseen identity"]
     assert "50.0% ✗" in rows["世界最高的山是哪座？ → 聖母峰, share of seeds"]  # one seed of two
