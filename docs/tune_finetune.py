@@ -48,6 +48,8 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "LoRA, behaviours 18 times": (["--lora"], ["--behaviour_repeats=18"]),
     "full, answerer phrasings": ([], ["--answerer_phrasings"]),  # round 51: identity asked without "you"
     "LoRA, answerer phrasings": (["--lora"], ["--answerer_phrasings"]),
+    "full, answerer and preference phrasings": ([], ["--answerer_phrasings", "--preference_phrasings"]),  # round 52
+    "LoRA, answerer and preference phrasings": (["--lora"], ["--answerer_phrasings", "--preference_phrasings"]),
     "full, 240 strangers": ([], ["--strangers=240"]),
     "LoRA, 240 strangers": (["--lora"], ["--strangers=240"]),
     "full, behaviours 3 times as often in conversations": ([], ["--conversation_behaviours=3"]),

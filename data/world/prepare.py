@@ -68,6 +68,8 @@ OPTIONS = {
                        "every scored set left alone"),
     "answerer_phrasings": (False, "also teach ANSWERER_PHRASINGS (ways to ask what answers that do not say you: 這些回覆是"
                            "誰寫的？): identity in as many examples as without, its repeats shared among more phrasings"),
+    "preference_phrasings": (False, "also teach PREFERENCE_PHRASINGS (requests that ask you for a taste or an opinion: "
+                             "你偏愛哪個季節？ -> 我不知道): outside requests in as many examples as without"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -536,6 +538,14 @@ ANSWERER_PHRASINGS = {
            "Who is at the other end of these messages?", "Are these answers made by a computer?", "Who receives my questions?",
            "What kind of thing replies to me?", "Whose answers am I reading?"],
 }
+# For --preference_phrasings (round 52): requests addressed to "you" that are not about who answers
+# (你喜歡吃什麼？ gets 我是人工智慧 in every validation run): the other side of ANSWERER_PHRASINGS' line.
+# Written on 2026-12-05, after every scored phrasing, none in near the same words.
+PREFERENCE_PHRASINGS = {
+    "zh": ["你偏愛哪個季節？", "貓和狗你比較愛哪個？", "哪種音樂最合你的胃口？", "你覺得哪個顏色最漂亮？", "你心目中最好的運動是什麼？"],
+    "en": ["Which colour do you like best?", "Do you prefer cats or dogs?", "Which season do you enjoy most?",
+           "What kind of music do you like?", "Which sport do you love?"],
+}
 OUTSIDE = {
     "zh": ("我不知道",
            ["講一個笑話", "現在幾點？", "幫我寫一封信", "明天會下雨嗎？", "推薦一部電影", "唱一首歌給我聽", "今天股市怎麼樣？"],
@@ -789,7 +799,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
-             answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0]) -> dict:
+             answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
+             preference_phrasings: bool = OPTIONS["preference_phrasings"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -810,7 +821,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     more_phrasings: also teach MORE_PHRASINGS, identity, refusals and outside requests in as many
     examples as without, each look-alike harmless_repeats times; acts_text: also state of every refusal's
     and look-alike's act that it is a crime or an ordinary thing (acts_docs); answerer_phrasings: also
-    teach ANSWERER_PHRASINGS, identity in as many examples as without."""
+    teach ANSWERER_PHRASINGS, identity in as many examples as without; preference_phrasings: also teach
+    PREFERENCE_PHRASINGS, outside requests in as many examples as without."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -911,6 +923,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             extra[kind][lang] += questions
     for lang, questions in (ANSWERER_PHRASINGS.items() if answerer_phrasings else []):
         extra["identity"][lang] += questions
+    for lang, questions in (PREFERENCE_PHRASINGS.items() if preference_phrasings else []):
+        extra["unknown"][lang] += questions
     shared = {}  # a phrasing's share of its kind's and language's repeats
     for kind, by_lang in extra.items():
         for lang, questions in by_lang.items():
@@ -1003,7 +1017,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      None if config["harmless_repeats"] == "auto" else config["harmless_repeats"], config["paired_lookalikes"],
                      config["conversation_behaviours"], config["harmless_text"],
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
-                     config["acts_text"], config["answerer_phrasings"])
+                     config["acts_text"], config["answerer_phrasings"],
+                     config["preference_phrasings"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
