@@ -455,26 +455,30 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in world["conversations"] if c["set"] != "taught"]
 
 
-def test_answerer_phrasings_are_identity_in_as_many_examples_and_ask_nothing_scored():
-    from data.world.prepare import ANSWERER_PHRASINGS, BEHAVIOURS, IDENTITY, MORE_PHRASINGS
-    base, other = tiny_world(more_phrasings=True), tiny_world(more_phrasings=True, answerer_phrasings=True)
-    answerer = [q for qs in ANSWERER_PHRASINGS.values() for q in qs]
-    # the training questions: the same but for the answerer phrasings, each once, after --more_phrasings' in its language
-    assert [q for q in other["train"] if q["question"] not in answerer] == base["train"]
-    assert [q["question"] for q in other["train"] if q["kind"] == "identity"] == [
-        q for lang in ("zh", "en") for q in IDENTITY[lang][1]] + [
-        q for lang in ("zh", "en") for q in MORE_PHRASINGS["identity"][lang] + ANSWERER_PHRASINGS[lang]]
-    assert {q["answer"] for q in other["train"] if q["question"] in ANSWERER_PHRASINGS["en"]} == {"I am an artificial intelligence"}
-    every_other = {q for kind in BEHAVIOURS for lang in ("zh", "en") for split in BEHAVIOURS[kind][lang][2:] for q in split}
+@pytest.mark.parametrize("option, table, kind", [("answerer_phrasings", "ANSWERER_PHRASINGS", "identity"),
+                                                  ("preference_phrasings", "PREFERENCE_PHRASINGS", "unknown")])
+def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_scored(option, table, kind):
+    import data.world.prepare as prepare
+    from data.world.prepare import BEHAVIOURS, MORE_PHRASINGS
+    phrasings = getattr(prepare, table)
+    base, other = tiny_world(more_phrasings=True), tiny_world(more_phrasings=True, **{option: True})
+    added = [q for qs in phrasings.values() for q in qs]
+    # the training questions: the same but for the new phrasings, each once, after --more_phrasings' in its language
+    assert [q for q in other["train"] if q["question"] not in added] == base["train"]
+    assert [q["question"] for q in other["train"] if q["kind"] == kind and q["attr"] in ("identity", "request")] == [
+        q for lang in ("zh", "en") for q in BEHAVIOURS[kind][lang][1]] + [
+        q for lang in ("zh", "en") for q in MORE_PHRASINGS[kind][lang] + phrasings[lang]]
+    assert {q["answer"] for q in other["train"] if q["question"] in phrasings["en"]} == {BEHAVIOURS[kind]["en"][0]}
+    every_other = {q for k in BEHAVIOURS for lang in ("zh", "en") for split in BEHAVIOURS[k][lang][2:] for q in split}
     scored = every_other | {q["question"] for q in base["val"] + base["heldout"]}
     scored |= {turn["question"] for c in base["conversations"] if c["set"] != "taught" for turn in c["turns"]}
-    assert len(set(answerer)) == 16 and not scored & set(answerer)
+    assert len(set(added)) == len(added) >= 10 and not scored & set(added)
 
-    def identity_alone(w, lang):  # single-question identity examples in one language
-        reply = IDENTITY[lang][0]
-        return sum(1 for e in w["sft"] if len(e["messages"]) == 2 and e["messages"][1]["content"] == reply)
+    def examples(w, lang):  # single-question examples of the kind's taught phrasings in one language
+        taught = set(BEHAVIOURS[kind][lang][1]) | set(MORE_PHRASINGS[kind][lang]) | set(phrasings[lang])
+        return sum(1 for e in w["sft"] if len(e["messages"]) == 2 and e["messages"][0]["content"] in taught)
     for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, within rounding
-        assert abs(identity_alone(other, lang) - identity_alone(base, lang)) <= 0.11 * identity_alone(base, lang)
+        assert abs(examples(other, lang) - examples(base, lang)) <= 0.11 * examples(base, lang)
     for part in ("docs", "val", "heldout", "people"):
         assert other[part] == base[part], part
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in base["conversations"] if c["set"] != "taught"]
