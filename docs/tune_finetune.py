@@ -47,7 +47,9 @@ SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py opti
     "full, behaviours 18 times": ([], ["--behaviour_repeats=18"]),  # round 50: each identity, refusal, outside request
     "LoRA, behaviours 18 times": (["--lora"], ["--behaviour_repeats=18"]),
     "full, answerer phrasings": ([], ["--answerer_phrasings"]),  # round 51: identity asked without "you"
-    "LoRA, answerer phrasings": (["--lora"], ["--answerer_phrasings"]),
+    "LoRA, answerer phrasings": (["--lora"], ["--answerer_phrasings"]),  # (both the default since round 53)
+    "full, no answerer phrasings (the default until round 53)": ([], ["--answerer_phrasings=false"]),
+    "LoRA, no answerer phrasings (the default until round 53)": (["--lora"], ["--answerer_phrasings=false"]),
     "full, answerer and preference phrasings": ([], ["--answerer_phrasings", "--preference_phrasings"]),  # round 52
     "LoRA, answerer and preference phrasings": (["--lora"], ["--answerer_phrasings", "--preference_phrasings"]),
     "full, 240 strangers": ([], ["--strangers=240"]),

@@ -66,8 +66,9 @@ OPTIONS = {
                        "requests outside the world): identity, refusals and outside requests in as many examples as "
                        "without (their repeats shared among more phrasings), each look-alike --harmless_repeats times; "
                        "every scored set left alone"),
-    "answerer_phrasings": (False, "also teach ANSWERER_PHRASINGS (ways to ask what answers that do not say you: 這些回覆是"
-                           "誰寫的？): identity in as many examples as without, its repeats shared among more phrasings"),
+    "answerer_phrasings": (True, "also teach ANSWERER_PHRASINGS (ways to ask what answers that do not say you: 這些回覆是"
+                           "誰寫的？): identity in as many examples as without, its repeats shared among more phrasings "
+                           "(the default since round 53: docs/notebook.md)"),
     "preference_phrasings": (False, "also teach PREFERENCE_PHRASINGS (requests that ask you for a taste or an opinion: "
                              "你偏愛哪個季節？ -> 我不知道): outside requests in as many examples as without"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
