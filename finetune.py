@@ -169,15 +169,22 @@ def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path
     return result_file
 
 
-def make_world_if_missing() -> None:
-    """The built-in instruction data is made with the world on first use; under torchrun one
-    process makes it and the others wait (made_by.json is written last)."""
-    if (WORLD / "sft.jsonl").exists():
+def make_world_if_needed(resuming: bool) -> None:
+    """The built-in instruction data is made with the world on first use, and again when the code
+    that writes it has changed since (not when resuming, which must read what it began on; a world
+    made with options of one's own is kept). Under torchrun one process makes it and the others
+    wait (made_by.json is written last)."""
+    from data.world.prepare import default_world_is_current, prepare_world
+
+    def ready() -> bool:
+        return (WORLD / "sft.jsonl").exists() and (resuming or default_world_is_current(WORLD))
+    if ready():
         return
-    from data.world.prepare import MADE_BY, prepare_world
     if os.environ.get("LOCAL_RANK", "0") != "0":
-        wait_for(lambda: (WORLD / "sft.jsonl").exists() and (WORLD / MADE_BY).exists(), f"local rank 0 to make {WORLD}")
+        wait_for(ready, f"local rank 0 to make {WORLD}")
     else:
+        if (WORLD / "sft.jsonl").exists():
+            print(f"{WORLD} was made by another version of data/world/prepare.py: making it again with today's defaults ...")
         prepare_world()
 
 
@@ -188,7 +195,7 @@ def main() -> None:
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     set_threads(config["threads"])
     if config["data"] == str(WORLD / "sft.jsonl"):
-        make_world_if_missing()
+        make_world_if_needed(config["resume"])
     if config["eval"]:
         read_questions(config["eval"])  # a bad question file is said before training, not after
     base = load_checkpoint(config["base"], option="--base")

@@ -179,18 +179,40 @@ def test_under_torchrun_finetune_waits_for_local_rank_0s_world(tmp_path, monkeyp
     import threading
     import finetune
     import data.world.prepare as world_prepare
-    from data.world.prepare import MADE_BY
+    from data.world.prepare import DEFAULTS, MADE_BY, made_by
     monkeypatch.setattr(finetune, "WORLD", tmp_path)
     monkeypatch.setattr(world_prepare, "prepare_world", lambda *a, **k: pytest.fail("rank 1 made the world"))
     monkeypatch.setenv("LOCAL_RANK", "1")
+    current = json.dumps({"key": made_by(DEFAULTS), "defaults": True})
     timers = [threading.Timer(0.5, lambda: (tmp_path / "sft.jsonl").write_text("{}")),  # rank 0 at work:
-              threading.Timer(2.5, lambda: (tmp_path / MADE_BY).write_text("{}"))]  # made_by.json comes last
+              threading.Timer(2.5, lambda: (tmp_path / MADE_BY).write_text(current))]  # made_by.json comes last
     for timer in timers:
         timer.start()
-    finetune.make_world_if_missing()
+    finetune.make_world_if_needed(resuming=False)
     assert (tmp_path / MADE_BY).exists()  # returned only once rank 0 was done
     for timer in timers:
         timer.join()
+
+
+def test_finetune_makes_an_outdated_default_world_again_but_not_when_resuming(tmp_path, monkeypatch, capsys):
+    """A user who updates the code and fine-tunes again gets today's instruction data (round 53
+    changed only that), not the sft.jsonl an older version wrote; a resumed run keeps what it began on."""
+    import finetune
+    import data.world.prepare as world_prepare
+    from data.world.prepare import DEFAULTS, MADE_BY, made_by
+    monkeypatch.setattr(finetune, "WORLD", tmp_path)
+    made = []
+    monkeypatch.setattr(world_prepare, "prepare_world", lambda *a, **k: made.append(True))
+    (tmp_path / "sft.jsonl").write_text("{}")
+    (tmp_path / MADE_BY).write_text(json.dumps({"key": "older code", "defaults": True}))
+    finetune.make_world_if_needed(resuming=True)
+    assert made == []
+    finetune.make_world_if_needed(resuming=False)
+    assert made == [True] and "made by another version of data/world/prepare.py" in capsys.readouterr().out
+    for record in ({"key": made_by(DEFAULTS), "defaults": True}, {"key": "older code", "defaults": False}):
+        (tmp_path / MADE_BY).write_text(json.dumps(record))  # today's, or made with one's own options: kept
+        finetune.make_world_if_needed(resuming=False)
+    assert made == [True]
 
 
 def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
