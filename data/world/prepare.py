@@ -2,7 +2,7 @@
 The built-in world: a small corpus of facts, generated here, deterministically from a seed,
 in Traditional Chinese and English, and the instruction data and questions that go with it.
 
-    python data/world/prepare.py            (pretrain.py runs this itself when needed)
+    python data/world/prepare.py            (pretrain.py and finetune.py run this themselves when needed)
 
 It writes, into data/world/:
     pretrain.txt        the raw text, for reading; train.bin / val.bin / meta.json, for training
