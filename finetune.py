@@ -16,7 +16,6 @@ questions about people and places that fine-tuning never mentions, only pretrain
 from __future__ import annotations
 
 import json
-import os
 from functools import partial
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from cli import DEVICE, UserError, parse_args, run
 from evaluate import exact_match, read_questions
 from instructions import Batches, load_instructions
 from lora import add_lora, lora_state_dict, merged_checkpoint, weights_fingerprint
-from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads, wait_for
+from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads
 from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
@@ -169,25 +168,6 @@ def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path
     return result_file
 
 
-def make_world_if_needed(resuming: bool) -> None:
-    """The built-in instruction data is made with the world on first use, and again when the code
-    that writes it has changed since (not when resuming, which must read what it began on; a world
-    made with options of one's own is kept). Under torchrun one process makes it and the others
-    wait (made_by.json is written last)."""
-    from data.world.prepare import default_world_is_current, prepare_world
-
-    def ready() -> bool:
-        return (WORLD / "sft.jsonl").exists() and (resuming or default_world_is_current(WORLD))
-    if ready():
-        return
-    if os.environ.get("LOCAL_RANK", "0") != "0":
-        wait_for(ready, f"local rank 0 to make {WORLD}")
-    else:
-        if (WORLD / "sft.jsonl").exists():
-            print(f"{WORLD} was made by another version of data/world/prepare.py: making it again with today's defaults ...")
-        prepare_world()
-
-
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
     config, checkpoint, out_dir = settle_options(config, typed)
@@ -195,7 +175,8 @@ def main() -> None:
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     set_threads(config["threads"])
     if config["data"] == str(WORLD / "sft.jsonl"):
-        make_world_if_needed(config["resume"])
+        from data.world.prepare import make_default_world_if_needed
+        make_default_world_if_needed(WORLD, config["resume"])
     if config["eval"]:
         read_questions(config["eval"])  # a bad question file is said before training, not after
     base = load_checkpoint(config["base"], option="--base")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from cli import DEVICE, DURATION, UserError, parse_args, run
@@ -72,17 +71,8 @@ def dataset_folder(dataset: str, resuming: bool = False) -> Path:
     a world made with options of one's own is kept)."""
     folder = Path(dataset) if ("/" in dataset or Path(dataset).is_dir()) else DATA_DIR / dataset
     if dataset == "world":
-        from data.world.prepare import default_world_is_current, prepare_world
-        from machine import wait_for
-        if os.environ.get("LOCAL_RANK", "0") != "0":  # under torchrun one process makes the world, the others wait
-            wait_for(lambda: (folder / "meta.json").exists() and (resuming or default_world_is_current(folder)),
-                     f"local rank 0 to make {folder}")
-        elif not (folder / "meta.json").exists():
-            print("preparing the built-in world dataset (first run only) ...")
-            prepare_world()
-        elif not resuming and not default_world_is_current(folder):
-            print(f"{folder} was made by another version of data/world/prepare.py: making it again with today's defaults ...")
-            prepare_world()
+        from data.world.prepare import make_default_world_if_needed
+        make_default_world_if_needed(folder, resuming)
     missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (folder / f).exists()]
     if missing:
         where = f"--out_dir={folder}" if folder.parent != DATA_DIR else f"--name={folder.name}"

@@ -131,9 +131,8 @@ def corpus_documents(name: str, fortunes_dir: Path) -> tuple[list[str], list[str
     files it came from."""
     if name == "world":
         text_file = ROOT / "data" / "world" / "pretrain.txt"
-        if not text_file.exists():  # generated on first use, as pretrain.py does
-            from data.world.prepare import prepare_world
-            prepare_world()
+        from data.world.prepare import make_default_world_if_needed
+        make_default_world_if_needed()  # on first use and after an update, as pretrain.py does
         text = text_file.read_text(encoding="utf-8")
         return [d for d in text.split("\n\n") if d.strip()], [str(text_file.relative_to(ROOT))]
     if name not in ("fortunes", "fortunes-zh"):

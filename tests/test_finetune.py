@@ -158,7 +158,7 @@ def test_under_torchrun_only_local_rank_0_makes_the_world(tmp_path, monkeypatch)
     monkeypatch.setenv("LOCAL_RANK", "1")
     folder = tmp_path / "world"
     folder.mkdir()
-    for name in ("train.bin", "val.bin", "meta.json"):
+    for name in ("train.bin", "val.bin", "meta.json", "sft.jsonl"):
         (folder / name).write_bytes(b"x" * 4)
     (folder / MADE_BY).write_text(json.dumps({"key": "older code", "defaults": True}))
     made = []
@@ -175,44 +175,27 @@ def test_under_torchrun_only_local_rank_0_makes_the_world(tmp_path, monkeypatch)
         pretrain.dataset_folder("world")
 
 
-def test_under_torchrun_finetune_waits_for_local_rank_0s_world(tmp_path, monkeypatch):
-    import threading
-    import finetune
+def test_an_outdated_default_world_is_made_again_but_not_when_resuming(tmp_path, monkeypatch, capsys):
+    """What pretrain.py, finetune.py and quality.py call: a user who updates the code and fine-tunes
+    again gets today's instruction data (round 53 changed only that), not the sft.jsonl an older
+    version wrote; a resumed run keeps what it began on; a missing world is made."""
     import data.world.prepare as world_prepare
-    from data.world.prepare import DEFAULTS, MADE_BY, made_by
-    monkeypatch.setattr(finetune, "WORLD", tmp_path)
-    monkeypatch.setattr(world_prepare, "prepare_world", lambda *a, **k: pytest.fail("rank 1 made the world"))
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    current = json.dumps({"key": made_by(DEFAULTS), "defaults": True})
-    timers = [threading.Timer(0.5, lambda: (tmp_path / "sft.jsonl").write_text("{}")),  # rank 0 at work:
-              threading.Timer(2.5, lambda: (tmp_path / MADE_BY).write_text(current))]  # made_by.json comes last
-    for timer in timers:
-        timer.start()
-    finetune.make_world_if_needed(resuming=False)
-    assert (tmp_path / MADE_BY).exists()  # returned only once rank 0 was done
-    for timer in timers:
-        timer.join()
-
-
-def test_finetune_makes_an_outdated_default_world_again_but_not_when_resuming(tmp_path, monkeypatch, capsys):
-    """A user who updates the code and fine-tunes again gets today's instruction data (round 53
-    changed only that), not the sft.jsonl an older version wrote; a resumed run keeps what it began on."""
-    import finetune
-    import data.world.prepare as world_prepare
-    from data.world.prepare import DEFAULTS, MADE_BY, made_by
-    monkeypatch.setattr(finetune, "WORLD", tmp_path)
+    from data.world.prepare import DEFAULTS, MADE_BY, made_by, make_default_world_if_needed
     made = []
-    monkeypatch.setattr(world_prepare, "prepare_world", lambda *a, **k: made.append(True))
-    (tmp_path / "sft.jsonl").write_text("{}")
+    monkeypatch.setattr(world_prepare, "prepare_world", lambda config=None, out_dir=None: made.append(out_dir))
+    make_default_world_if_needed(tmp_path, resuming=True)
+    assert made == [tmp_path] and "first run only" in capsys.readouterr().out
+    for name in ("meta.json", "sft.jsonl"):
+        (tmp_path / name).write_text("{}")
     (tmp_path / MADE_BY).write_text(json.dumps({"key": "older code", "defaults": True}))
-    finetune.make_world_if_needed(resuming=True)
-    assert made == []
-    finetune.make_world_if_needed(resuming=False)
-    assert made == [True] and "made by another version of data/world/prepare.py" in capsys.readouterr().out
+    make_default_world_if_needed(tmp_path, resuming=True)
+    assert made == [tmp_path]
+    make_default_world_if_needed(tmp_path, resuming=False)
+    assert made == [tmp_path] * 2 and "made by another version of data/world/prepare.py" in capsys.readouterr().out
     for record in ({"key": made_by(DEFAULTS), "defaults": True}, {"key": "older code", "defaults": False}):
         (tmp_path / MADE_BY).write_text(json.dumps(record))  # today's, or made with one's own options: kept
-        finetune.make_world_if_needed(resuming=False)
-    assert made == [True]
+        make_default_world_if_needed(tmp_path, resuming=False)
+    assert made == [tmp_path] * 2
 
 
 def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):

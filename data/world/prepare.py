@@ -1008,6 +1008,25 @@ def default_world_is_current(folder: Path = WORLD_DIR) -> bool:
     return not record.get("defaults", True) or record.get("key") == made_by(DEFAULTS)
 
 
+def make_default_world_if_needed(folder: Path = WORLD_DIR, resuming: bool = False) -> None:
+    """The built-in world, made on first use and again when the code that writes it has changed since
+    (not when resuming, which must read what it began on; a world made with options of one's own is
+    kept). Under torchrun one process per machine makes it and the others wait (made_by.json is last)."""
+    import os
+    from machine import wait_for
+
+    def ready() -> bool:
+        return all((folder / f).exists() for f in ("meta.json", "sft.jsonl")) and (resuming or default_world_is_current(folder))
+    if ready():
+        return
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        wait_for(ready, f"local rank 0 to make {folder}")
+        return
+    print(f"{folder} was made by another version of data/world/prepare.py: making it again with today's defaults ..."
+          if (folder / "meta.json").exists() else "preparing the built-in world dataset (first run only) ...")
+    prepare_world(out_dir=folder)
+
+
 def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict:
     """Generate and tokenize the world into out_dir; config defaults to OPTIONS' defaults."""
     config = config or DEFAULTS
