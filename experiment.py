@@ -247,21 +247,21 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
                          if r.get("kind") in ("world", "identity", "refusal", "harmless", "unknown")}}
 
 
-def chat_turns_held(world: Path, context: int, history: int = 20) -> dict:
-    """How many ordinary turns the chat holds before sample.py's rule drops the oldest: the held-out
-    conversations' turns chained in order (their gold answers as the replies), at every turn with
-    history turns before it. -> the least and the median, and the turns' median length in tokens."""
+def chat_turns_held(world: Path, context: int) -> dict:
+    """How many ordinary turns a chat of context tokens holds before sample.py's rule drops the
+    oldest: the held-out conversations' turns chained in order (their gold answers as the replies),
+    at every turn with more turns before it than could fit. -> the least and the median, the
+    context, and the turns' median length in tokens."""
     from sample import OPTIONS as SAMPLE_OPTIONS
     from tokenizer import Tokenizer
     tokenizer = Tokenizer(json.loads((world / "meta.json").read_text(encoding="utf-8"))["vocab"])
     turns = [(t["question"], t["answer"]) for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "heldout"
              for t in c["turns"]]
-    first = min(history, len(turns) - 1)  # a small world's few turns: as many before as there are
-    held = [min(end, history) + 1 - tokenizer.chat_prompt(turns[max(0, end - history):end], turns[end][0], context,
-                                                          SAMPLE_OPTIONS["max_new_tokens"][0])[1]
-            for end in range(first, len(turns))]
-    return {"least": min(held), "median": statistics.median(held), "context": context,
-            "turn_tokens": statistics.median(len(tokenizer.encode_chat([turn])[0]) for turn in turns)}
+    lengths = [len(tokenizer.encode_chat([turn])[0]) - 1 for turn in turns]  # without the chat's one opening token
+    history = min(context // min(lengths) + 1, len(turns) - 1)  # more than fit: what is held is never the cap
+    held = [history + 1 - tokenizer.chat_prompt(turns[end - history:end], turns[end][0], context,
+                                                SAMPLE_OPTIONS["max_new_tokens"][0])[1] for end in range(history, len(turns))]
+    return {"least": min(held), "median": statistics.median(held), "context": context, "turn_tokens": statistics.median(lengths)}
 
 
 def spread(values: list[float], percent: bool = True, digits: int = 1) -> str:
@@ -306,6 +306,9 @@ GOALS = [  # (what, target, the measure of one run -> a share, whether a mean sh
 ]
 
 
+CHAT_TURNS = 6  # issue 12: the chat holds at least this many ordinary turns before it drops one
+
+
 def goal_table(groups: list[list[dict]], chat: dict | None = None) -> list[str]:
     """Issue 12's targets against the pretrained runs' means over seeds (✓ met, ✗ not), how many
     ordinary turns the chat holds (chat_turns_held; records before 2026-12-05 lack it), and the
@@ -321,8 +324,8 @@ def goal_table(groups: list[list[dict]], chat: dict | None = None) -> list[str]:
             cells.append(f"{shown} {'✓' if met(mean) else '✗'}")
         lines.append(f"| {what} | {target} | " + " | ".join(cells) + " |")
     if chat:  # one tokenizer and context for every run
-        cell = f"{chat['least']} ✓" if chat["least"] >= 6 else f"{chat['least']} ✗"
-        lines.append(f"| chat context ({chat['context']} tokens): ordinary turns held, the fewest | ≥ 6 | "
+        cell = f"{chat['least']} ✓" if chat["least"] >= CHAT_TURNS else f"{chat['least']} ✗"
+        lines.append(f"| chat context ({chat['context']} tokens): ordinary turns held, the fewest | ≥ {CHAT_TURNS} | "
                      + " | ".join(cell for _ in pretrained) + " |")
     scratch = [g for g in groups if g[0]["init"] == "random"][0]
     mean = round(statistics.mean(r["heldout"] for r in scratch), 3)

@@ -97,7 +97,7 @@ def test_tiny_experiment_end_to_end(tiny_experiment):
     chat = json.loads((out / "results.json").read_text(encoding="utf-8"))["chat"]  # the turns sample.py's chat holds
     from tokenizer import CHAT_ROOM, Tokenizer
     tokenizer = Tokenizer(json.loads((out / "world" / "meta.json").read_text(encoding="utf-8"))["vocab"])
-    lengths = [len(tokenizer.encode_chat([(t["question"], t["answer"])])[0])
+    lengths = [len(tokenizer.encode_chat([(t["question"], t["answer"])])[0]) - 1  # each turn without the opening token
                for c in map(json.loads, (out / "world" / "eval_conversations.jsonl").open(encoding="utf-8"))
                if c["set"] == "heldout" for t in c["turns"]]
     assert chat["context"] == 256 and chat["turn_tokens"] == statistics.median(lengths)
@@ -201,6 +201,8 @@ def test_the_goal_table_marks_what_meets_issue_12s_targets():
               [run("pretrained", 1, 0.58, "聖母峰", 0.8), run("pretrained", 2, 0.56, "玉山", 0.8)]]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in goal_table(groups, {"least": 5, "context": 128})[2:]}
     assert rows["chat context (128 tokens): ordinary turns held, the fewest"].endswith("| ≥ 6 | 5 ✗ |")
+    assert goal_table(groups, {"least": 6, "context": 256})[-2].endswith("| ≥ 6 | 6 ✓ |")
+    assert not any(line.startswith("| chat context") for line in goal_table(groups))  # a record from before it
     assert "-3.0 points ✓" in rows["conversation: turns 2+ minus turn 1"]  # the mean of -2 and -4 meets ≥ -3
     assert "79.0% ✗" in rows["world superlatives"] and "100.0% ✓" in rows["unseen identity"]
     assert "50.0% ✗" in rows["世界最高的山是哪座？ → 聖母峰, share of seeds"]  # one seed of two
