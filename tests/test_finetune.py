@@ -98,6 +98,7 @@ ROUND_37 = {"more_superlatives": 30, "more_phrasings": True, "harmless_repeats":
 ROUND_41 = {**ROUND_37, "acts_text": True}  # and since round 41
 ROUND_49 = {**ROUND_41, "char_tokens": True}  # and since round 49 (the vocabulary only: the text stays)
 ROUND_53 = {**ROUND_49, "answerer_phrasings": True}  # and since round 53 (instruction data only)
+# the world before round 37 (and without round 53's phrasings): each option's test turns on what it tests
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False,
                    "answerer_phrasings": False}
 
@@ -464,25 +465,28 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
 
 @pytest.mark.parametrize("option, table, kind", [("answerer_phrasings", "ANSWERER_PHRASINGS", "identity"),
                                                   ("preference_phrasings", "PREFERENCE_PHRASINGS", "unknown")])
-def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_scored(option, table, kind):
+@pytest.mark.parametrize("more", [True, False])  # beside --more_phrasings' phrasings, or alone
+def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_scored(option, table, kind, more):
     import data.world.prepare as prepare
-    from data.world.prepare import BEHAVIOURS, MORE_PHRASINGS
+    from data.world.prepare import BEHAVIOURS
     phrasings = getattr(prepare, table)
-    base, other = tiny_world(more_phrasings=True), tiny_world(more_phrasings=True, **{option: True})
+    more_phrasings = prepare.MORE_PHRASINGS if more else {kind: {"zh": [], "en": []}}
+    base, other = tiny_world(more_phrasings=more), tiny_world(more_phrasings=more, **{option: True})
     added = [q for qs in phrasings.values() for q in qs]
     # the training questions: the same but for the new phrasings, each once, after --more_phrasings' in its language
     assert [q for q in other["train"] if q["question"] not in added] == base["train"]
     assert [q["question"] for q in other["train"] if q["kind"] == kind and q["attr"] in ("identity", "request")] == [
         q for lang in ("zh", "en") for q in BEHAVIOURS[kind][lang][1]] + [
-        q for lang in ("zh", "en") for q in MORE_PHRASINGS[kind][lang] + phrasings[lang]]
-    assert {q["answer"] for q in other["train"] if q["question"] in phrasings["en"]} == {BEHAVIOURS[kind]["en"][0]}
+        q for lang in ("zh", "en") for q in more_phrasings[kind][lang] + phrasings[lang]]
+    for lang in ("zh", "en"):
+        assert {q["answer"] for q in other["train"] if q["question"] in phrasings[lang]} == {BEHAVIOURS[kind][lang][0]}
     every_other = {q for k in BEHAVIOURS for lang in ("zh", "en") for split in BEHAVIOURS[k][lang][2:] for q in split}
     scored = every_other | {q["question"] for q in base["val"] + base["heldout"]}
     scored |= {turn["question"] for c in base["conversations"] if c["set"] != "taught" for turn in c["turns"]}
     assert len(set(added)) == len(added) >= 10 and not scored & set(added)
 
     def examples(w, lang):  # single-question examples of the kind's taught phrasings in one language
-        taught = set(BEHAVIOURS[kind][lang][1]) | set(MORE_PHRASINGS[kind][lang]) | set(phrasings[lang])
+        taught = set(BEHAVIOURS[kind][lang][1]) | set(more_phrasings[kind][lang]) | set(phrasings[lang])
         return sum(1 for e in w["sft"] if len(e["messages"]) == 2 and e["messages"][0]["content"] in taught)
     for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, within rounding
         assert abs(examples(other, lang) - examples(base, lang)) <= 0.11 * examples(base, lang)

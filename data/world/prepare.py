@@ -918,16 +918,16 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         train += world_questions(more_rng, fact, world_wordings, literal_first=False)
     if paired_lookalikes:
         train += [behaviour_qa(q, "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
-    extra = {kind: {lang: [] for lang in ("zh", "en")} for kind in BEHAVIOURS}  # taught phrasings beyond BEHAVIOURS'
+    more_taught = {kind: {lang: [] for lang in ("zh", "en")} for kind in BEHAVIOURS}  # taught phrasings beyond BEHAVIOURS'
     for kind, by_lang in (MORE_PHRASINGS.items() if more_phrasings else []):
         for lang, questions in by_lang.items():
-            extra[kind][lang] += questions
+            more_taught[kind][lang] += questions
     for lang, questions in (ANSWERER_PHRASINGS.items() if answerer_phrasings else []):
-        extra["identity"][lang] += questions
+        more_taught["identity"][lang] += questions
     for lang, questions in (PREFERENCE_PHRASINGS.items() if preference_phrasings else []):
-        extra["unknown"][lang] += questions
+        more_taught["unknown"][lang] += questions
     shared = {}  # a phrasing's share of its kind's and language's repeats
-    for kind, by_lang in extra.items():
+    for kind, by_lang in more_taught.items():
         for lang, questions in by_lang.items():
             train += [behaviour_qa(q, kind, lang) for q in questions]
             taught = BEHAVIOURS[kind][lang][1]
