@@ -13,7 +13,7 @@ memory, and the memory training keeps from step to step (weights, gradients of w
 optimizer state). Rows:
     pretrain   a pretraining step (forward, backward, pretrain.py's optimizer) on random tokens
     finetune   full fine-tuning on chat-like rows where half the targets are prompt (ignored)
-    lora       the same through LoRA (rank 8, attention and MLP projections)
+    lora       the same through LoRA (finetune.py's default adapter: rank 16, attention and MLP projections)
     generate   batch 1, 255 new tokens with the KV cache (and without it, for comparison)
     serve      a chat reply as sample.py generates it (template, [END], the UTF-8 rule), then the same
                reply streamed through serve.py's API over HTTP: what the server costs
@@ -186,7 +186,9 @@ def training_row(torch, model, spec: dict, result: dict) -> dict:
     ctx = autocast(device, spec["dtype"])
     if kind == "lora":
         from lora import add_lora
-        add_lora(model, ["c_attn", "c_proj", "c_fc"], rank=8, alpha=16, dropout=0.0)
+        from finetune import OPTIONS as FINETUNE_OPTIONS  # the adapter `finetune.py --lora` trains
+        add_lora(model, FINETUNE_OPTIONS["lora_targets"][0].split(","), FINETUNE_OPTIONS["lora_rank"][0],
+                 FINETUNE_OPTIONS["lora_alpha"][0], FINETUNE_OPTIONS["lora_dropout"][0])
     trainable = [p for p in model.parameters() if p.requires_grad]
     muon = kind == "pretrain" and PRETRAIN_OPTIONS["muon"][0]
     optimizer = make_optimizer(model, 1e-4, 0.1, 0.99, muon, dtype=spec["dtype"])
