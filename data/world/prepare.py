@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -919,13 +920,11 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     if paired_lookalikes:
         train += [behaviour_qa(q, "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
     more_taught = {kind: {lang: [] for lang in ("zh", "en")} for kind in BEHAVIOURS}  # taught phrasings beyond BEHAVIOURS'
-    for kind, by_lang in (MORE_PHRASINGS.items() if more_phrasings else []):
-        for lang, questions in by_lang.items():
-            more_taught[kind][lang] += questions
-    for lang, questions in (ANSWERER_PHRASINGS.items() if answerer_phrasings else []):
-        more_taught["identity"][lang] += questions
-    for lang, questions in (PREFERENCE_PHRASINGS.items() if preference_phrasings else []):
-        more_taught["unknown"][lang] += questions
+    for chosen, tables in ((more_phrasings, MORE_PHRASINGS), (answerer_phrasings, {"identity": ANSWERER_PHRASINGS}),
+                           (preference_phrasings, {"unknown": PREFERENCE_PHRASINGS})):
+        for kind, by_lang in tables.items() if chosen else ():
+            for lang, questions in by_lang.items():
+                more_taught[kind][lang] += questions
     shared = {}  # a phrasing's share of its kind's and language's repeats
     for kind, by_lang in more_taught.items():
         for lang, questions in by_lang.items():
@@ -1012,7 +1011,6 @@ def make_default_world_if_needed(folder: Path = WORLD_DIR, resuming: bool = Fals
     """The built-in world, made on first use and again when the code that writes it has changed since
     (not when resuming, which must read what it began on; a world made with options of one's own is
     kept). Under torchrun one process per machine makes it and the others wait (made_by.json is last)."""
-    import os
     from machine import wait_for
 
     def ready() -> bool:
