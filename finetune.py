@@ -49,6 +49,8 @@ OPTIONS = {
                       "input (the token embedding), output (the output layer: the default since round 49, "
                       "docs/notebook.md) or both (the blocks alone learn)",
                       ("none", "input", "output", "both")),
+    "freeze_blocks": (0, "full fine-tuning from pretrained weights also leaves the first N transformer blocks as pretrained "
+                      "(those nearest the tokens; round 54, docs/notebook.md)", "[0, inf)"),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
     "lora_rank": (16, "rank r of the update B A (16 since round 49: docs/notebook.md)", "[1, inf)"),
@@ -78,7 +80,7 @@ OPTIONS = {
     "threads": (0, "CPU threads for torch (0: one per core)", "[0, inf)"),
 }
 WORLD = Path(__file__).resolve().parent / "data" / "world"
-FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables")
+FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables", "freeze_blocks")
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
 
 
@@ -113,12 +115,13 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
 
 
 def frozen_weights(model: GPT, config: dict) -> list[torch.nn.Parameter]:
-    """The token tables --freeze_tables keeps as pretrained (full fine-tuning from pretrained
-    weights only; a run saved before the option trained them all)."""
+    """The token tables --freeze_tables and the blocks --freeze_blocks keep as pretrained (full
+    fine-tuning from pretrained weights only; a run saved before an option trained them all)."""
     if config["lora"] or config["init_from"] == "scratch":
         return []
     tables = {"none": [], "input": [model.transformer.wte], "output": [model.lm_head],
               "both": [model.transformer.wte, model.lm_head]}[config.get("freeze_tables", "none")]
+    tables += list(model.transformer.h[:config.get("freeze_blocks", 0)])
     return [p for table in tables for p in table.parameters()]
 
 

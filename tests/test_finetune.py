@@ -313,6 +313,18 @@ def test_full_fine_tuning_leaves_the_frozen_token_tables_as_pretrained(tiny_chec
                and k.startswith(("transformer.wte.", "lm_head.", "transformer.h.0.mlp")))  # the others did learn
 
 
+def test_full_fine_tuning_leaves_the_first_blocks_as_pretrained(tiny_checkpoint, instruction_files, tmp_path):
+    data, _ = instruction_files
+    run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={tmp_path}/ft", "--freeze_blocks=1",
+               "--batch_size=8", "--max_iters=5", "--eval_interval=5", "--eval_iters=1", "--dtype=float32", check=True)
+    before, after = load_checkpoint(tiny_checkpoint)["model"], load_checkpoint(tmp_path / "ft" / "ckpt.pt")["model"]
+    first = [k for k in before if k.startswith("transformer.h.0.")]
+    second = [k for k in before if k.startswith("transformer.h.1.") and k.endswith("weight") and "ln" not in k]
+    assert first and all(torch.equal(before[k], after[k]) for k in first)
+    assert second and all(not torch.equal(before[k], after[k]) for k in second)  # the block above it learnt
+    assert torch.equal(before["lm_head.weight"], after["lm_head.weight"])  # with the default --freeze_tables=output
+
+
 def test_a_run_saved_before_freeze_tables_resumes_with_every_table_learning(tiny_checkpoint, instruction_files, tmp_path):
     """Full fine-tuning leaves the output layer as pretrained since round 49; a run saved before the
     option existed trained it, and goes on doing so when resumed."""
