@@ -93,6 +93,9 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     if checkpoint and "freeze_tables" not in checkpoint["config"]:  # saved before the option: every table learnt
         config["freeze_tables"] = "none"
     scratch = config["init_from"] == "scratch"
+    if config["freeze_blocks"] and (config["lora"] or scratch):
+        raise UserError("--freeze_blocks keeps pretrained blocks as they are: it goes with full fine-tuning from pretrained "
+                        "weights (leave out --lora and --init_from=scratch, or --freeze_blocks)")
     if config["merge"] and not config["lora"]:
         raise UserError("--merge folds a LoRA adapter into its base: it goes with --lora (full fine-tuning already writes a plain ckpt.pt)")
     result_file = out_dir / ("adapter.pt" if config["lora"] else "ckpt.pt")
