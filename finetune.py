@@ -5,7 +5,7 @@ pretrained weights, fully (every weight trains) or through LoRA (the weights sta
 small adapter learns the change).
 
     python finetune.py                         # full fine-tuning -> out/sft/ckpt.pt
-    python finetune.py --lora                  # LoRA -> out/lora/adapter.pt (kilobytes)
+    python finetune.py --lora                  # LoRA -> out/lora/adapter.pt (about a megabyte)
     python finetune.py --init_from=scratch     # the same from random weights: the baseline
     python finetune.py --data=mine.jsonl       # your own examples
 
@@ -138,6 +138,9 @@ def prepare_model(config: dict, base: dict):
     extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if config["lora"] else "sft",
              "base_path": str(config["base"]), "config": config}
     weights_to_save = None  # the whole model
+    if config.get("freeze_blocks", 0) > model.config.n_layer:
+        raise UserError(f"--freeze_blocks={config['freeze_blocks']}: {config['base']} has {model.config.n_layer} blocks; "
+                        "keep fewer than that as pretrained")
     for p in frozen_weights(model, config):  # what pretraining put in these tables stays as it is
         p.requires_grad_(False)
     if config["lora"]:

@@ -323,11 +323,12 @@ def test_full_fine_tuning_leaves_the_first_blocks_as_pretrained(tiny_checkpoint,
     assert first and all(torch.equal(before[k], after[k]) for k in first)
     assert second and all(not torch.equal(before[k], after[k]) for k in second)  # the block above it learnt
     assert torch.equal(before["lm_head.weight"], after["lm_head.weight"])  # with the default --freeze_tables=output
-    for other in ("--lora", "--init_from=scratch"):  # nothing pretrained to keep there: said, not ignored
+    blocks = len({k.split(".")[2] for k in before if k.startswith("transformer.h.")})
+    for wrong in ("--lora", "--init_from=scratch", f"--freeze_blocks={blocks + 1}"):  # said, not ignored
         refused = run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={tmp_path}/other",
-                             "--freeze_blocks=1", other, "--max_iters=1")
+                             "--freeze_blocks=1", wrong, "--max_iters=1")
         assert refused.returncode == 2 and "--freeze_blocks" in refused.stderr and "Traceback" not in refused.stderr
-        assert not (tmp_path / "other").exists()
+        assert not (tmp_path / "other" / "ckpt.pt").exists()
 
 
 def test_a_run_saved_before_freeze_tables_resumes_with_every_table_learning(tiny_checkpoint, instruction_files, tmp_path):
