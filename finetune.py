@@ -89,9 +89,8 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     before any work. -> (config, the checkpoint to resume or None, out_dir)"""
     default_dir = "out/lora" if config["lora"] else "out/sft_scratch" if config["init_from"] == "scratch" else "out/sft"
     out_dir = Path(config["out_dir"] or default_dir)
-    config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"))
-    if checkpoint and "freeze_tables" not in checkpoint["config"]:  # saved before the option: every table learnt
-        config["freeze_tables"] = "none"
+    config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"),
+                                         before_options={"freeze_tables": "none", "freeze_blocks": 0})  # all learnt
     scratch = config["init_from"] == "scratch"
     if config["freeze_blocks"] and (config["lora"] or scratch):
         raise UserError("--freeze_blocks keeps pretrained blocks as they are: it goes with full fine-tuning from pretrained "

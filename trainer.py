@@ -90,11 +90,12 @@ def writable_folder(out_dir: Path) -> None:
 
 
 def start_or_resume(config: dict, typed: set[str], out_dir: Path, fixed_keys: tuple[str, ...],
-                    kinds: tuple[str, ...]) -> tuple[dict, dict | None]:
+                    kinds: tuple[str, ...], before_options: dict | None = None) -> tuple[dict, dict | None]:
     """With --resume: the run of one of these kinds saved in out_dir, its settings with what the
     user typed now on top (say, a larger --max_iters), except fixed_keys, which cannot change.
     Without: refuse to start over a run that out_dir already holds, unless --overwrite (the old
     run is replaced only when the new one saves its first checkpoint: see train).
+    before_options: what a run saved before an option existed did instead of today's default.
     -> (config, checkpoint or None)"""
     if not config["resume"]:
         if (out_dir / "ckpt.pt").exists() and not config["overwrite"]:
@@ -113,11 +114,12 @@ def start_or_resume(config: dict, typed: set[str], out_dir: Path, fixed_keys: tu
     if missing:
         raise UserError(f"{out_dir}/ckpt.pt lacks {', '.join(missing)}, which resuming needs: the file was altered. "
                         "Start the run again without --resume")
-    saved = checkpoint["config"]
+    saved = {**(before_options or {}), **checkpoint["config"]}
     for key in fixed_keys:
         if key in typed and config[key] != saved.get(key):
             raise UserError(f"--{key} cannot change when resuming (the run has {saved.get(key)})")
-    # options newer than the saved run take their defaults (its architecture comes from its model_config)
+    # options newer than the saved run take before_options' value or their default (its architecture comes from
+    # its model_config)
     return {**config, **saved, **{k: config[k] for k in typed}, "resume": True}, checkpoint
 
 

@@ -339,11 +339,14 @@ def test_a_run_saved_before_freeze_tables_resumes_with_every_table_learning(tiny
             "--eval_iters=1", "--dtype=float32"]
     run_script("finetune.py", *args, "--max_iters=2", "--freeze_tables=none", check=True)
     saved = load_checkpoint(tmp_path / "ft" / "ckpt.pt")
-    del saved["config"]["freeze_tables"]  # as an older finetune.py saved it
+    del saved["config"]["freeze_tables"], saved["config"]["freeze_blocks"]  # as an older finetune.py saved it
     torch.save(saved, tmp_path / "ft" / "ckpt.pt")
-    run_script("finetune.py", *args, "--max_iters=4", "--resume", check=True)
+    # typed as the older run trained, the options are no change
+    run_script("finetune.py", *args, "--max_iters=3", "--resume", "--freeze_tables=none", "--freeze_blocks=0", check=True)
+    torch.save({**load_checkpoint(tmp_path / "ft" / "ckpt.pt"), "config": saved["config"]}, tmp_path / "ft" / "ckpt.pt")
+    run_script("finetune.py", *args, "--max_iters=4", "--resume", check=True)  # not typed: as it trained
     after = load_checkpoint(tmp_path / "ft" / "ckpt.pt")
-    assert after["step"] == 4 and after["config"]["freeze_tables"] == "none"
+    assert after["step"] == 4 and after["config"]["freeze_tables"] == "none" and after["config"]["freeze_blocks"] == 0
     assert not torch.equal(saved["model"]["lm_head.weight"], after["model"]["lm_head.weight"])
 
 
