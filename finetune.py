@@ -124,7 +124,7 @@ def frozen_weights(model: GPT, config: dict) -> list[torch.nn.Parameter]:
     tables = {"none": [], "input": [model.transformer.wte], "output": [model.lm_head],
               "both": [model.transformer.wte, model.lm_head]}[config.get("freeze_tables", "none")]
     tables += list(model.transformer.h[:config.get("freeze_blocks", 0)])
-    return [p for table in tables for p in table.parameters()]
+    return list({id(p): p for table in tables for p in table.parameters()}.values())  # a tied table once
 
 
 def prepare_model(config: dict, base: dict):
@@ -137,7 +137,7 @@ def prepare_model(config: dict, base: dict):
     extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if config["lora"] else "sft",
              "base_path": str(config["base"]), "config": config}
     weights_to_save = None  # the whole model
-    if config.get("freeze_blocks", 0) > model.config.n_layer:
+    if config["freeze_blocks"] > model.config.n_layer:
         raise UserError(f"--freeze_blocks={config['freeze_blocks']}: {config['base']} has {model.config.n_layer} blocks; "
                         "keep fewer than that as pretrained")
     for p in frozen_weights(model, config):  # what pretraining put in these tables stays as it is

@@ -331,6 +331,15 @@ def test_full_fine_tuning_leaves_the_first_blocks_as_pretrained(tiny_checkpoint,
         assert not (tmp_path / "other" / "ckpt.pt").exists()
 
 
+def test_frozen_weights_count_a_tied_table_once():
+    from finetune import frozen_weights
+    from model import GPT, GPTConfig
+    tied = GPT(GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=16, block_size=8, untied=False))
+    frozen = frozen_weights(tied, {"lora": False, "init_from": "pretrained", "freeze_tables": "both", "freeze_blocks": 1})
+    expected = tied.transformer.wte.weight.numel() + sum(p.numel() for p in tied.transformer.h[0].parameters())
+    assert sum(p.numel() for p in frozen) == expected
+
+
 def test_a_run_saved_before_freeze_tables_resumes_with_every_table_learning(tiny_checkpoint, instruction_files, tmp_path):
     """Full fine-tuning leaves the output layer as pretrained since round 49; a run saved before the
     option existed trained it, and goes on doing so when resumed."""
