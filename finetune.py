@@ -82,6 +82,7 @@ OPTIONS = {
 WORLD = Path(__file__).resolve().parent / "data" / "world"
 FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables", "freeze_blocks")
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
+BEFORE_OPTIONS = {"freeze_tables": "none", "freeze_blocks": 0}  # what a run saved before these options did: all learnt
 
 
 def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Path]:
@@ -90,7 +91,7 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     default_dir = "out/lora" if config["lora"] else "out/sft_scratch" if config["init_from"] == "scratch" else "out/sft"
     out_dir = Path(config["out_dir"] or default_dir)
     config, checkpoint = start_or_resume(config, typed, out_dir, FIXED_ON_RESUME, kinds=("sft", "lora"),
-                                         before_options={"freeze_tables": "none", "freeze_blocks": 0})  # all learnt
+                                         before_options=BEFORE_OPTIONS)
     scratch = config["init_from"] == "scratch"
     if config["freeze_blocks"] and (config["lora"] or scratch):
         raise UserError("--freeze_blocks keeps pretrained blocks as they are: it goes with full fine-tuning from pretrained "
@@ -118,12 +119,13 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
 
 def frozen_weights(model: GPT, config: dict) -> list[torch.nn.Parameter]:
     """The token tables --freeze_tables and the blocks --freeze_blocks keep as pretrained (full
-    fine-tuning from pretrained weights only; a run saved before an option trained them all)."""
+    fine-tuning from pretrained weights only; config may be a saved run's, older than the options)."""
+    config = {**BEFORE_OPTIONS, **config}
     if config["lora"] or config["init_from"] == "scratch":
         return []
     tables = {"none": [], "input": [model.transformer.wte], "output": [model.lm_head],
-              "both": [model.transformer.wte, model.lm_head]}[config.get("freeze_tables", "none")]
-    tables += list(model.transformer.h[:config.get("freeze_blocks", 0)])
+              "both": [model.transformer.wte, model.lm_head]}[config["freeze_tables"]]
+    tables += list(model.transformer.h[:config["freeze_blocks"]])
     return list({id(p): p for table in tables for p in table.parameters()}.values())  # a tied table once
 
 
