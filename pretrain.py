@@ -121,7 +121,10 @@ def main() -> None:
     if "time" in typed and ("max_iters" in typed or config["resume"]):
         raise UserError("--time sets the length of a new run: give it alone, without --max_iters or --resume "
                         "(a resumed run keeps the step count its --time fitted; extend it with --max_iters)")
-    config, checkpoint = start_or_resume(config, typed, out_dir, MODEL_KEYS + ("muon", "muon_lr_scale"), kinds=("pretrain",))
+    before_options = {**{k: getattr(GPTConfig, k) for k in MODEL_KEYS}, "muon": False,  # a run saved before the speedrun's
+                      "muon_lr_scale": OPTIONS["muon_lr_scale"][0]}  # options was GPT-2's (its sizes are always saved)
+    config, checkpoint = start_or_resume(config, typed, out_dir, MODEL_KEYS + ("muon", "muon_lr_scale"), kinds=("pretrain",),
+                                         before_options=before_options)
     if config["time"] and checkpoint is None:
         config["max_iters"] = 10**9  # until fitted to the budget after the first steps
     check_shape(config)

@@ -235,6 +235,25 @@ def test_resume_takes_what_was_typed_even_when_it_equals_the_default(tiny_datase
     assert steps == [1, 2, 3, 4]
 
 
+def test_a_pretraining_saved_before_the_speedrun_options_resumes_as_gpt2(tiny_dataset, tmp_path):
+    """A run saved before --rope, ..., --muon existed trained GPT-2's way (AdamW): resumed, it goes
+    on so, and typing those options as it trained is no change."""
+    run = tmp_path / "run"
+    gpt2 = ["--rope=false", "--qk_norm=false", "--relu2=false", "--zero_init=false", "--untied=false", "--logit_cap=0",
+            "--muon=false"]
+    pretrain_run(tiny_dataset, run, "--max_iters=2", *gpt2, check=True)
+    saved = load_checkpoint(run / "ckpt.pt")
+    for key in ("rope", "qk_norm", "relu2", "zero_init", "untied", "logit_cap", "muon", "muon_lr_scale"):
+        del saved["config"][key]  # as a pretrain.py of before 2026-11-27 saved it
+    torch.save(saved, run / "ckpt.pt")
+    pretrain_run(tiny_dataset, run, "--resume", "--max_iters=3", check=True)
+    after = load_checkpoint(run / "ckpt.pt")
+    assert after["step"] == 3 and not after["config"]["muon"] and not after["config"]["rope"]
+    torch.save({**after, "config": saved["config"]}, run / "ckpt.pt")
+    pretrain_run(tiny_dataset, run, "--resume", "--max_iters=4", *gpt2, check=True)
+    assert load_checkpoint(run / "ckpt.pt")["step"] == 4
+
+
 def test_resume_without_retyping_lora_and_runs_of_another_kind(tiny_dataset, tiny_checkpoint, sft_files, tmp_path):
     lora = tmp_path / "lora"
     run_script("finetune.py", f"--base={tiny_checkpoint}", f"--data={sft_files}", f"--out_dir={lora}", "--lora",
