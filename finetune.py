@@ -51,6 +51,8 @@ OPTIONS = {
                       ("none", "input", "output", "both")),
     "freeze_blocks": (0, "full fine-tuning from pretrained weights also leaves the first N transformer blocks as pretrained "
                       "(those nearest the tokens; round 54, docs/notebook.md)", "[0, inf)"),
+    "replay": (0, "rows of the base's pretraining text added to each training batch, every token a target "
+               "(replay: the model keeps continuing what it read; 0: off; round 57, docs/notebook.md)", "[0, inf)"),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
     "lora_rank": (16, "rank r of the update B A (16 since round 49: docs/notebook.md)", "[1, inf)"),
@@ -96,6 +98,9 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     if config["freeze_blocks"] and (config["lora"] or scratch):
         raise UserError("--freeze_blocks keeps pretrained blocks as they are: it goes with full fine-tuning from pretrained "
                         "weights (leave out --lora and --init_from=scratch, or --freeze_blocks)")
+    if config["replay"] and scratch:
+        raise UserError("--replay shows the base's pretraining text again: from random weights that would be pretraining, "
+                        "not the baseline (leave out --replay or --init_from=scratch)")
     if config["merge"] and not config["lora"]:
         raise UserError("--merge folds a LoRA adapter into its base: it goes with --lora (full fine-tuning already writes a plain ckpt.pt)")
     result_file = out_dir / ("adapter.pt" if config["lora"] else "ckpt.pt")
@@ -153,6 +158,22 @@ def prepare_model(config: dict, base: dict):
     return model.to(config["device"]), tokenizer, extra, weights_to_save
 
 
+def replay_text(base: dict, base_path: str):
+    """The token array the base was pretrained on (its dataset's train.bin), for --replay."""
+    import numpy as np
+    folder = Path(base.get("dataset", ""))
+    if not (folder / "train.bin").is_file() or not (folder / "meta.json").is_file():
+        raise UserError(f"--replay reads the text {base_path} was pretrained on, {folder}, which is not there "
+                        "(run from the folder pretraining ran in, or leave out --replay)")
+    if json.loads((folder / "meta.json").read_text()).get("vocab") != base["vocab"]:
+        raise UserError(f"--replay: {folder} was prepared again with another vocabulary since {base_path} was pretrained "
+                        "on it (leave out --replay)")
+    tokens = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
+    if len(tokens) <= base["model_config"]["block_size"] + 1:
+        raise UserError(f"--replay: {folder} holds too little text for windows of the base's context (leave out --replay)")
+    return tokens
+
+
 def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path) -> Path:
     """After training: the adapter (and merged.pt) or the checkpoint, then exact match on the
     questions of --eval, every reply in out_dir/eval.jsonl. -> the fine-tuned model's file"""
@@ -197,7 +218,8 @@ def main() -> None:
     examples = load_instructions(config["data"].split(","), tokenizer, model.config.block_size,
                                  config["skip_bad_lines"], config["train_on_prompt"])
     batches = Batches(examples, config["val_fraction"], config["batch_size"], config["seed"],
-                      config["gradient_accumulation_steps"] * world, config["device"])
+                      config["gradient_accumulation_steps"] * world, config["device"],
+                      (replay_text(base, config["base"]), config["replay"]) if config["replay"] else None)
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
 
@@ -205,7 +227,8 @@ def main() -> None:
     total, trainable = model.num_params(non_embedding=False), sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"{len(batches.data['train']):,} training examples ({batches.train_tokens:,} tokens), "
         f"{len(batches.data['val']):,} for validation; starting from "
-        f"{'random weights' if config['init_from'] == 'scratch' else config['base']}")
+        f"{'random weights' if config['init_from'] == 'scratch' else config['base']}"
+        + (f"; {config['replay']} rows of its pretraining text in each batch" if config["replay"] else ""))
     say(f"{'LoRA' if config['lora'] else 'full fine-tuning'}: {trainable:,} trainable of {total / 1e6:.2f}M, "
         f"{100 * trainable / total:.2f}%; {config['device']}, {config['dtype']}, {config['max_iters']} steps"
         + (f", resuming at step {start_step}" if start_step else ""))

@@ -15,7 +15,7 @@ import torch
 
 from cli import UserError, read_lines
 from model import IGNORE
-from trainer import batch_generator
+from trainer import batch_generator, text_windows
 
 
 def parse_example(row) -> list[tuple[str, str]]:
@@ -116,15 +116,18 @@ class Batches:
     examples split into training and validation once (by seed); each epoch a new random order
     of length-grouped training batches, a function of (seed, epoch) alone, so that a resumed run
     draws what the stopped one would have; for evaluation (step -1), the same batches every time.
-    micro_steps: micro-batches per step over every process (accumulation times processes)."""
+    micro_steps: micro-batches per step over every process (accumulation times processes).
+    replay: (pretraining tokens, rows): each training batch gets that many rows of pretraining
+    text as wide as it, every token a target, so that the model keeps continuing what it read."""
 
-    def __init__(self, examples: list, val_fraction: float, batch_size: int, seed: int, micro_steps: int, device: str):
+    def __init__(self, examples: list, val_fraction: float, batch_size: int, seed: int, micro_steps: int, device: str,
+                 replay: tuple | None = None):
         permutation = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
         n_val = int(len(examples) * val_fraction) if len(examples) >= 20 else 0
         val = [examples[i] for i in permutation[:n_val]] or examples  # too few to split: validate on all
         self.data = {"train": [examples[i] for i in permutation[n_val:]], "val": val}
         self.lengths = {split: [len(ids) for ids, _ in rows] for split, rows in self.data.items()}
-        self.batch_size, self.seed, self.micro_steps, self.device = batch_size, seed, micro_steps, device
+        self.batch_size, self.seed, self.micro_steps, self.device, self.replay = batch_size, seed, micro_steps, device, replay
         self.fixed = {split: self.shuffled(split, -1) for split in self.data}
         self.epoch, self.order = -1, []
         self.train_tokens = sum(len(ids) - 1 for ids, _ in self.data["train"])
@@ -137,7 +140,12 @@ class Batches:
         epoch = index // len(self.fixed["train"])
         if epoch != self.epoch:
             self.epoch, self.order = epoch, self.shuffled("epoch", epoch)
-        return collate(self.data["train"], self.order[index % len(self.order)], self.device)
+        x, y = collate(self.data["train"], self.order[index % len(self.order)], self.device)
+        if self.replay is None:
+            return x, y
+        tokens, rows = self.replay  # the validation loss stays the replies' alone
+        rx, ry = text_windows(tokens, rows, x.shape[1], batch_generator(self.seed, "replay", step, micro_step))
+        return torch.cat([x, rx.to(self.device)]), torch.cat([y, ry.to(self.device)])
 
     def shuffled(self, name: str, index: int) -> list[list[int]]:
         """The batches of a split ("epoch": the training split's, for that epoch), drawn by (seed, name, index)."""

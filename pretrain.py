@@ -110,12 +110,11 @@ def check_shape(config: dict) -> None:
 
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python pretrain.py [--key=value ...]", __doc__)
-    import numpy as np
     import torch
     from model import GPT, GPTConfig
     from machine import choose_device, choose_dtype, init_distributed, leave_distributed, set_threads
     from optimizer import make_optimizer
-    from trainer import TrainSettings, batch_generator, restore, start_or_resume, train, writable_folder
+    from trainer import TrainSettings, batch_generator, restore, start_or_resume, text_windows, train, writable_folder
 
     out_dir = Path(config["out_dir"])
     if "time" in typed and ("max_iters" in typed or config["resume"]):
@@ -138,13 +137,11 @@ def main() -> None:
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     set_threads(config["threads"])
     torch.manual_seed(config["seed"])
-    offsets = np.arange(T + 1)
 
     def get_batch(split: str, step: int, micro_step: int):
-        data = train_data if split == "train" else val_data
-        starts = torch.randint(len(data) - T - 1, (B,), generator=batch_generator(config["seed"], split, step, micro_step))
-        xy = torch.from_numpy(data[starts.numpy()[:, None] + offsets].astype(np.int64))  # one gather from the memmap
-        return xy[:, :-1].to(config["device"]), xy[:, 1:].to(config["device"])
+        x, y = text_windows(train_data if split == "train" else val_data, B, T,
+                            batch_generator(config["seed"], split, step, micro_step))
+        return x.to(config["device"]), y.to(config["device"])
 
     vocab_rows = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 suits the matmul kernels
     model_config = GPTConfig(**checkpoint["model_config"]) if checkpoint else \

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -42,6 +43,13 @@ def derived_seed(*parts) -> int:
 def batch_generator(seed: int, split: str, step: int, micro_step: int = 0) -> torch.Generator:
     """The random source of one batch, derived from where it is in the run and nothing else."""
     return torch.Generator().manual_seed(derived_seed(seed, split, step, micro_step))
+
+
+def text_windows(tokens, rows: int, width: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """rows windows of a token array at random places: inputs and next-token targets, width wide."""
+    starts = torch.randint(len(tokens) - width - 1, (rows,), generator=generator).numpy()
+    xy = torch.from_numpy(tokens[starts[:, None] + np.arange(width + 1)].astype(np.int64))  # one gather from the memmap
+    return xy[:, :-1], xy[:, 1:]
 
 
 @dataclass

@@ -331,6 +331,44 @@ def test_full_fine_tuning_leaves_the_first_blocks_as_pretrained(tiny_checkpoint,
         assert not (tmp_path / "other" / "ckpt.pt").exists()
 
 
+def test_replay_adds_rows_of_pretraining_text_to_training_batches_only():
+    import numpy as np
+    from instructions import Batches
+    examples = [([5, 6, 7, 8, 9][:n], [0, 0, 1, 1, 1][:n]) for n in (3, 4, 5)] * 10
+    text = np.arange(1000, dtype=np.uint16)  # a window of it is a run of consecutive numbers
+    plain, replay = Batches(examples, 0.2, 4, 7, 1, "cpu"), Batches(examples, 0.2, 4, 7, 1, "cpu", (text, 3))
+    starts = set()
+    for step in range(6):
+        (x0, y0), (x, y) = plain.get("train", step, 0), replay.get("train", step, 0)
+        n = len(x0)
+        assert len(x) == n + 3 and torch.equal(x[:n], x0) and torch.equal(y[:n], y0)  # the examples as they were
+        assert torch.equal(x[n:, 1:], x[n:, :-1] + 1) and torch.equal(y[n:], x[n:] + 1)  # text, every token a target
+        assert torch.equal(replay.get("train", step, 0)[0], x)  # the same rows at the same place in a run: resume is exact
+        starts |= set(x[n:, 0].tolist())
+    assert len(starts) > 10  # other places of the text at each step
+    for i in range(3):  # the validation loss stays the replies' alone
+        assert all(torch.equal(a, b) for a, b in zip(plain.get("val", -1, i), replay.get("val", -1, i)))
+
+
+def test_replay_reads_the_bases_pretraining_text_and_is_refused_where_it_cannot(tiny_checkpoint, instruction_files, tmp_path):
+    data, _ = instruction_files
+    args = [f"--base={tiny_checkpoint}", f"--data={data}", "--batch_size=8", "--max_iters=3", "--eval_interval=3",
+            "--eval_iters=1", "--dtype=float32", "--overwrite"]
+    tokens = {}
+    for rows in (0, 2):
+        result = run_script("finetune.py", *args, f"--out_dir={tmp_path}/ft", f"--replay={rows}", check=True)
+        assert ("rows of its pretraining text in each batch" in result.stdout) == (rows > 0)
+        tokens[rows] = [json.loads(line)["tokens"] for line in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()
+                        if "tokens" in line]
+    assert all(b > a for a, b in zip(tokens[0], tokens[2]))  # the same batches with the text's rows beside them
+    moved = dict(torch.load(tiny_checkpoint, weights_only=False), dataset=str(tmp_path / "gone"))
+    torch.save(moved, tmp_path / "moved.pt")
+    for wrong, said in ((["--init_from=scratch"], "pretraining, not the baseline"),
+                        ([f"--base={tmp_path / 'moved.pt'}"], "which is not there")):
+        refused = run_script("finetune.py", *args, f"--out_dir={tmp_path}/other", "--replay=2", *wrong)
+        assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_frozen_weights_count_a_tied_table_once():
     from finetune import frozen_weights
     from model import GPT, GPTConfig
