@@ -33,6 +33,7 @@ from trainer import TrainSettings, restore, start_or_resume, train, writable_fol
 
 # from pretrained weights: each question as often as 300 steps gave the smaller data before 2026-12-03; more overfit
 AUTO_STEPS = {"pretrained": 525, "scratch": 1200}  # (docs/notebook.md)
+AUTO_REPLAY = {"full": 4, "lora": 8}  # rows of pretraining text per batch: round 57 (docs/notebook.md)
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
     "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape",
@@ -51,8 +52,9 @@ OPTIONS = {
                       ("none", "input", "output", "both")),
     "freeze_blocks": (0, "full fine-tuning from pretrained weights also leaves the first N transformer blocks as pretrained "
                       "(those nearest the tokens; round 54, docs/notebook.md)", "[0, inf)"),
-    "replay": (0, "rows of the base's pretraining text added to each training batch, every token a target "
-               "(replay: the model keeps continuing what it read; 0: off; round 57, docs/notebook.md)", "[0, inf)"),
+    "replay": ("auto", "rows of the base's pretraining text added to each training batch, every token a target, so "
+               "that the model keeps continuing what it read (auto: 4 for full fine-tuning, 8 for LoRA; none from "
+               "random weights or where the base's text is not there; 0: off)", "auto or int [0, inf)"),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
     "lora_rank": (16, "rank r of the update B A (16 since round 49: docs/notebook.md)", "[1, inf)"),
@@ -84,7 +86,7 @@ OPTIONS = {
 WORLD = Path(__file__).resolve().parent / "data" / "world"
 FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables", "freeze_blocks")
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
-BEFORE_OPTIONS = {"freeze_tables": "none", "freeze_blocks": 0}  # what a run saved before these options did: all learnt
+BEFORE_OPTIONS = {"freeze_tables": "none", "freeze_blocks": 0, "replay": 0}  # what a run saved before these options did: all learnt
 
 
 def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Path]:
@@ -98,7 +100,7 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     if config["freeze_blocks"] and (config["lora"] or scratch):
         raise UserError("--freeze_blocks keeps pretrained blocks as they are: it goes with full fine-tuning from pretrained "
                         "weights (leave out --lora and --init_from=scratch, or --freeze_blocks)")
-    if config["replay"] and scratch:
+    if config["replay"] not in ("auto", 0) and scratch:
         raise UserError("--replay shows the base's pretraining text again: from random weights that would be pretraining, "
                         "not the baseline (leave out --replay or --init_from=scratch)")
     if config["merge"] and not config["lora"]:
@@ -117,6 +119,8 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
         config["learning_rate"] = 2e-3 if config["lora"] or scratch else 2e-4  # chosen on the validation sets: docs/notebook.md
     if config["max_iters"] == "auto":
         config["max_iters"] = AUTO_STEPS["scratch" if scratch else "pretrained"]
+    if config["replay"] == "auto":
+        config["replay"] = 0 if scratch else AUTO_REPLAY["lora" if config["lora"] else "full"]
     if config["min_lr"] == "auto":
         config["min_lr"] = config["learning_rate"] / 10
     return config, checkpoint, out_dir
@@ -158,19 +162,23 @@ def prepare_model(config: dict, base: dict):
     return model.to(config["device"]), tokenizer, extra, weights_to_save
 
 
-def replay_text(base: dict, base_path: str):
-    """The token array the base was pretrained on (its dataset's train.bin), for --replay."""
+def replay_text(base: dict, base_path: str, asked: bool):
+    """The token array the base was pretrained on (its dataset's train.bin), for --replay; where it
+    cannot be read, a clear stop if the replay was asked for (or a resumed run had it), else None."""
     import numpy as np
-    folder = Path(base.get("dataset", ""))
+    folder, problem, tokens = Path(base.get("dataset", "")), "", None
     if not (folder / "train.bin").is_file() or not (folder / "meta.json").is_file():
-        raise UserError(f"--replay reads the text {base_path} was pretrained on, {folder}, which is not there "
-                        "(run from the folder pretraining ran in, or leave out --replay)")
-    if json.loads((folder / "meta.json").read_text()).get("vocab") != base["vocab"]:
-        raise UserError(f"--replay: {folder} was prepared again with another vocabulary since {base_path} was pretrained "
-                        "on it (leave out --replay)")
-    tokens = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
-    if len(tokens) <= base["model_config"]["block_size"] + 1:
-        raise UserError(f"--replay: {folder} holds too little text for windows of the base's context (leave out --replay)")
+        problem = f"the text {base_path} was pretrained on, {folder}, is not there (run from the folder pretraining ran in)"
+    elif json.loads((folder / "meta.json").read_text()).get("vocab") != base["vocab"]:
+        problem = f"{folder} was prepared again with another vocabulary since {base_path} was pretrained on it"
+    else:
+        tokens = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
+        if len(tokens) <= base["model_config"]["block_size"] + 1:
+            problem, tokens = f"{folder} holds too little text for windows of the base's context", None
+    if problem and asked:
+        raise UserError(f"--replay: {problem} (leave out --replay, or --replay=0)")
+    if problem:
+        print(f"fine-tuning without replay: {problem}")
     return tokens
 
 
@@ -217,9 +225,11 @@ def main() -> None:
                         "put that base back to resume, or start again with --overwrite")
     examples = load_instructions(config["data"].split(","), tokenizer, model.config.block_size,
                                  config["skip_bad_lines"], config["train_on_prompt"])
+    replay = replay_text(base, config["base"], "replay" in typed or config["resume"]) if config["replay"] else None
+    config["replay"] = config["replay"] if replay is not None else 0  # as saved in its checkpoints: --resume goes on so
     batches = Batches(examples, config["val_fraction"], config["batch_size"], config["seed"],
                       config["gradient_accumulation_steps"] * world, config["device"],
-                      (replay_text(base, config["base"]), config["replay"]) if config["replay"] else None)
+                      (replay, config["replay"]) if replay is not None else None)
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
 

@@ -277,7 +277,8 @@ TINY_FT = ["--batch_size=8", "--max_iters=100", "--eval_interval=50", "--eval_it
 def test_fine_tuning_learns_the_examples(tiny_checkpoint, instruction_files, tmp_path, lora):
     data, questions = instruction_files
     out = tmp_path / "ft"
-    args = [f"--base={tiny_checkpoint}", f"--data={data}", f"--eval={questions}", f"--out_dir={out}", *TINY_FT]
+    args = [f"--base={tiny_checkpoint}", f"--data={data}", f"--eval={questions}", f"--out_dir={out}", *TINY_FT,
+            "--replay=0"]  # the first step's loss is the replies' alone, as the later estimates are
     # the tiny base learnt next to nothing: its output layer, kept by default, must learn the four answers too
     args += ["--lora", "--lora_rank=4", "--merge"] if lora else ["--freeze_tables=none"]
     result = run_script("finetune.py", *args, check=True)
@@ -364,9 +365,15 @@ def test_replay_reads_the_bases_pretraining_text_and_is_refused_where_it_cannot(
     moved = dict(torch.load(tiny_checkpoint, weights_only=False), dataset=str(tmp_path / "gone"))
     torch.save(moved, tmp_path / "moved.pt")
     for wrong, said in ((["--init_from=scratch"], "pretraining, not the baseline"),
-                        ([f"--base={tmp_path / 'moved.pt'}"], "which is not there")):
+                        ([f"--base={tmp_path / 'moved.pt'}"], "is not there")):
         refused = run_script("finetune.py", *args, f"--out_dir={tmp_path}/other", "--replay=2", *wrong)
         assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
+    for route, rows in ((["--init_from=pretrained"], 4), (["--lora"], 8), (["--init_from=scratch"], 0),
+                        ([f"--base={tmp_path / 'moved.pt'}"], 0)):  # by default (round 57); none without the text
+        out = tmp_path / f"auto{len(list(tmp_path.glob('auto*')))}"
+        result = run_script("finetune.py", *args, f"--out_dir={out}", *route, check=True)
+        assert load_checkpoint(out / "ckpt.pt", required=("config",))["config"]["replay"] == rows
+        assert ("fine-tuning without replay: the text" in result.stdout) == ("moved.pt" in route[0])
 
 
 def test_frozen_weights_count_a_tied_table_once():
@@ -384,16 +391,18 @@ def test_a_run_saved_before_freeze_tables_resumes_with_every_table_learning(tiny
     data, _ = instruction_files
     args = [f"--base={tiny_checkpoint}", f"--data={data}", f"--out_dir={tmp_path}/ft", "--batch_size=8", "--eval_interval=2",
             "--eval_iters=1", "--dtype=float32"]
-    run_script("finetune.py", *args, "--max_iters=2", "--freeze_tables=none", check=True)
+    run_script("finetune.py", *args, "--max_iters=2", "--freeze_tables=none", "--replay=0", check=True)
     saved = load_checkpoint(tmp_path / "ft" / "ckpt.pt")
-    del saved["config"]["freeze_tables"], saved["config"]["freeze_blocks"]  # as an older finetune.py saved it
+    del saved["config"]["freeze_tables"], saved["config"]["freeze_blocks"], saved["config"]["replay"]  # an older run's
     torch.save(saved, tmp_path / "ft" / "ckpt.pt")
     # typed as the older run trained, the options are no change
-    run_script("finetune.py", *args, "--max_iters=3", "--resume", "--freeze_tables=none", "--freeze_blocks=0", check=True)
+    run_script("finetune.py", *args, "--max_iters=3", "--resume", "--freeze_tables=none", "--freeze_blocks=0", "--replay=0",
+               check=True)
     torch.save({**load_checkpoint(tmp_path / "ft" / "ckpt.pt"), "config": saved["config"]}, tmp_path / "ft" / "ckpt.pt")
     run_script("finetune.py", *args, "--max_iters=4", "--resume", check=True)  # not typed: as it trained
     after = load_checkpoint(tmp_path / "ft" / "ckpt.pt")
     assert after["step"] == 4 and after["config"]["freeze_tables"] == "none" and after["config"]["freeze_blocks"] == 0
+    assert after["config"]["replay"] == 0  # no pretraining text where it had none
     assert not torch.equal(saved["model"]["lm_head.weight"], after["model"]["lm_head.weight"])
 
 
