@@ -2,7 +2,8 @@
 Instruction fine-tuning: teach a pretrained model to answer, on USER/AI examples, with the loss
 on the AI's reply (and its [END]) only. 「關鍵是用 Pre-train 的參數初始化」: it starts from the
 pretrained weights, fully (every weight trains) or through LoRA (the weights stay frozen and a
-small adapter learns the change).
+small adapter learns the change). Each batch also replays a few rows of the base's pretraining
+text, every token a target, so that the model keeps continuing what it read (--replay).
 
     python finetune.py                         # full fine-tuning -> out/sft/ckpt.pt
     python finetune.py --lora                  # LoRA -> out/lora/adapter.pt (about a megabyte)
