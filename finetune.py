@@ -87,7 +87,7 @@ OPTIONS = {
 WORLD = Path(__file__).resolve().parent / "data" / "world"
 FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables", "freeze_blocks")
 RUN_FILES = ("ckpt.pt", "log.jsonl", "eval.jsonl", "adapter.pt", "merged.pt")  # what a run writes in its out_dir
-BEFORE_OPTIONS = {"freeze_tables": "none", "freeze_blocks": 0, "replay": 0}  # what a run saved before these options did: all learnt
+BEFORE_OPTIONS = {"freeze_tables": "none", "freeze_blocks": 0, "replay": 0}  # what runs saved before these options did
 
 
 def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Path]:
@@ -163,24 +163,23 @@ def prepare_model(config: dict, base: dict):
     return model.to(config["device"]), tokenizer, extra, weights_to_save
 
 
-def replay_text(base: dict, base_path: str, asked: bool):
-    """The token array the base was pretrained on (its dataset's train.bin), for --replay; where it
-    cannot be read, a clear stop if the replay was asked for (or a resumed run had it), else None."""
+def replay_text(base: dict, base_path: str):
+    """The token array the base was pretrained on (its dataset's train.bin), for --replay.
+    -> (tokens, "") or (None, what is wrong)"""
     import numpy as np
-    folder, problem, tokens = Path(base.get("dataset", "")), "", None
-    if not (folder / "train.bin").is_file() or not (folder / "meta.json").is_file():
-        problem = f"the text {base_path} was pretrained on, {folder}, is not there (run from the folder pretraining ran in)"
-    elif json.loads((folder / "meta.json").read_text()).get("vocab") != base["vocab"]:
-        problem = f"{folder} was prepared again with another vocabulary since {base_path} was pretrained on it"
-    else:
+    if not base.get("dataset"):
+        return None, f"{base_path} does not say what text it was pretrained on (it is not a pretrain.py checkpoint)"
+    folder = Path(base["dataset"])
+    try:
+        vocab = json.loads((folder / "meta.json").read_text())["vocab"]
         tokens = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
-        if len(tokens) <= base["model_config"]["block_size"] + 1:
-            problem, tokens = f"{folder} holds too little text for windows of the base's context", None
-    if problem and asked:
-        raise UserError(f"--replay: {problem} (leave out --replay, or --replay=0)")
-    if problem:
-        print(f"fine-tuning without replay: {problem}")
-    return tokens
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"the text {base_path} was pretrained on, {folder}, is not there or cannot be read"
+    if vocab != base["vocab"]:
+        return None, f"{folder} was prepared again with another vocabulary since {base_path} was pretrained on it"
+    if len(tokens) <= base["model_config"]["block_size"] + 1:
+        return None, f"{folder} holds too little text for windows of the base's context"
+    return tokens, ""
 
 
 def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path) -> Path:
@@ -210,8 +209,10 @@ def save_and_evaluate(model, tokenizer, config: dict, extra: dict, out_dir: Path
 
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python finetune.py [--lora] [--data=FILE.jsonl] [--key=value ...]", __doc__)
+    replay_asked = "replay" in typed and config["replay"] != "auto"  # a number typed: no text is an error, not a line
     config, checkpoint, out_dir = settle_options(config, typed)
     rank, world, config["device"] = init_distributed(choose_device(config["device"]))
+    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
     config["dtype"] = choose_dtype(config["dtype"], config["device"])
     set_threads(config["threads"])
     if config["data"] == str(WORLD / "sft.jsonl"):
@@ -220,21 +221,27 @@ def main() -> None:
     if config["eval"]:
         read_questions(config["eval"])  # a bad question file is said before training, not after
     base = load_checkpoint(config["base"], option="--base")
+    replay = None
+    if config["replay"]:
+        replay, problem = replay_text(base, config["base"])
+        if problem and (replay_asked or config["resume"]):
+            raise UserError(f"replay: {problem} (" + ("put it back, or resume with --replay=0)" if config["resume"]
+                                                        else "leave out --replay, or --replay=0)"))
+        if problem:
+            say(f"fine-tuning without replay: {problem}")
+            config["replay"] = 0  # what the checkpoints record, for --resume
     model, tokenizer, extra, weights_to_save = prepare_model(config, base)
     if checkpoint is not None and checkpoint.get("base_fingerprint") != extra.get("base_fingerprint"):
         raise UserError(f"{config['base']} has other weights than the base this LoRA run began on (it was replaced since): "
                         "put that base back to resume, or start again with --overwrite")
     examples = load_instructions(config["data"].split(","), tokenizer, model.config.block_size,
                                  config["skip_bad_lines"], config["train_on_prompt"])
-    replay = replay_text(base, config["base"], "replay" in typed or config["resume"]) if config["replay"] else None
-    config["replay"] = config["replay"] if replay is not None else 0  # as saved in its checkpoints: --resume goes on so
     batches = Batches(examples, config["val_fraction"], config["batch_size"], config["seed"],
                       config["gradient_accumulation_steps"] * world, config["device"],
-                      (replay, config["replay"]) if replay is not None else None)
+                      (replay, config["replay"]) if config["replay"] else None)
     optimizer = make_optimizer(model, config["learning_rate"], config["weight_decay"], config["beta2"])
     start_step = restore(model, optimizer, checkpoint) if checkpoint is not None else 0
 
-    say = print if rank == 0 else (lambda *args, **kwargs: None)  # one voice when several processes run
     total, trainable = model.num_params(non_embedding=False), sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"{len(batches.data['train']):,} training examples ({batches.train_tokens:,} tokens), "
         f"{len(batches.data['val']):,} for validation; starting from "

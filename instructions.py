@@ -133,7 +133,7 @@ class Batches:
         self.train_tokens = sum(len(ids) - 1 for ids, _ in self.data["train"])
 
     def get(self, split: str, step: int, micro_step: int):
-        if step < 0:
+        if step < 0:  # evaluation: the examples alone (the validation loss is the replies', without replay)
             batches = self.fixed[split]
             return collate(self.data[split], batches[micro_step % len(batches)], self.device)
         index = step * self.micro_steps + micro_step  # micro_step counts every process's
@@ -143,7 +143,7 @@ class Batches:
         x, y = collate(self.data["train"], self.order[index % len(self.order)], self.device)
         if self.replay is None:
             return x, y
-        tokens, rows = self.replay  # the validation loss stays the replies' alone
+        tokens, rows = self.replay
         rx, ry = text_windows(tokens, rows, x.shape[1], batch_generator(self.seed, "replay", step, micro_step))
         return torch.cat([x, rx.to(self.device)]), torch.cat([y, ry.to(self.device)])
 

@@ -158,7 +158,7 @@ def main() -> None:
         f"{tokens_per_step:,} tokens per step, "
         + (f"as many steps as fit in {config['time']:g} s" if config["time"] and checkpoint is None else f"{config['max_iters']:,} steps")
         + (f", {world} processes" if world > 1 else "") + (f", resuming at step {start_step}" if start_step else ""))
-    extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder),
+    extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder.resolve()),
              "config": config}
     losses = train(model, optimizer, get_batch, TrainSettings.of(config), out_dir, start_step, extra)
     leave_distributed()

@@ -351,7 +351,8 @@ def test_replay_adds_rows_of_pretraining_text_to_training_batches_only():
         assert all(torch.equal(a, b) for a, b in zip(plain.get("val", -1, i), replay.get("val", -1, i)))
 
 
-def test_replay_reads_the_bases_pretraining_text_and_is_refused_where_it_cannot(tiny_checkpoint, instruction_files, tmp_path):
+def test_replay_reads_the_bases_pretraining_text_and_is_refused_where_it_cannot(tiny_dataset, tiny_checkpoint, instruction_files,
+                                                                                 tmp_path):
     data, _ = instruction_files
     args = [f"--base={tiny_checkpoint}", f"--data={data}", "--batch_size=8", "--max_iters=3", "--eval_interval=3",
             "--eval_iters=1", "--dtype=float32", "--overwrite"]
@@ -369,11 +370,23 @@ def test_replay_reads_the_bases_pretraining_text_and_is_refused_where_it_cannot(
         refused = run_script("finetune.py", *args, f"--out_dir={tmp_path}/other", "--replay=2", *wrong)
         assert refused.returncode == 2 and said in refused.stderr and "Traceback" not in refused.stderr
     for route, rows in ((["--init_from=pretrained"], 4), (["--lora"], 8), (["--init_from=scratch"], 0),
-                        ([f"--base={tmp_path / 'moved.pt'}"], 0)):  # by default (round 57); none without the text
-        out = tmp_path / f"auto{len(list(tmp_path.glob('auto*')))}"
+                        ([f"--base={tmp_path / 'moved.pt'}"], 0), ([f"--base={tmp_path / 'moved.pt'}", "--replay=auto"], 0)):
+        out = tmp_path / f"auto{len(list(tmp_path.glob('auto*')))}"  # by default (round 57); none without the text
         result = run_script("finetune.py", *args, f"--out_dir={out}", *route, check=True)
         assert load_checkpoint(out / "ckpt.pt", required=("config",))["config"]["replay"] == rows
         assert ("fine-tuning without replay: the text" in result.stdout) == ("moved.pt" in route[0])
+    (tmp_path / "text").mkdir()  # a resumed run that replayed stops where its text is gone, and says how to go on
+    for name in ("meta.json", "train.bin"):
+        (tmp_path / "text" / name).write_bytes((tiny_dataset / name).read_bytes())
+    torch.save(dict(moved, dataset=str(tmp_path / "text")), tmp_path / "movable.pt")
+    run_script("finetune.py", *args, f"--out_dir={tmp_path}/resumed", f"--base={tmp_path / 'movable.pt'}", check=True)
+    (tmp_path / "text" / "train.bin").write_bytes(b"")  # emptied: unreadable
+    resumed = run_script("finetune.py", *args, f"--out_dir={tmp_path}/resumed", f"--base={tmp_path / 'movable.pt'}",
+                         "--resume", "--max_iters=4")
+    assert resumed.returncode == 2 and "resume with --replay=0" in resumed.stderr and "Traceback" not in resumed.stderr
+    resumed = run_script("finetune.py", *args, f"--out_dir={tmp_path}/resumed", f"--base={tmp_path / 'movable.pt'}",
+                         "--resume", "--max_iters=4", "--replay=0", check=True)
+    assert load_checkpoint(tmp_path / "resumed" / "ckpt.pt")["step"] == 4
 
 
 def test_frozen_weights_count_a_tied_table_once():
