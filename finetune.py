@@ -34,7 +34,7 @@ from trainer import TrainSettings, restore, start_or_resume, train, writable_fol
 
 # from pretrained weights: each question as often as 300 steps gave the smaller data before 2026-12-03; more overfit
 AUTO_STEPS = {"pretrained": 525, "scratch": 1200}  # (docs/notebook.md)
-AUTO_REPLAY = {"full": 4, "lora": 8}  # rows of pretraining text per batch: round 57 (docs/notebook.md)
+AUTO_REPLAY = {"full": 1 / 8, "lora": 1 / 4}  # rows of pretraining text per example: 4 and 8 of 32, round 57 (docs/notebook.md)
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
     "init_from": ("pretrained", "pretrained: start from the base's weights; scratch: random weights of the same shape",
@@ -54,8 +54,9 @@ OPTIONS = {
     "freeze_blocks": (0, "full fine-tuning from pretrained weights also leaves the first N transformer blocks as pretrained "
                       "(those nearest the tokens; round 54, docs/notebook.md)", "[0, inf)"),
     "replay": ("auto", "rows of the base's pretraining text added to each training batch, every token a target, so "
-               "that the model keeps continuing what it read (auto: 4 for full fine-tuning, 8 for LoRA; none from "
-               "random weights or where the base's text is not there; 0: off)", "auto or int [0, inf)"),
+               "that the model keeps continuing what it read (auto: one for every 8 examples of the batch with full "
+               "fine-tuning, every 4 with LoRA, at least one: 4 and 8 at the default 32; none from random weights or "
+               "where the base's text is not there; 0: off)", "auto or int [0, inf)"),
     # LoRA
     "lora": (False, "train a LoRA adapter instead of every weight"),
     "lora_rank": (16, "rank r of the update B A (16 since round 49: docs/notebook.md)", "[1, inf)"),
@@ -115,13 +116,13 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
     for path in [config["base"], *config["data"].split(","), config["eval"]]:
         if path and Path(path).resolve().parent == out_dir.resolve() and Path(path).name in RUN_FILES:
             raise UserError(f"{path} is an input of this run and would be written over by it: choose another --out_dir")
-    writable_folder(out_dir)
     if config["learning_rate"] == "auto":
         config["learning_rate"] = 2e-3 if config["lora"] or scratch else 2e-4  # chosen on the validation sets: docs/notebook.md
     if config["max_iters"] == "auto":
         config["max_iters"] = AUTO_STEPS["scratch" if scratch else "pretrained"]
     if config["replay"] == "auto":
-        config["replay"] = 0 if scratch else AUTO_REPLAY["lora" if config["lora"] else "full"]
+        share = 0 if scratch else AUTO_REPLAY["lora" if config["lora"] else "full"]  # of the batch: the same loss share at any size
+        config["replay"] = max(1, round(share * config["batch_size"])) if share else 0
     if config["min_lr"] == "auto":
         config["min_lr"] = config["learning_rate"] / 10
     return config, checkpoint, out_dir
@@ -149,9 +150,6 @@ def prepare_model(config: dict, base: dict):
     extra = {"vocab": base["vocab"], "model_config": base["model_config"], "kind": "lora" if config["lora"] else "sft",
              "base_path": str(config["base"]), "config": config}
     weights_to_save = None  # the whole model
-    if config["freeze_blocks"] > model.config.n_layer:
-        raise UserError(f"--freeze_blocks={config['freeze_blocks']}: {config['base']} has {model.config.n_layer} blocks; "
-                        "keep fewer than that as pretrained")
     for p in frozen_weights(model, config):  # what pretraining put in these tables stays as it is
         p.requires_grad_(False)
     if config["lora"]:
@@ -230,6 +228,10 @@ def main() -> None:
         if problem:
             say(f"fine-tuning without replay: {problem}")
             config["replay"] = 0  # what the checkpoints record, for --resume
+    if config["freeze_blocks"] > base["model_config"]["n_layer"]:
+        raise UserError(f"--freeze_blocks={config['freeze_blocks']}: {config['base']} has {base['model_config']['n_layer']} "
+                        "blocks; keep fewer than that as pretrained")
+    writable_folder(out_dir)  # the last check on the user's options, before out_dir is made
     model, tokenizer, extra, weights_to_save = prepare_model(config, base)
     if checkpoint is not None and checkpoint.get("base_fingerprint") != extra.get("base_fingerprint"):
         raise UserError(f"{config['base']} has other weights than the base this LoRA run began on (it was replaced since): "
