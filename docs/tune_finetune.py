@@ -30,7 +30,10 @@ OPTIONS = {
     "reuse": (True, "reuse finished fine-tunings in out_dir of the same options and inputs (false: run them again)"),
 }
 UNTIL_DEC_3 = ["--sft_conversations=0.3333333333333333", "--behaviour_repeats=8", "--harmless_repeats=12"]  # exactly 1 / 3
-SETTINGS = {  # name: finetune.py options, or (those, data/world/prepare.py options for other instruction data)
+# name: finetune.py options, or (those, data/world/prepare.py options for other instruction data); each is added to
+# today's defaults, so a row made again is not the row of its round where a default changed since (replay since round
+# 57: add --finetune_args=--replay=0 to remake an earlier row)
+SETTINGS = {
     "full (default: 525 steps, 2e-4)": [],
     "LoRA (default: 525 steps, 2e-3, r16)": ["--lora"],  # r8 until round 49
     "full, the data and 300 steps until 2026-12-03": (["--max_iters=300"], UNTIL_DEC_3),
