@@ -177,3 +177,22 @@ def test_int8_weights_of_the_modern_model_give_nearly_its_logits():
     assert sum(isinstance(m, Int8Linear) for m in quantized.modules()) == 4 * MODERN.n_layer + 1
     assert not any(isinstance(m, torch.nn.Linear) for m in quantized.modules())
     assert (got - expected).abs().max() < 0.02 * expected.abs().max() and (got.argmax(-1) == expected.argmax(-1)).all()
+
+
+def test_int8_leaves_linear_layers_of_other_widths_as_they_are():
+    """The int8 kernel reads its input in blocks of 16 (other widths gave NaN or crashed): a model
+    40 wide keeps its attention and MLP-in layers, whose input is 40 wide, and its output layer in
+    bf16; the MLP's second layer (160 wide) becomes int8; the logits stay close."""
+    import copy
+    import dataclasses
+    from generation import Int8Linear, quantize_int8
+    torch.manual_seed(0)
+    config = dataclasses.replace(MODERN, n_embd=40, n_head=2)
+    model = GPT(config).eval()
+    idx = torch.randint(config.vocab_size, (1, 20))
+    with torch.no_grad():
+        expected = model(idx)[0]
+        quantized = quantize_int8(copy.deepcopy(model)).to(torch.bfloat16)
+        got = quantized(idx)[0].float()
+    assert sum(isinstance(m, Int8Linear) for m in quantized.modules()) == config.n_layer  # each block's c_proj of the MLP
+    assert torch.isfinite(got).all() and (got - expected).abs().max() < 0.02 * expected.abs().max()
