@@ -56,6 +56,9 @@ def run(main: Callable[[], Any]) -> None:
         print(f"error: the package {package} is not installed in this Python ({sys.executable}): "
               "run pip install -r requirements.txt (or activate the environment that has it)", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # the reader of the output left (| head): nothing is wrong, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+        sys.exit(1)
     except OSError as e:  # a file that cannot be read or written: the disk, a path, a permission
         if not e.filename:
             raise_as_bug()

@@ -1,9 +1,13 @@
 """Generation: the KV cache changes nothing but speed; sampling options; the chat and text continuation."""
+import shlex
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from checkpoint import load_checkpoint, load_model
-from conftest import run_script
+from conftest import ROOT, run_script
 from model import GPT, GPTConfig
 from generation import Int8Linear, for_generation, generate, pick_token
 from tokenizer import utf8_pending
@@ -62,6 +66,14 @@ def test_piped_chat_gives_one_reply_per_line(tiny_checkpoint):
                         input="台灣最高的山是哪座？\n/reset\n你是誰？\n", check=True)
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and lines[1] == "(conversation cleared)"
+
+
+def test_a_reader_that_leaves_early_is_no_error(tiny_checkpoint):
+    """python sample.py ... | head: the reader goes before the replies are written; sample.py stops quietly."""
+    command = f"{shlex.quote(sys.executable)} sample.py --ckpt={shlex.quote(str(tiny_checkpoint))} --max_new_tokens=5 | true"
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, input="你是誰？\n" * 20, capture_output=True, text=True,
+                            timeout=120)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr and "bug" not in result.stderr
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
