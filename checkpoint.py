@@ -39,9 +39,9 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "mod
     weights_only=True: tensors and plain values only, so a file from elsewhere cannot run code.
     option: the command-line option that names this file, for the messages."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "ckpt.pt"
     adapter = "lora" in required
+    if path.is_dir():  # a run's folder: the file it ends with
+        path = path / ("adapter.pt" if adapter else "ckpt.pt")
     if not path.is_file() and adapter:
         raise UserError(f"no adapter at {path}: python finetune.py --lora writes it when its run ends "
                         f"(a stopped run goes on with python finetune.py --resume --out_dir={path.parent})")

@@ -292,6 +292,8 @@ def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kin
                           (f"--adapter={base}", "is a model, not a LoRA adapter"),
                           (f"--adapter={tmp_path}/stopped/adapter.pt", "--resume --out_dir=")):
         assert_clear_error(run_script("sample.py", option, "--prompt=hi"), words)
+    by_folder = run_script("sample.py", f"--adapter={lora}", "--prompt=hi", "--max_new_tokens=2", check=True)
+    assert f"loaded {lora} (LoRA) on its base" in by_folder.stderr  # a LoRA run's folder: the adapter it ended with
     adapter = torch.load(lora / "adapter.pt", weights_only=True)
     torch.save({**adapter, "base_path": "out/trained_elsewhere/ckpt.pt"}, tmp_path / "moved.pt")  # relative, as typed
     assert_clear_error(run_script("sample.py", f"--adapter={tmp_path}/moved.pt", "--prompt=hi"),
