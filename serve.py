@@ -370,17 +370,20 @@ def training_curves(folder: Path) -> dict[str, dict]:
     runs = {}
     for log in sorted(folder.rglob("log.jsonl")):
         train, val = [], []
-        for line in log.read_text().splitlines():
+        try:
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:  # removed while the page asked
+            continue
+        for line in lines:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:  # a line being written
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("step"), int):
                 continue
-            if isinstance(row.get("loss"), (int, float)):
-                train.append([row["step"], row["loss"]])
-            if isinstance(row.get("val_loss"), (int, float)):
-                val.append([row["step"], row["val_loss"]])
+            for key, curve in (("loss", train), ("val_loss", val)):  # a diverged run's NaN is no point: JSON has none
+                if isinstance(row.get(key), (int, float)) and math.isfinite(row[key]):
+                    curve.append([row["step"], row[key]])
         every = max(1, len(train) // CURVE_POINTS)
         runs[str(log.parent)] = {"train": train[::every], "val": val}
     return runs

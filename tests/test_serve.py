@@ -292,6 +292,16 @@ def test_the_page_and_the_training_curves(server, models_dir):
     assert runs[str(models_dir / "sft")] == {"train": [[s, 5 - s / 10] for s in range(1, 21)], "val": [[20, 3.2]]}
 
 
+def test_training_curves_of_a_diverged_run_and_a_damaged_log_are_valid_json(tmp_path):
+    from serve import training_curves
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_bytes(b'{"step": 1, "loss": 2.5}\n{"step": 2, "loss": NaN}\n\xff\xfe\n'
+                                                 b'{"step": 3, "loss": Infinity, "val_loss": 2.0}\n')
+    runs = training_curves(tmp_path)
+    assert runs == {str(tmp_path / "run"): {"train": [[1, 2.5]], "val": [[3, 2.0]]}}
+    json.dumps(runs, allow_nan=False)  # what the page's JSON.parse takes
+
+
 def test_the_server_starts_warns_off_localhost_and_stops_on_ctrl_c(models_dir):
     process = subprocess.Popen([sys.executable, "serve.py", f"--models_dir={models_dir}", "--port=0", "--host=0.0.0.0",
                                 "--dtype=float32"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
