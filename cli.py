@@ -132,14 +132,14 @@ def atomic_write(files: dict[Path, Callable[[IO[bytes]], Any]]) -> None:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)  # (a path that is a folder fails here: its temporary file goes too)
     except BaseException as e:
         for tmp in tmps.values():
             tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and not e.filename:  # say which file could not be written
+        if isinstance(e, OSError) and (not e.filename or str(e.filename) in map(str, tmps.values())):  # name the file
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
-    for path, tmp in tmps.items():
-        os.replace(tmp, path)
 
 
 def readme_markers(name: str) -> tuple[str, str]:

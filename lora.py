@@ -132,12 +132,13 @@ def merged_checkpoint(model: nn.Module, tokenizer) -> dict:
 
 
 def main() -> None:
-    options = {"out": ("", "where to write the merged checkpoint (default: merged.pt beside the adapter)"),
+    options = {"out": ("", "where to write the merged checkpoint, a file or a folder (default: merged.pt beside the adapter)"),
                "base": ("", "the base checkpoint (default: the one the adapter was trained on, as it records)")}
     config, args, _ = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
     if len(args) != 2 or args[0] != "merge":
         raise UserError("usage: python lora.py merge out/lora/adapter.pt")
     out = Path(config["out"]) if config["out"] else Path(args[1]).with_name("merged.pt")
+    out = out / "merged.pt" if out.is_dir() else out  # a folder: the file goes into it
     model, tokenizer, base_path = load_adapted_model(args[1], config["base"] or None, base_option="--base")
     if out.resolve() in (Path(args[1]).resolve(), Path(base_path).resolve()):
         raise UserError(f"--out={out} would write over an input of the merge: choose another path")

@@ -292,6 +292,8 @@ def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kin
                           (f"--adapter={base}", "is a model, not a LoRA adapter"),
                           (f"--adapter={tmp_path}/stopped/adapter.pt", "--resume --out_dir=")):
         assert_clear_error(run_script("sample.py", option, "--prompt=hi"), words)
+    run_script("lora.py", "merge", f"{lora}/adapter.pt", f"--out={tmp_path}", check=True)  # a folder: merged.pt in it
+    assert (tmp_path / "merged.pt").is_file() and not list(tmp_path.glob("*.tmp"))
     by_folder = run_script("sample.py", f"--adapter={lora}", "--prompt=hi", "--max_new_tokens=2", check=True)
     assert f"loaded {lora} (LoRA) on its base" in by_folder.stderr  # a LoRA run's folder: the adapter it ended with
     adapter = torch.load(lora / "adapter.pt", weights_only=True)
@@ -322,6 +324,14 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_partial_one(tmp_path, monk
         save_checkpoint({"step": 2}, path)
     assert error.value.errno == errno.ENOSPC and error.value.filename == str(path)
     assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_a_file_written_where_a_folder_is_names_the_path_and_leaves_no_temporary_file(tmp_path):
+    from checkpoint import save_checkpoint
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError) as error:
+        save_checkpoint({"step": 1}, tmp_path / "taken")
+    assert error.value.filename == str(tmp_path / "taken") and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
 def test_run_turns_a_full_disk_or_a_missing_package_into_one_line_and_a_bug_into_a_report(capsys):
