@@ -109,6 +109,14 @@ def answer(history: list[tuple[str, str]], message: str, model, tokenizer, confi
     history.append((message, stream_reply(model, tokenizer, ids, config, generator)))
 
 
+def piped_lines() -> list[str]:
+    """The lines piped in: each a message to answer (or, with --raw, a text to continue)."""
+    try:
+        return sys.stdin.buffer.read().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"the piped input is not UTF-8 text (byte {e.start} cannot be decoded): save it as UTF-8") from None
+
+
 def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python sample.py [--prompt=TEXT] [--raw] [--key=value ...]", __doc__)
     if "prompt" in typed and not config["prompt"].strip() and not config["raw"]:
@@ -119,7 +127,7 @@ def main() -> None:
     interactive = not config["prompt"] and sys.stdin.isatty()
     print(f"loaded {description}" + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
     if config["raw"]:  # 文字接龍: continue each text
-        texts = [config["prompt"]] if config["prompt"] else ([] if interactive else sys.stdin.read().splitlines())
+        texts = [config["prompt"]] if config["prompt"] else ([] if interactive else piped_lines())
         for text in texts or [""]:
             ids = tokenizer.encode_document(text)
             if len(ids) >= model.config.block_size:
@@ -133,7 +141,7 @@ def main() -> None:
         answer(history, config["prompt"], model, tokenizer, config, generator, interactive)
         return
     # the chat: typed at a terminal, or one message per line of piped input (one reply per line)
-    piped = None if interactive else iter(sys.stdin.read().splitlines())
+    piped = None if interactive else iter(piped_lines())
     while True:
         try:
             message = input("USER: ") if interactive else next(piped)
@@ -141,6 +149,9 @@ def main() -> None:
             if interactive:
                 print()
             return
+        except UnicodeDecodeError:  # a terminal not set to UTF-8
+            print("(that line is not UTF-8 text: set the terminal to UTF-8 and type it again)")
+            continue
         if message.strip() == "/quit":
             return
         if message.strip() == "/reset":

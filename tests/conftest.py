@@ -21,8 +21,8 @@ TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--
 def run_script(*args, check=False, timeout=120, **kwargs) -> subprocess.CompletedProcess:
     """python SCRIPT ARGS... from the repository root, capturing output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout, env=env, **kwargs)
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=kwargs.pop("text", True), timeout=timeout, env=env, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -76,6 +76,12 @@ def test_a_reader_that_leaves_early_is_no_error(tiny_checkpoint):
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr and "bug" not in result.stderr
 
 
+def test_piped_input_that_is_not_utf8_is_a_clear_error(tiny_checkpoint):
+    result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--max_new_tokens=2", input=b"ok\n\xff\n", text=False)
+    assert result.returncode == 2 and b"the piped input is not UTF-8 text (byte 3" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     result = run_script("sample.py", f"--ckpt={tmp_path}/none.pt", "--prompt=hi")
     assert result.returncode == 2 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
