@@ -203,6 +203,8 @@ def test_a_pretrained_model_continues_the_text(server, models_dir):
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 6}, 400, "max_tokens must be"),
     ({"messages": [{"role": "user", "content": "hi"}], "top_p": "x"}, 400, "top_p must be"),
     (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": Infinity}', 400, "max_tokens must be"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 400}, 400, "max_tokens must be"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "seed": ' + b"9" * 5000 + b"}", 400, "not JSON"),
     ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n must be"),
     ({"messages": [{"role": "user", "content": "hi"}], "stop": [""]}, 400, "stop must be"),
     ({"messages": [{"role": "user", "content": "hi"}], "prefix_ids": [10 ** 6]}, 400, "prefix_ids"),
