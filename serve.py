@@ -28,6 +28,7 @@ and its own KV cache, and a client that leaves stops its generation.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -393,6 +394,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True  # Ctrl-C does not wait for replies in progress
 
     def __init__(self, address: tuple[str, int], models_dir: Path, device: str, dtype: str):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # --host=::1 too
         super().__init__(address, Handler)
         self.models_dir, self.device, self.dtype = models_dir, device, dtype
         self.models = find_models(models_dir)
@@ -421,8 +423,10 @@ def main() -> None:
     try:
         server = Server((config["host"], config["port"]), folder, choose_device(config["device"]), config["dtype"])
     except OSError as e:
-        raise UserError(f"cannot listen on {config['host']}:{config['port']} ({e.strerror or e}): "
-                        "is a server running there already? choose another --port") from None
+        advice = {errno.EADDRINUSE: "is a server running there already? choose another --port",
+                  errno.EACCES: "ports below 1024 need more rights: choose another --port"}.get(
+            e.errno, "give --host an address of this machine (127.0.0.1, or 0.0.0.0 for every network)")
+        raise UserError(f"cannot listen on {config['host']}:{config['port']} ({e.strerror or e}): {advice}") from None
     if not server.models:
         server.server_close()
         raise UserError(f"no model under {folder} (no ckpt.pt or adapter.pt): train one first (python pretrain.py, "
@@ -434,7 +438,7 @@ def main() -> None:
     host, port = server.server_address[:2]
     print(f"{len(server.models)} model{'s' * (len(server.models) > 1)} under {folder}; the default is "
           f"{next(iter(server.models))}", file=sys.stderr)
-    print(f"serving on http://{host}:{port} (Ctrl-C stops)", flush=True)
+    print(f"serving on http://{f'[{host}]' if ':' in host else host}:{port} (Ctrl-C stops)", flush=True)  # [::1], as URLs write it
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it, even if started ignoring SIGINT (&)
         server.serve_forever()

@@ -316,6 +316,10 @@ def test_the_server_starts_warns_off_localhost_and_stops_on_ctrl_c(models_dir):
         taken = subprocess.run([sys.executable, "serve.py", f"--models_dir={models_dir}", f"--port={port}"],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+        assert "another --port" in taken.stderr
+        no_such = subprocess.run([sys.executable, "serve.py", f"--models_dir={models_dir}", "--host=127.0.0..1"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert no_such.returncode == 2 and "give --host an address of this machine" in no_such.stderr
         assert "Traceback" not in taken.stderr
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
