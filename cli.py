@@ -114,9 +114,12 @@ def _convert(name: str, text: str, default: Any) -> Any:
     for kind, word in ((int, "an integer"), (float, "a number")):
         if isinstance(default, kind):
             try:
-                return kind(text)
+                value = kind(text)
             except ValueError:
                 raise UserError(f"--{name} expects {word}, got {text!r}") from None
+            if kind is int and not -2**63 <= value < 2**63:  # what torch and the OS take as an integer
+                raise UserError(f"--{name} must be an integer from -2**63 to 2**63 - 1; got {text}")
+            return value
     return text  # strings, and options whose default is None
 
 

@@ -83,7 +83,7 @@ OPTIONS = {
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ...", DEVICE),
     "dtype": ("auto", "auto (bfloat16 where supported, else float32), bfloat16, float32",
               ("auto", "bfloat16", "float32")),
-    "threads": (0, "CPU threads for torch (0: one per core)", "[0, inf)"),
+    "threads": (0, "CPU threads for torch (0: one per core)", "[0, 1024]"),
 }
 WORLD = Path(__file__).resolve().parent / "data" / "world"
 FIXED_ON_RESUME = ("base", "init_from", "lora", "lora_rank", "lora_alpha", "lora_targets", "freeze_tables", "freeze_blocks")

@@ -58,7 +58,7 @@ OPTIONS = {
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...", DEVICE),
     "dtype": ("auto", "auto (bfloat16 where the hardware supports it, else float32), bfloat16, float32",
               ("auto", "bfloat16", "float32")),
-    "threads": (0, "CPU threads for torch (0: torch's default, one per core)", "[0, inf)"),
+    "threads": (0, "CPU threads for torch (0: torch's default, one per core)", "[0, 1024]"),
 }
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "rope", "qk_norm", "relu2", "zero_init",
               "untied", "logit_cap")

@@ -57,7 +57,7 @@ OPTIONS = {
     "device": ("auto", "auto (CUDA if present, else CPU), cpu, cuda, ...", DEVICE),
     "dtype": ("auto", "weights for generation, as in sample.py", ("auto", "int8", "bfloat16", "float32")),
     "threads": (0, "CPU threads for generation (0: one per core but one, which the HTTP side and the browser need: "
-                   "a reply computed on every core stalls whenever another program takes one)", "[0, inf)"),
+                   "a reply computed on every core stalls whenever another program takes one)", "[0, 1024]"),
 }
 PAGE = Path(__file__).with_name("serve.html")
 MAX_BODY = 1 << 20  # bytes of one request

@@ -132,6 +132,7 @@ BAD_OPTIONS = [  # (script, option, what the line must say)
     ("sample.py", "--temperature=nan", "at least 0"), ("sample.py", "--temperature=-1", "at least 0"),
     ("sample.py", "--max_new_tokens=0", "at least 1"), ("experiment.py", "--seeds=0", "at least 1"),
     ("pretrain.py", "--time=10 minutes", "90s, 10m or 1.5h"), ("pretrain.py", "--time=0s", "a duration"),
+    ("sample.py", "--seed=18446744073709551616", "2**63 - 1"), ("serve.py", "--threads=1099511627776", "at most 1024"),
 ]
 
 
