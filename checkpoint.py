@@ -80,7 +80,7 @@ def load_model(checkpoint: dict, device: str = "cpu", **config_changes) -> tuple
         model = GPT(GPTConfig(**{**checkpoint["model_config"], **config_changes}))
         model.load_state_dict(checkpoint["model"])
         tokenizer = Tokenizer(checkpoint["vocab"])
-    except (TypeError, RuntimeError, ValueError, KeyError, IndexError, OverflowError) as e:
+    except (TypeError, RuntimeError, ValueError, KeyError, IndexError, OverflowError, AssertionError) as e:
         raise UserError(f"the checkpoint's weights do not match its model config ({str(e).splitlines()[0][:200]}): "
                         "the file was altered or comes from another program") from None
     return model.to(device).eval(), tokenizer

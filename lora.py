@@ -118,9 +118,13 @@ def load_adapted_model(adapter_path: str | Path, base_path: str | Path | None = 
         raise UserError(f"the adapter {adapter_path} was trained on another base model than {base_path} "
                         f"(their weights differ): give the base it was trained on with {base_option}, or train the adapter again")
     model, tokenizer = load_model(base, device)
-    cfg = adapter["lora_config"]
-    add_lora(model, cfg["targets"], cfg["rank"], cfg["alpha"], 0.0)
-    load_lora_state(model, adapter["lora"])
+    try:
+        cfg = adapter["lora_config"]
+        add_lora(model, cfg["targets"], cfg["rank"], cfg["alpha"], 0.0)
+        load_lora_state(model, adapter["lora"])
+    except (TypeError, RuntimeError, ValueError, KeyError, IndexError) as e:
+        raise UserError(f"{adapter_path} does not fit its base ({str(e).splitlines()[0][:200]}): the file was altered "
+                        "or comes from another program") from None
     return model.to(device).eval(), tokenizer, str(base_path)
 
 

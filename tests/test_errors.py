@@ -298,6 +298,14 @@ def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kin
     by_folder = run_script("sample.py", f"--adapter={lora}", "--prompt=hi", "--max_new_tokens=2", check=True)
     assert f"loaded {lora} (LoRA) on its base" in by_folder.stderr  # a LoRA run's folder: the adapter it ended with
     adapter = torch.load(lora / "adapter.pt", weights_only=True)
+    first = next(iter(adapter["lora"]))
+    for altered in ({**adapter, "lora_config": {"targets": ["c_attn"], "alpha": 2.0}},  # no rank
+                    {**adapter, "lora": {**adapter["lora"], first: torch.zeros(3, 5)}}):  # a tensor of another shape
+        torch.save(altered, tmp_path / "altered.pt")
+        assert_clear_error(run_script("sample.py", f"--adapter={tmp_path}/altered.pt", "--prompt=hi"), "does not fit its base")
+    odd = torch.load(base, weights_only=True)
+    torch.save({**odd, "model_config": {**odd["model_config"], "n_head": 7}}, tmp_path / "odd.pt")  # width not a multiple
+    assert_clear_error(run_script("sample.py", f"--ckpt={tmp_path}/odd.pt", "--prompt=hi"), "do not match its model config")
     torch.save({**adapter, "base_path": "out/trained_elsewhere/ckpt.pt"}, tmp_path / "moved.pt")  # relative, as typed
     assert_clear_error(run_script("sample.py", f"--adapter={tmp_path}/moved.pt", "--prompt=hi"),
                        "as given when it was trained", "--ckpt")
