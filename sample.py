@@ -111,6 +111,8 @@ def answer(history: list[tuple[str, str]], message: str, model, tokenizer, confi
 
 def piped_lines() -> list[str]:
     """The lines piped in: each a message to answer (or, with --raw, a text to continue)."""
+    if sys.stdin is None:  # started with its input closed
+        return []
     try:
         return sys.stdin.buffer.read().decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
@@ -124,7 +126,7 @@ def main() -> None:
     ckpt, adapter = find_model(config)
     model, tokenizer, description = load_for_generation(ckpt, adapter, choose_device(config["device"]), config["dtype"])
     generator = torch.Generator().manual_seed(config["seed"])
-    interactive = not config["prompt"] and sys.stdin.isatty()
+    interactive = not config["prompt"] and sys.stdin is not None and sys.stdin.isatty()
     print(f"loaded {description}" + (". /reset starts over, /quit leaves." if interactive else ""), file=sys.stderr)
     if config["raw"]:  # 文字接龍: continue each text
         texts = [config["prompt"]] if config["prompt"] else ([] if interactive else piped_lines())

@@ -76,6 +76,12 @@ def test_a_reader_that_leaves_early_is_no_error(tiny_checkpoint):
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr and "bug" not in result.stderr
 
 
+def test_a_closed_input_is_no_input(tiny_checkpoint):
+    command = f"{shlex.quote(sys.executable)} sample.py --ckpt={shlex.quote(str(tiny_checkpoint))} --max_new_tokens=3 <&-"
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == "" and "Traceback" not in result.stderr
+
+
 def test_piped_input_that_is_not_utf8_is_a_clear_error(tiny_checkpoint):
     result = run_script("sample.py", f"--ckpt={tiny_checkpoint}", "--max_new_tokens=2", input=b"ok\n\xff\n", text=False)
     assert result.returncode == 2 and b"the piped input is not UTF-8 text (byte 3" in result.stderr
