@@ -56,6 +56,12 @@ def run(main: Callable[[], Any]) -> None:
         print(f"error: the package {package} is not installed in this Python ({sys.executable}): "
               "run pip install -r requirements.txt (or activate the environment that has it)", file=sys.stderr)
         sys.exit(2)
+    except UnicodeEncodeError:  # printing Chinese to a terminal (or pipe) set to another encoding
+        if (sys.stdout.encoding or "").lower().replace("-", "") in ("utf8", "utf8sig"):
+            raise_as_bug()
+        print(f"error: the output's encoding, {sys.stdout.encoding}, cannot show this text: set the terminal to UTF-8 "
+              "(or run with PYTHONIOENCODING=utf-8)", file=sys.stderr)
+        sys.exit(2)
     except BrokenPipeError:  # the reader of the output left (| head): nothing is wrong, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
         sys.exit(1)

@@ -1,4 +1,5 @@
 """Generation: the KV cache changes nothing but speed; sampling options; the chat and text continuation."""
+import os
 import shlex
 import subprocess
 import sys
@@ -80,6 +81,14 @@ def test_a_closed_input_is_no_input(tiny_checkpoint):
     command = f"{shlex.quote(sys.executable)} sample.py --ckpt={shlex.quote(str(tiny_checkpoint))} --max_new_tokens=3 <&-"
     result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout == "" and "Traceback" not in result.stderr
+
+
+def test_an_output_that_cannot_show_chinese_is_a_clear_error(tiny_checkpoint):
+    result = subprocess.run([sys.executable, "sample.py", f"--ckpt={tiny_checkpoint}", "--raw", "--prompt=臺灣",
+                             "--max_new_tokens=2"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert result.returncode == 2 and "cannot show this text: set the terminal to UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_piped_input_that_is_not_utf8_is_a_clear_error(tiny_checkpoint):
