@@ -40,8 +40,9 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "mod
     option: the command-line option that names this file, for the messages."""
     path = Path(path)
     adapter = "lora" in required
-    if path.is_dir():  # a run's folder: the file it ends with
-        path = path / ("adapter.pt" if adapter else "ckpt.pt")
+    if path.is_dir():  # a run's folder: the file it ends with (a LoRA run's adapter.pt, once it has ended)
+        ended = adapter and ((path / "adapter.pt").exists() or not (path / "ckpt.pt").exists())
+        path = path / ("adapter.pt" if ended else "ckpt.pt")
     if not path.is_file() and adapter:
         raise UserError(f"no adapter at {path}: python finetune.py --lora writes it when its run ends "
                         f"(a stopped run goes on with python finetune.py --resume --out_dir={path.parent})")
@@ -64,6 +65,9 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "mod
         if not adapter and ("lora" in checkpoint or checkpoint.get("kind") == "lora"):
             raise UserError(f"{path} is {'a LoRA adapter' if 'lora' in checkpoint else 'a LoRA run (its adapter is adapter.pt)'}, "
                             f"not a model: give the adapter with --adapter, and its base with {option}")
+        if adapter and checkpoint.get("kind") == "lora":
+            raise UserError(f"{path} is a LoRA run that has not ended: its adapter.pt is written when it does (it goes on "
+                            f"with python finetune.py --resume --out_dir={path.parent})")
         if adapter and "model" in checkpoint:
             raise UserError(f"{path} is a model, not a LoRA adapter: give it with --ckpt (or --base)")
     missing = [key for key in required if not isinstance(checkpoint, dict) or key not in checkpoint]

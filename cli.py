@@ -17,6 +17,7 @@ This module imports nothing heavy, so that --help answers at once.
 """
 from __future__ import annotations
 
+import codecs
 import difflib
 import errno
 import math
@@ -43,6 +44,8 @@ def run(main: Callable[[], Any]) -> None:
     one clear line and exit status 2; anything else is a bug, reported as one."""
     try:
         main()
+        if sys.stdout:
+            sys.stdout.flush()  # here, not at exit, so that a reader who left is caught below
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -57,13 +60,14 @@ def run(main: Callable[[], Any]) -> None:
               "run pip install -r requirements.txt (or activate the environment that has it)", file=sys.stderr)
         sys.exit(2)
     except UnicodeEncodeError:  # printing Chinese to a terminal (or pipe) set to another encoding
-        if (sys.stdout.encoding or "").lower().replace("-", "") in ("utf8", "utf8sig"):
+        if not sys.stdout or codecs.lookup(sys.stdout.encoding or "utf-8").name == "utf-8":
             raise_as_bug()
         print(f"error: the output's encoding, {sys.stdout.encoding}, cannot show this text: set the terminal to UTF-8 "
               "(or run with PYTHONIOENCODING=utf-8)", file=sys.stderr)
         sys.exit(2)
     except BrokenPipeError:  # the reader of the output left (| head): nothing is wrong, nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+        if sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
         sys.exit(1)
     except OSError as e:  # a file that cannot be read or written: the disk, a path, a permission
         if not e.filename:
@@ -89,10 +93,15 @@ def read_lines(path: str | Path, what: str) -> list[str]:
     """The lines of a user's UTF-8 text file, or one line saying what is wrong with it."""
     if not Path(path).is_file():
         raise UserError(f"no such {what}: {path}")
+    return text_lines(Path(path).read_bytes(), str(path))
+
+
+def text_lines(data: bytes, name: str) -> list[str]:
+    """The lines of UTF-8 text a user gave (a file, piped input), or one line naming the bad byte."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark (Windows editors) is dropped
+        return data.decode("utf-8-sig").splitlines()  # -sig: a byte-order mark (Windows editors) is dropped
     except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
+        raise UserError(f"{name} is not UTF-8 text (byte {e.start} cannot be decoded)") from None
 
 
 def split_args(text: str, option: str) -> list[str]:
@@ -135,6 +144,9 @@ def atomic_write(files: dict[Path, Callable[[IO[bytes]], Any]]) -> None:
     files whole (never half of one, nor a new file beside old ones), and the partial temporary
     files are removed, so that they do not keep the disk full."""
     tmps = {path: path.with_name(path.name + ".tmp") for path in files}
+    for path in files:  # before any rename: one that failed after others would leave a mix of old and new
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder is there, not a file", str(path))
     try:
         for path, write in files.items():
             with open(tmps[path], "wb") as f:
@@ -142,7 +154,7 @@ def atomic_write(files: dict[Path, Callable[[IO[bytes]], Any]]) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         for path, tmp in tmps.items():
-            os.replace(tmp, path)  # (a path that is a folder fails here: its temporary file goes too)
+            os.replace(tmp, path)
     except BaseException as e:
         for tmp in tmps.values():
             tmp.unlink(missing_ok=True)

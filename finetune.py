@@ -122,7 +122,7 @@ def settle_options(config: dict, typed: set[str]) -> tuple[dict, dict | None, Pa
         config["max_iters"] = AUTO_STEPS["scratch" if scratch else "pretrained"]
     if config["replay"] == "auto":
         share = 0 if scratch else AUTO_REPLAY["lora" if config["lora"] else "full"]  # of the batch: the same loss share at any size
-        config["replay"] = max(1, round(share * config["batch_size"])) if share else 0
+        config["replay"] = max(1, int(share * config["batch_size"] + 0.5)) if share else 0  # half up: 1.5 -> 2, 2.5 -> 3
     if config["min_lr"] == "auto":
         config["min_lr"] = config["learning_rate"] / 10
     return config, checkpoint, out_dir
@@ -231,7 +231,7 @@ def main() -> None:
     if config["freeze_blocks"] > base["model_config"]["n_layer"]:
         raise UserError(f"--freeze_blocks={config['freeze_blocks']}: {config['base']} has {base['model_config']['n_layer']} "
                         "blocks; keep fewer than that as pretrained")
-    writable_folder(out_dir)  # the last check on the user's options, before out_dir is made
+    writable_folder(out_dir)  # made after the refusals that need only the options and the base: those leave no folder
     model, tokenizer, extra, weights_to_save = prepare_model(config, base)
     if checkpoint is not None and checkpoint.get("base_fingerprint") != extra.get("base_fingerprint"):
         raise UserError(f"{config['base']} has other weights than the base this LoRA run began on (it was replaced since): "

@@ -161,5 +161,6 @@ def load_for_generation(ckpt: str, adapter: str, device: str, dtype: str = "auto
     n_params = model.num_params(non_embedding=False)  # every weight, as the README counts them
     model = for_generation(model, device, dtype)
     weights = str(next(model.parameters()).dtype).removeprefix("torch.")
-    weights = f"int8 linear layers, {weights}" if any(isinstance(m, Int8Linear) for m in model.modules()) else weights
+    int8, plain = (sum(isinstance(m, kind) for m in model.modules()) for kind in (Int8Linear, torch.nn.Linear))
+    weights = f"int8 linear layers{f' ({int8} of {int8 + plain})' if plain else ''}, {weights}" if int8 else weights
     return model, tokenizer, f"{path} ({n_params / 1e6:.2f}M parameters, {weights})"

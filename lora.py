@@ -141,13 +141,14 @@ def main() -> None:
     config, args, _ = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
     if len(args) != 2 or args[0] != "merge":
         raise UserError("usage: python lora.py merge out/lora/adapter.pt")
-    out = Path(config["out"]) if config["out"] else Path(args[1]).with_name("merged.pt")
+    adapter = Path(args[1]) / "adapter.pt" if Path(args[1]).is_dir() else Path(args[1])  # a LoRA run's folder
+    out = Path(config["out"]) if config["out"] else adapter.with_name("merged.pt")
     out = out / "merged.pt" if out.is_dir() else out  # a folder: the file goes into it
-    model, tokenizer, base_path = load_adapted_model(args[1], config["base"] or None, base_option="--base")
-    if out.resolve() in (Path(args[1]).resolve(), Path(base_path).resolve()):
+    model, tokenizer, base_path = load_adapted_model(adapter, config["base"] or None, base_option="--base")
+    if out.resolve() in (adapter.resolve(), Path(base_path).resolve()):
         raise UserError(f"--out={out} would write over an input of the merge: choose another path")
     save_checkpoint(merged_checkpoint(model, tokenizer), out)
-    print(f"merged {args[1]} into its base: {out} (a plain checkpoint: python sample.py --ckpt={out})")
+    print(f"merged {adapter} into its base: {out} (a plain checkpoint: python sample.py --ckpt={out})")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from cli import DEVICE, UserError, parse_args, run
+from cli import DEVICE, UserError, parse_args, run, text_lines
 from generation import generate, load_for_generation
 from machine import choose_device
 from tokenizer import END, chat_fits, utf8_pending
@@ -113,10 +113,7 @@ def piped_lines() -> list[str]:
     """The lines piped in: each a message to answer (or, with --raw, a text to continue)."""
     if sys.stdin is None:  # started with its input closed
         return []
-    try:
-        return sys.stdin.buffer.read().decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"the piped input is not UTF-8 text (byte {e.start} cannot be decoded): save it as UTF-8") from None
+    return text_lines(sys.stdin.buffer.read(), "the piped input")
 
 
 def main() -> None:

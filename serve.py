@@ -302,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
                                     f"{READ_SECONDS} s", "timeout") from None
         try:
             body = json.loads(data or b"null")
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also a number of 5,000 digits
+        except (ValueError, RecursionError) as e:  # ValueError: bad JSON, not UTF-8, a number of 5,000 digits
             raise RequestError(400, f"the body is not JSON ({e})") from None
         if not isinstance(body, dict):
             raise RequestError(400, "the body must be a JSON object")
@@ -378,12 +378,12 @@ def training_curves(folder: Path) -> dict[str, dict]:
         for line in lines:
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:  # a line being written
+            except (ValueError, RecursionError):  # a line being written, or damaged
                 continue
             if not isinstance(row, dict) or not isinstance(row.get("step"), int):
                 continue
             for key, curve in (("loss", train), ("val_loss", val)):  # a diverged run's NaN is no point: JSON has none
-                if isinstance(row.get(key), (int, float)) and math.isfinite(row[key]):
+                if isinstance(row.get(key), (int, float)) and abs(row[key]) < math.inf:  # (no overflow on a huge int)
                     curve.append([row["step"], row[key]])
         every = max(1, len(train) // CURVE_POINTS)
         runs[str(log.parent)] = {"train": train[::every], "val": val}

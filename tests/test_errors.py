@@ -288,13 +288,19 @@ def test_a_lora_run_is_not_resumed_on_a_replaced_base_and_files_of_the_other_kin
     lora = tmp_path / "lora"
     run_script("finetune.py", f"--base={base}", f"--data={sft_files}", f"--out_dir={lora}", "--lora",
                "--max_iters=2", "--eval_interval=2", *FT, check=True)
+    for folder, source in (("full", base), ("unended", lora / "ckpt.pt")):  # a model's folder; a LoRA run not ended
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "ckpt.pt").write_bytes(source.read_bytes())
     for option, words in ((f"--ckpt={lora}/adapter.pt", "is a LoRA adapter, not a model"),
+                          (f"--adapter={tmp_path}/full", "is a model, not a LoRA adapter"),
+                          (f"--adapter={tmp_path}/unended", "has not ended"),
                           (f"--ckpt={lora}/ckpt.pt", "is a LoRA run (its adapter is adapter.pt)"),
                           (f"--adapter={base}", "is a model, not a LoRA adapter"),
                           (f"--adapter={tmp_path}/stopped/adapter.pt", "--resume --out_dir=")):
         assert_clear_error(run_script("sample.py", option, "--prompt=hi"), words)
     run_script("lora.py", "merge", f"{lora}/adapter.pt", f"--out={tmp_path}", check=True)  # a folder: merged.pt in it
-    assert (tmp_path / "merged.pt").is_file() and not list(tmp_path.glob("*.tmp"))
+    run_script("lora.py", "merge", lora, check=True)  # a LoRA run's folder: its adapter, merged beside it
+    assert (tmp_path / "merged.pt").is_file() and (lora / "merged.pt").is_file() and not list(tmp_path.glob("*.tmp"))
     by_folder = run_script("sample.py", f"--adapter={lora}", "--prompt=hi", "--max_new_tokens=2", check=True)
     assert f"loaded {lora} (LoRA) on its base" in by_folder.stderr  # a LoRA run's folder: the adapter it ended with
     adapter = torch.load(lora / "adapter.pt", weights_only=True)

@@ -162,7 +162,8 @@ def test_modern_kv_cache_and_zero_init():
     assert untied.num_params() == sum(p.numel() for p in untied.parameters()) - 64 * 16
 
 
-@pytest.mark.parametrize("n_embd, int8_layers", [(32, 4 * MODERN.n_layer + 1), (40, MODERN.n_layer)])
+@pytest.mark.parametrize("n_embd, int8_layers", [(32, 4 * MODERN.n_layer + 1), (48, 4 * MODERN.n_layer + 1),
+                                                 (40, MODERN.n_layer)])
 def test_int8_weights_of_the_modern_model_give_nearly_its_logits(n_embd, int8_layers):
     """sample.py's int8 path on pretrain.py's architecture: every Linear, the untied output layer
     too, becomes int8, and the logits stay within a few thousandths of the float ones. The int8
