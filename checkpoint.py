@@ -33,16 +33,23 @@ def save_checkpoint(checkpoint: dict, path: Path) -> None:
     atomic_write({path: lambda f: torch.save(checkpoint, f)})
 
 
+def run_file(path: str | Path, adapter: bool) -> Path:
+    """path, or for a run's folder the file it ends with: ckpt.pt, or a LoRA run's adapter.pt once
+    it has ended (before that, its ckpt.pt: load_checkpoint then says how the run goes on)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    ended = adapter and ((path / "adapter.pt").exists() or not (path / "ckpt.pt").exists())
+    return path / ("adapter.pt" if ended else "ckpt.pt")
+
+
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "model_config", "vocab"),
                     option: str = "") -> dict:
     """Load a checkpoint (or, with other required keys, a LoRA adapter) written by this project.
     weights_only=True: tensors and plain values only, so a file from elsewhere cannot run code.
     option: the command-line option that names this file, for the messages."""
-    path = Path(path)
     adapter = "lora" in required
-    if path.is_dir():  # a run's folder: the file it ends with (a LoRA run's adapter.pt, once it has ended)
-        ended = adapter and ((path / "adapter.pt").exists() or not (path / "ckpt.pt").exists())
-        path = path / ("adapter.pt" if ended else "ckpt.pt")
+    path = run_file(path, adapter)
     if not path.is_file() and adapter:
         raise UserError(f"no adapter at {path}: python finetune.py --lora writes it when its run ends "
                         f"(a stopped run goes on with python finetune.py --resume --out_dir={path.parent})")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from checkpoint import load_checkpoint, load_model, save_checkpoint
+from checkpoint import load_checkpoint, load_model, run_file, save_checkpoint
 from cli import UserError, parse_args, run
 
 
@@ -141,7 +141,7 @@ def main() -> None:
     config, args, _ = parse_args(options, "python lora.py merge ADAPTER [--out=PATH]", __doc__, positional="merge ADAPTER")
     if len(args) != 2 or args[0] != "merge":
         raise UserError("usage: python lora.py merge out/lora/adapter.pt")
-    adapter = Path(args[1]) / "adapter.pt" if Path(args[1]).is_dir() else Path(args[1])  # a LoRA run's folder
+    adapter = run_file(args[1], adapter=True)  # a LoRA run's folder: its adapter.pt
     out = Path(config["out"]) if config["out"] else adapter.with_name("merged.pt")
     out = out / "merged.pt" if out.is_dir() else out  # a folder: the file goes into it
     model, tokenizer, base_path = load_adapted_model(adapter, config["base"] or None, base_option="--base")

@@ -438,7 +438,8 @@ def main() -> None:
     host, port = server.server_address[:2]
     print(f"{len(server.models)} model{'s' * (len(server.models) > 1)} under {folder}; the default is "
           f"{next(iter(server.models))}", file=sys.stderr)
-    print(f"serving on http://{f'[{host}]' if ':' in host else host}:{port} (Ctrl-C stops)", flush=True)  # [::1], as URLs write it
+    host = f"[{host}]" if server.address_family == socket.AF_INET6 else host  # as URLs write an IPv6 address
+    print(f"serving on http://{host}:{port} (Ctrl-C stops)", flush=True)
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it, even if started ignoring SIGINT (&)
         server.serve_forever()
