@@ -32,6 +32,7 @@ precision (bf16 or fp32) is not run again (unless --rerun).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -152,13 +153,16 @@ def corpus_documents(name: str, fortunes_dir: Path) -> tuple[list[str], list[str
 def prepare_corpus(name: str, folder: Path, fortunes_dir: Path) -> dict:
     """Shuffle the documents, hold out the test share, write the rest as a dataset (train and
     validation) and the test documents as test.bin in its vocabulary. -> meta, with test_bytes."""
+    docs, files = corpus_documents(name, fortunes_dir)
+    docs = list(dict.fromkeys(docs))  # a document repeated word for word would be in test and train both
+    source = hashlib.sha256("\n\n".join(docs).encode()).hexdigest()[:16]  # the text: the world's changes with its options
     if (folder / "test.bin").exists():  # written last: a corpus cut short is prepared again
-        return json.loads((folder / "meta.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("source") == source:
+            return meta
     import numpy as np
     from data.prepare import write_dataset
     from tokenizer import DOC, Tokenizer, cl100k
-    docs, files = corpus_documents(name, fortunes_dir)
-    docs = list(dict.fromkeys(docs))  # a document repeated word for word would be in test and train both
     random.Random(0).shuffle(docs)
     n_test = max(1, int(len(docs) * TEST_SHARE))
     test, rest = docs[:n_test], docs[n_test:]
@@ -168,7 +172,7 @@ def prepare_corpus(name: str, folder: Path, fortunes_dir: Path) -> dict:
     val = np.fromfile(folder / "val.bin", dtype=np.uint16)
     val_bytes = len(tokenizer.decode_bytes(val[val != DOC].tolist()))  # the text's bytes, as for test
     meta.update(test_tokens=len(ids), test_bytes=sum(len(d.encode()) for d in test), test_documents=n_test,
-                val_bytes=val_bytes, files=files)
+                val_bytes=val_bytes, files=files, source=source)
     atomic_write({folder / "test.bin": ids.tofile, folder / "meta.json": lambda f: f.write(json.dumps(meta).encode())})
     return meta
 
@@ -452,8 +456,16 @@ def main() -> None:
               f"{meta['test_tokens']:,} test tokens ({meta['test_documents']:,} documents held out)")
     results_path = out_dir / "results.json"
     record = json.loads(results_path.read_text()) if results_path.exists() else {"results": []}
-    record.setdefault("corpora", {}).update({c: {k: v for k, v in json.loads((folders[c] / "meta.json").read_text()).items()
-                                                 if k in SIZES} for c in corpora})
+    for corpus in corpora:  # a corpus whose text changed (the world's, say): its earlier results measured another text
+        now = {k: v for k, v in json.loads((folders[corpus] / "meta.json").read_text()).items() if k in (*SIZES, "source")}
+        before = record.setdefault("corpora", {}).get(corpus, now)
+        if any(before.get(k, v) != v for k, v in now.items()):  # a record from before "source" compares by its sizes
+            stale = [r for r in record["results"] if r["corpus"] == corpus]
+            record["results"] = [r for r in record["results"] if r["corpus"] != corpus]
+            record.setdefault("set_aside", []).extend({**r, "corpus_then": before} for r in stale)  # kept, not shown
+            print(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
+                  f"(under \"set_aside\" in {results_path}) and not reused or shown")
+        record["corpora"][corpus] = now
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike

@@ -134,6 +134,18 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     before = {r["variant"]: r for r in elsewhere}
     after = {r["variant"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"]}
     assert after["gpt2"] == before["gpt2"] and after["rope"]["machine"] != before["rope"]["machine"]
+    # the corpus's text changes (the world's does with its options): prepared again, earlier results set aside
+    with (folder / "wisdom").open("a") as f:
+        f.write("A fortune added later.\n%\n")
+    changed = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2", "--minutes=0.1", f"--fortunes_dir={folder}",
+                         f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
+    assert "fortunes: its text changed since the record's 2 results on it" in changed.stdout
+    assert [line.split()[1] for line in changed.stdout.splitlines() if line.endswith(" s per step")] == ["gpt2"]
+    final = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert [r["variant"] for r in final["results"]] == ["gpt2"] and final["results"][0] != after["gpt2"]
+    assert sorted(r["variant"] for r in final["set_aside"]) == ["gpt2", "rope"]
+    assert final["corpora"]["fortunes"]["documents"] + final["corpora"]["fortunes"]["test_documents"] == 122
+    assert final["set_aside"][0]["corpus_then"]["source"] != final["corpora"]["fortunes"]["source"]
 
 
 def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_path):
