@@ -23,6 +23,7 @@ import errno
 import math
 import os
 import re
+import select
 import shlex
 import sys
 import traceback
@@ -66,8 +67,9 @@ def run(main: Callable[[], Any]) -> None:
               "(or run with PYTHONIOENCODING=utf-8)", file=sys.stderr)
         sys.exit(2)
     except BrokenPipeError:  # the reader of the output left (| head): nothing is wrong, nothing to say
-        if sys.stdout:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+        if not reader_left():
+            raise_as_bug()  # another pipe or a socket broke (a child process's, say): not the reader leaving
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
         sys.exit(1)
     except OSError as e:  # a file that cannot be read or written: the disk, a path, a permission
         if not e.filename:
@@ -110,6 +112,18 @@ def split_args(text: str, option: str) -> list[str]:
         return shlex.split(text)
     except ValueError as e:  # an unclosed quote
         raise UserError(f"{option}={text!r} cannot be split into options ({e}): close its quotes") from None
+
+
+def reader_left() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll says so where it exists; elsewhere assumed)."""
+    if not sys.stdout:
+        return False
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no file descriptor
+        return True
 
 
 def raise_as_bug() -> None:

@@ -1,6 +1,10 @@
 """A user's mistake gets one clear line and exit status 2, never a traceback; nothing is overwritten."""
 import importlib.util
 import json
+import os
+import shlex
+import subprocess
+import sys
 import time
 
 import pytest
@@ -407,3 +411,18 @@ def test_messages_never_give_unsafe_or_wrong_advice(tmp_path):
     assert_clear_error(result, "could run code")
     assert "weights_only" not in result.stderr
     assert_clear_error(run_script("finetune.py", f"--base={tmp_path}/none.pt"), "--base")
+
+
+def test_a_broken_pipe_is_quiet_only_when_the_reader_of_the_output_left(tmp_path):
+    """| head: exit 1 and nothing said; a broken pipe of another kind (a child's, a socket) is a bug, reported."""
+    script = tmp_path / "pipes.py"
+    script.write_text("import os, sys\nfrom cli import run\n"
+                      "def to_stdout():\n    for _ in range(100000):\n        print('line ' * 20)\n"
+                      "def to_a_child():\n    read, write = os.pipe()\n    os.close(read)\n    os.write(write, b'x')\n"
+                      "run(to_stdout if sys.argv[1] == 'stdout' else to_a_child)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    reader_left = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)} {script} stdout | head -1"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert reader_left.stdout.startswith("line") and reader_left.stderr == ""
+    child = subprocess.run([sys.executable, str(script), "child"], env=env, capture_output=True, text=True, timeout=60)
+    assert child.returncode == 1 and "BrokenPipeError" in child.stderr and "please report it" in child.stderr
