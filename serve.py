@@ -366,6 +366,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
 
 
+def finite(value) -> float | None:
+    """A log's number as a float the page can draw; None for NaN, infinity, a number too large, or not a number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an integer beyond any float
+        return None
+
+
 def training_curves(folder: Path) -> dict[str, dict]:
     """Every run's log.jsonl under folder -> {run: {"train": [[step, loss], ...], "val": [[step, val_loss], ...]}}"""
     runs = {}
@@ -380,11 +390,11 @@ def training_curves(folder: Path) -> dict[str, dict]:
                 row = json.loads(line)
             except (ValueError, RecursionError):  # a line being written, or damaged
                 continue
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            if not isinstance(row, dict) or finite(row.get("step")) is None:
                 continue
             for key, curve in (("loss", train), ("val_loss", val)):  # a diverged run's NaN is no point: JSON has none
-                if isinstance(row.get(key), (int, float)) and abs(row[key]) < math.inf:  # (no overflow on a huge int)
-                    curve.append([row["step"], row[key]])
+                if finite(row.get(key)) is not None:
+                    curve.append([row["step"], finite(row[key])])
         every = max(1, len(train) // CURVE_POINTS)
         runs[str(log.parent)] = {"train": train[::every], "val": val}
     return runs
