@@ -164,13 +164,13 @@ def prepare_model(config: dict, base: dict):
 def replay_text(base: dict, base_path: str):
     """The token array the base was pretrained on (its dataset's train.bin), for --replay.
     -> (tokens, "") or (None, what is wrong)"""
-    import numpy as np
+    from data.prepare import read_tokens
     if not base.get("dataset"):
         return None, f"{base_path} does not say what text it was pretrained on (it is not a pretrain.py checkpoint)"
     folder = Path(base["dataset"])
     try:
         vocab = json.loads((folder / "meta.json").read_text())["vocab"]
-        tokens = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
+        tokens = read_tokens(folder / "train.bin")
     except (OSError, ValueError, KeyError, TypeError):
         return None, f"the text {base_path} was pretrained on, {folder}, is not there or cannot be read"
     if vocab != base["vocab"]:

@@ -84,13 +84,13 @@ def dataset_folder(dataset: str, resuming: bool = False) -> Path:
 def load_dataset(config: dict, checkpoint: dict | None, out_dir: Path):
     """The dataset's folder, its meta.json, and its two splits as token arrays read from disk as
     needed (np.memmap), checked to fit the run. -> (folder, meta, train tokens, val tokens)"""
-    import numpy as np
+    from data.prepare import read_tokens
     folder = dataset_folder(config["dataset"], resuming=checkpoint is not None)
     meta = json.loads((folder / "meta.json").read_text())
     if checkpoint is not None and checkpoint["vocab"] != meta["vocab"]:
         raise UserError(f"dataset {config['dataset']} has another vocabulary than the checkpoint in {out_dir}: "
                         "resume on the dataset the run started with")
-    splits = [np.memmap(folder / f"{split}.bin", dtype=np.uint16, mode="r") for split in ("train", "val")]
+    splits = [read_tokens(folder / f"{split}.bin") for split in ("train", "val")]
     for split, data in zip(("train", "val"), splits):
         if len(data) <= config["block_size"] + 1:
             raise UserError(f"the {split} split of {config['dataset']} has {len(data)} tokens, too few for "

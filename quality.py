@@ -161,15 +161,15 @@ def prepare_corpus(name: str, folder: Path, fortunes_dir: Path) -> dict:
         if meta.get("source") == source:
             return meta
     import numpy as np
-    from data.prepare import write_dataset
+    from data.prepare import TOKENS, read_tokens, write_dataset
     from tokenizer import DOC, Tokenizer, cl100k
     random.Random(0).shuffle(docs)
     n_test = max(1, int(len(docs) * TEST_SHARE))
     test, rest = docs[:n_test], docs[n_test:]
     meta = write_dataset(rest, folder, 8192, 0.05, [name])
     tokenizer = Tokenizer(meta["vocab"])
-    ids = np.array([t for d in test for t in [DOC] + tokenizer.from_cl100k_ids(cl100k().encode_ordinary(d))], dtype=np.uint16)
-    val = np.fromfile(folder / "val.bin", dtype=np.uint16)
+    ids = np.array([t for d in test for t in [DOC] + tokenizer.from_cl100k_ids(cl100k().encode_ordinary(d))], dtype=TOKENS)
+    val = read_tokens(folder / "val.bin")
     val_bytes = len(tokenizer.decode_bytes(val[val != DOC].tolist()))  # the text's bytes, as for test
     meta.update(test_tokens=len(ids), test_bytes=sum(len(d.encode()) for d in test), test_documents=n_test,
                 val_bytes=val_bytes, files=files, source=source)
@@ -229,13 +229,13 @@ def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: 
     """One pretraining run of the variant for the given steps, and its scores: bits per byte on the
     whole validation and test splits, and the curve of validation estimates against the minutes
     those steps take this machine (steps times its seconds per step, timed alone)."""
-    import numpy as np
+    from data.prepare import read_tokens
     start = time.perf_counter()
     log = pretrain(folder, run_dir, [*flags, *extra, f"--max_iters={steps}", f"--seed={seed}", f"--threads={threads}",
                                      f"--eval_interval={-(-steps // CURVE_POINTS)}", f"--eval_iters={CURVE_ITERS}"],
                    f"{variant} on {corpus}")
     wall = time.perf_counter() - start
-    scores = {split: round(bits_per_byte(run_dir / "ckpt.pt", np.fromfile(folder / f"{split}.bin", dtype=np.uint16),
+    scores = {split: round(bits_per_byte(run_dir / "ckpt.pt", read_tokens(folder / f"{split}.bin"),
                                          meta[f"{split}_bytes"]), 5) for split in ("val", "test")}
     bits_per_token_to_byte = meta["val_tokens"] / meta["val_bytes"] / math.log(2)
     return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags,

@@ -24,6 +24,7 @@ from cli import UserError, atomic_write, parse_args, run  # noqa: E402
 from tokenizer import DOC, Tokenizer, build_vocab, cl100k  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent
+TOKENS = np.uint16  # every .bin file: token ids, two bytes each (vocabularies up to 65,536)
 OPTIONS = {
     "name": ("", "dataset name: written to data/NAME/ (default: the first input's name)"),
     "out_dir": ("", "write the dataset here instead of data/NAME/"),
@@ -78,7 +79,7 @@ def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction:
         raise UserError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
     cl100k_docs = cl100k().encode_ordinary_batch(docs, num_threads=os.cpu_count() or 1)
     tokenizer = Tokenizer(vocab or build_vocab(cl100k_docs, vocab_size, char_tokens))
-    ids = np.concatenate([np.array([DOC] + tokenizer.from_cl100k_ids(d), dtype=np.uint16) for d in cl100k_docs])
+    ids = np.concatenate([np.array([DOC] + tokenizer.from_cl100k_ids(d), dtype=TOKENS) for d in cl100k_docs])
     n_val = max(1, int(len(ids) * val_fraction))
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"vocab": tokenizer.vocab, "vocab_size": tokenizer.vocab_size, "documents": len(docs),
@@ -87,6 +88,11 @@ def write_dataset(docs: list[str], out_dir: Path, vocab_size: int, val_fraction:
     atomic_write({out_dir / "train.bin": ids[:-n_val].tofile, out_dir / "val.bin": ids[-n_val:].tofile,
                   out_dir / "meta.json": lambda f: f.write(json.dumps(meta).encode())})
     return meta
+
+
+def read_tokens(path: Path) -> np.memmap:
+    """A .bin file of token ids as write_dataset writes them, read from disk as needed."""
+    return np.memmap(path, dtype=TOKENS, mode="r")
 
 
 def main() -> None:
