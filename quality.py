@@ -28,7 +28,8 @@ and pretrain.py's validation split is 5% of the rest: settings are chosen on val
 test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes, seed
 and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
 variants at a time add up to one table; what it holds from a machine training in the same
-precision (bf16 or fp32) is not run again (unless --rerun).
+precision (bf16 or fp32) is not run again (unless --rerun). Results on a corpus whose text has
+changed since (the world's, after its options changed) are set aside: kept, not reused or shown.
 """
 from __future__ import annotations
 
