@@ -614,18 +614,26 @@ def test_every_superlative_wording_changes_only_the_instruction_data(world):
     assert fewer.returncode == 2 and "--world_wordings must be at least 4" in fewer.stderr
 
 
-def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(world):
-    from data.world.prepare import MORE_WORLD, parse_world
-    more = tiny_world(more_superlatives=30)
-    added = parse_world(MORE_WORLD)
+@pytest.mark.parametrize("n", [30, 80])
+def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(world, n):
+    from data.world.prepare import MORE_WORLD, VAL_WORLD, WORLD, WORLD_ZH, parse_world
+    more = tiny_world(more_superlatives=n)
+    added = parse_world(MORE_WORLD)[:n]
+    assert len(added) == n and len({f["key"] for f in added}) == n
     taught = Counter((q["entity"], q["lang"]) for q in more["train"][len(world["train"]):])
     assert set(taught) == {(fact["key"], lang) for fact in added for lang in ("zh", "en")} and set(taught.values()) == {4}
     assert more["train"][:len(world["train"])] == world["train"]
     docs = "\n".join(more["docs"]).lower()
     assert set(world["docs"]) <= set(more["docs"]) and all(f["zh"][1] in docs and f["en"][1].lower() in docs for f in added)
-    assert not any(f["zh"][1] in "\n".join(world["docs"]) for f in added)  # stated only with the option
+    def stated(f, text):  # 世界最大的島國是印尼 or 印尼是地球上最大的島國 (a country's name is in the world anyway)
+        return any(s in text for p in WORLD_ZH for s in (f"{p}{f['zh'][0]}是{f['zh'][1]}", f"{f['zh'][1]}是{p}{f['zh'][0]}"))
+    assert all(stated(f, docs) for f in added) and not any(stated(f, "\n".join(world["docs"])) for f in added)  # only with it
     for part in ("val", "heldout", "conversations", "people"):
         assert more[part] == world[part], part
+    scored = [f for f in parse_world(WORLD) + parse_world(VAL_WORLD) if f["split"] != "taught"]
+    for i, f in enumerate(added):  # no taught answer holds a scored one or is held by it; the 50 written last
+        pairs = [(f["zh"][1], s["zh"][1]) for s in scored] + [(f["zh"][0], s["zh"][0]) for s in scored if i >= 30]
+        assert not any(a in b or b in a for a, b in pairs), f["key"]  # nor ask what a scored one asks, in part
 
 
 def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):
