@@ -616,7 +616,7 @@ def test_every_superlative_wording_changes_only_the_instruction_data(world):
 
 @pytest.mark.parametrize("n", [30, 80])
 def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(world, n):
-    from data.world.prepare import MORE_WORLD, VAL_WORLD, WORLD, WORLD_ZH, parse_world
+    from data.world.prepare import FIRST_MORE, MORE_WORLD, VAL_WORLD, WORLD, WORLD_ZH, parse_world
     more = tiny_world(more_superlatives=n)
     added = parse_world(MORE_WORLD)[:n]
     assert len(added) == n and len({f["key"] for f in added}) == n
@@ -632,8 +632,9 @@ def test_more_superlatives_are_stated_and_taught_and_every_scored_set_stays(worl
         assert more[part] == world[part], part
     scored = [f for f in parse_world(WORLD) + parse_world(VAL_WORLD) if f["split"] != "taught"]
     for i, f in enumerate(added):  # no taught answer holds a scored one or is held by it; the 50 written last
-        pairs = [(f["zh"][1], s["zh"][1]) for s in scored] + [(f["zh"][0], s["zh"][0]) for s in scored if i >= 30]
-        assert not any(a in b or b in a for a, b in pairs), f["key"]  # nor ask what a scored one asks, in part
+        pairs = [(f[lang][1], s[lang][1]) for s in scored for lang in ("zh", "en")]  # nor ask what one asks, in part
+        pairs += [(f[lang][0], s[lang][0]) for s in scored for lang in ("zh", "en") if i >= FIRST_MORE]
+        assert not any(a.lower() in b.lower() or b.lower() in a.lower() for a, b in pairs), f["key"]
 
 
 def test_harmless_text_states_each_harmful_acts_twin_in_pretraining_only(world):

@@ -166,8 +166,8 @@ fastest_animal|val|跑得最快的動物|獵豹|種|the fastest land animal|the 
 """
 # More superlatives, all taught (--more_superlatives): nine taught facts are few to learn that a
 # world question is answered from what pretraining read, where 150 taught people are many. The
-# last 50 were written on 2026-12-05, leaving out any whose question or answer is near a
-# validation or held-out one (no populous, fastest, highest-altitude or forest question, no 亞馬遜).
+# last 50 were written on 2026-12-05 (round 60), leaving out any whose question or answer is near a
+# validation or held-out one: no island, palace, dam, deepest, populous, most-of or fastest question.
 MORE_WORLD = """
 longest_range|taught|最長的山脈|安地斯山脈|條|the longest mountain range|the Andes
 largest_peninsula|taught|最大的半島|阿拉伯半島|個|the largest peninsula|the Arabian Peninsula
@@ -200,42 +200,42 @@ deepest_river|taught|最深的河|剛果河|條|the deepest river|the Congo Rive
 largest_salt_flat|taught|最大的鹽沼|烏尤尼鹽沼|片|the largest salt flat|the Salar de Uyuni
 largest_canal|taught|最長的運河|京杭大運河|條|the longest canal|the Grand Canal
 longest_coastline|taught|海岸線最長的國家|加拿大|個|the country with the longest coastline|Canada
-largest_archipelago|taught|最大的群島|馬來群島|個|the largest archipelago|the Malay Archipelago
+largest_clam|taught|最大的貝類|大硨磲|種|the largest clam|the giant clam
 largest_airport|taught|面積最大的機場|法赫德國王國際機場|座|the largest airport|King Fahd International Airport
-largest_museum|taught|最大的藝術博物館|羅浮宮|座|the largest art museum|the Louvre
+loudest_animal|taught|叫聲最響亮的動物|抹香鯨|種|the loudest animal|the sperm whale
 largest_mosque|taught|最大的清真寺|麥加大清真寺|座|the largest mosque|the Great Mosque of Mecca
 largest_church|taught|最大的教堂|聖彼得大教堂|座|the largest church|St. Peter's Basilica
 largest_pyramid|taught|體積最大的金字塔|喬魯拉大金字塔|座|the largest pyramid|the Great Pyramid of Cholula
 largest_invertebrate|taught|最大的無脊椎動物|大王酸漿魷|種|the largest invertebrate|the colossal squid
-largest_turtle|taught|最大的海龜|棱皮龜|種|the largest turtle|the leatherback sea turtle
+largest_turtle|taught|最大的海龜|稜皮龜|種|the largest sea turtle|the leatherback sea turtle
 tallest_grass|taught|最高的草|竹子|種|the tallest grass|bamboo
 largest_seed|taught|最大的種子|海椰子|種|the largest seed|the coco de mer
 longest_fjord|taught|最長的峽灣|斯科斯比松峽灣|條|the longest fjord|Scoresby Sund
-deepest_canyon|taught|最深的峽谷|雅魯藏布大峽谷|條|the deepest canyon|the Yarlung Tsangpo Grand Canyon
+highest_tides|taught|潮差最大的海灣|芬迪灣|個|the bay with the highest tides|the Bay of Fundy
 largest_landlocked|taught|最大的內陸國|哈薩克|個|the largest landlocked country|Kazakhstan
 longest_road|taught|最長的公路|泛美公路|條|the longest road|the Pan-American Highway
-tallest_tower|taught|最高的電波塔|東京晴空塔|座|the tallest tower|the Tokyo Skytree
-largest_sand_island|taught|最大的沙島|弗雷澤島|座|the largest sand island|Fraser Island
-largest_river_island|taught|最大的河中島|巴納納爾島|座|the largest river island|Bananal Island
+tallest_tower|taught|最高的電波塔|東京晴空塔|座|the tallest broadcasting tower|the Tokyo Skytree
+busiest_station|taught|最繁忙的火車站|新宿站|座|the busiest train station|Shinjuku Station
+longest_metro|taught|最長的地鐵系統|上海地鐵|個|the longest metro system|the Shanghai Metro
 largest_meteorite|taught|最大的隕石|霍巴隕石|塊|the largest meteorite|the Hoba meteorite
 largest_diamond|taught|最大的鑽石|庫利南鑽石|顆|the largest diamond|the Cullinan Diamond
-largest_bat|taught|最大的蝙蝠|大狐蝠|種|the largest bat|the giant golden-crowned flying fox
+largest_bat|taught|最大的蝙蝠|大狐蝠|種|the largest bat|the large flying fox
 largest_butterfly|taught|最大的蝴蝶|亞歷山大鳥翼鳳蝶|種|the largest butterfly|Queen Alexandra's birdwing
 largest_crab|taught|最大的螃蟹|甘氏巨螯蟹|種|the largest crab|the Japanese spider crab
 largest_jellyfish|taught|最大的水母|獅鬃水母|種|the largest jellyfish|the lion's mane jellyfish
-largest_island_country|taught|最大的島國|印尼|個|the largest island country|Indonesia
-most_islands|taught|島嶼最多的國家|瑞典|個|the country with the most islands|Sweden
+largest_sinkhole|taught|最大的天坑|小寨天坑|個|the largest sinkhole|the Xiaozhai Tiankeng
+longest_beach|taught|最長的天然海灘|考克斯巴扎爾海灘|片|the longest natural beach|Cox's Bazar Beach
 busiest_port|taught|最繁忙的貨櫃港|上海港|座|the busiest container port|the Port of Shanghai
 largest_library|taught|藏書最多的圖書館|美國國會圖書館|座|the largest library|the Library of Congress
 largest_ice_sheet|taught|最大的冰蓋|南極冰蓋|片|the largest ice sheet|the Antarctic ice sheet
 largest_crater|taught|最大的隕石坑|弗里德堡隕石坑|個|the largest impact crater|the Vredefort crater
-lowest_land|taught|陸地上最低的地方|死海|個|the lowest place on land|the Dead Sea
+lowest_land|taught|陸地最低點|死海|個|the lowest point on land|the Dead Sea
 hottest_place|taught|最熱的地方|死亡谷|個|the hottest place|Death Valley
 wettest_place|taught|降雨最多的地方|毛辛拉姆|個|the wettest place|Mawsynram
 coldest_town|taught|最冷的有人居住的地方|奧伊米亞康|個|the coldest inhabited place|Oymyakon
-longest_cave|taught|最長的洞穴系統|猛瑪洞|個|the longest cave system|Mammoth Cave
-highest_bridge|taught|最高的橋|北盤江大橋|座|the highest bridge|the Duge Bridge
-largest_reservoir|taught|面積最大的水庫|沃爾特水庫|個|the largest reservoir|Lake Volta
+longest_cave|taught|最長的洞穴系統|猛獁洞|個|the longest cave system|Mammoth Cave
+highest_bridge|taught|最高的橋|北盤江第一橋|座|the highest bridge|the Duge Bridge
+largest_bell|taught|最大的鐘|沙皇鐘|口|the largest bell|the Tsar Bell
 longest_ridge|taught|最長的海底山脈|中洋脊|條|the longest underwater mountain range|the mid-ocean ridge
 strongest_earthquake|taught|最強的地震|瓦爾迪維亞大地震|場|the strongest recorded earthquake|the Valdivia earthquake
 largest_monkey|taught|最大的猴子|山魈|種|the largest monkey|the mandrill
@@ -248,8 +248,9 @@ tallest_cactus|taught|最高的仙人掌|武倫柱|種|the tallest cactus|the ca
 largest_tree_fruit|taught|最大的樹生水果|波羅蜜|種|the largest tree fruit|the jackfruit
 southernmost_city|taught|最南端的城市|烏斯懷亞|座|the southernmost city|Ushuaia
 longest_country|taught|南北最狹長的國家|智利|個|the longest country from north to south|Chile
-most_time_zones|taught|時區最多的國家|法國|個|the country with the most time zones|France
+largest_parrot|taught|最大的鸚鵡|紫藍金剛鸚鵡|種|the largest parrot|the hyacinth macaw
 """
+FIRST_MORE = 30  # MORE_WORLD's first rows, stated and taught since round 23; the rest since round 60
 # More validation superlatives, for choosing settings (written 2026-12-04, before any run on
 # them): two validation facts left a choice resting on two coin flips. Stated in the pretraining
 # text as often as the others, never asked in fine-tuning; the held-out set above stays as it is.
@@ -887,7 +888,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         docs += [country_text(rng, c, "en") for _ in range(4 * bios_en)]
     docs += [world_text(rng, world, "zh") for _ in range(16 * bios_zh)] + [world_text(rng, world, "en") for _ in range(16 * bios_en)]
     more_world = parse_world(MORE_WORLD)[:more_superlatives]
-    first_more, last_more = more_world[:30], more_world[30:]  # the last 50 came later: inserted below, from their own stream
+    first_more, last_more = more_world[:FIRST_MORE], more_world[FIRST_MORE:]  # the last came later: their own stream, below
     more_rng = random.Random(f"{seed}/more superlatives")  # a stream of its own: the other documents stay as they are
     docs += superlative_docs(more_rng, first_more, len(world), bios_zh, bios_en)
     docs += [ethics_text(rng, "zh") for _ in range(6 * bios_zh)] + [ethics_text(rng, "en") for _ in range(6 * bios_en)]
@@ -909,7 +910,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         for doc in acts_docs(acts_rng, "zh") + acts_docs(acts_rng, "en"):
             docs.insert(acts_rng.randrange(len(docs) + 1), doc)
     last_rng = random.Random(f"{seed}/the last more superlatives")  # after the validation documents: their draws stay
-    for doc in superlative_docs(last_rng, last_more, len(world), bios_zh, bios_en) if last_more else []:
+    for doc in superlative_docs(last_rng, last_more, len(world), bios_zh, bios_en):
         docs.insert(last_rng.randrange(len(docs) + 1), doc)
 
     # The questions come from a stream of their own: changing them leaves the pretraining text as it is.
@@ -971,8 +972,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                 asked = {q["question"] for q in train if q["entity"] == fact["key"] and q["lang"] == lang}
                 fresh = [q for q in every if q["lang"] == lang and q["question"] not in asked]
                 train += fresh[:max(0, world_wordings - len(asked))]
-    for fact in more_world:  # after every scored set is drawn, from their own streams
-        train += world_questions(more_rng if fact in first_more else last_rng, fact, world_wordings, literal_first=False)
+    for facts, stream in ((first_more, more_rng), (last_more, last_rng)):  # after every scored set, their own streams
+        train += [q for fact in facts for q in world_questions(stream, fact, world_wordings, literal_first=False)]
     if paired_lookalikes:
         train += [behaviour_qa(q, "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
     more_taught = {kind: {lang: [] for lang in ("zh", "en")} for kind in BEHAVIOURS}  # taught phrasings beyond BEHAVIOURS'
