@@ -115,15 +115,16 @@ def split_args(text: str, option: str) -> list[str]:
 
 
 def reader_left() -> bool:
-    """Whether stdout is a pipe whose reader has gone (poll says so where it exists; elsewhere assumed)."""
-    if not sys.stdout:
-        return False
+    """Whether stdout is a pipe whose reader has gone (poll says so where it exists; on Windows, assumed)."""
     try:
-        poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(event & select.POLLERR for _, event in poll.poll(0))
-    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no file descriptor
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file: the broken pipe was another's
+        return False
+    if not hasattr(select, "poll"):
         return True
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poll.poll(0))  # Linux: ERR; macOS, BSD: HUP
 
 
 def raise_as_bug() -> None:

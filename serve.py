@@ -393,8 +393,9 @@ def training_curves(folder: Path) -> dict[str, dict]:
             if not isinstance(row, dict) or finite(row.get("step")) is None:
                 continue
             for key, curve in (("loss", train), ("val_loss", val)):  # a diverged run's NaN is no point: JSON has none
-                if finite(row.get(key)) is not None:
-                    curve.append([row["step"], finite(row[key])])
+                value = finite(row.get(key))
+                if value is not None:
+                    curve.append([row["step"], value])
         every = max(1, len(train) // CURVE_POINTS)
         runs[str(log.parent)] = {"train": train[::every], "val": val}
     return runs
