@@ -29,7 +29,8 @@ test. Every result is kept in out/quality/results.json, keyed by corpus, variant
 and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
 variants at a time add up to one table; what it holds from a machine training in the same
 precision (bf16 or fp32) is not run again (unless --rerun). Results on a corpus whose text has
-changed since (the world's, after its options changed) are set aside: kept, not reused or shown.
+changed since (the world's, after its options changed) are set aside: kept, not reused or shown,
+until the text is again the one they measured.
 """
 from __future__ import annotations
 
@@ -460,12 +461,19 @@ def main() -> None:
     for corpus in corpora:  # a corpus whose text changed (the world's, say): its earlier results measured another text
         now = {k: v for k, v in json.loads((folders[corpus] / "meta.json").read_text()).items() if k in (*SIZES, "source")}
         before = record.setdefault("corpora", {}).get(corpus, now)
+        aside = record.setdefault("set_aside", [])
         if any(before.get(k, v) != v for k, v in now.items()):  # a record from before "source" compares by its sizes
             stale = [r for r in record["results"] if r["corpus"] == corpus]
             record["results"] = [r for r in record["results"] if r["corpus"] != corpus]
-            record.setdefault("set_aside", []).extend({**r, "corpus_then": before} for r in stale)  # kept, not shown
-            print(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
-                  f"(under \"set_aside\" in {results_path}) and not reused or shown")
+            aside += [{**r, "corpus_then": before} for r in stale]  # their scores and curves kept, not shown
+            if stale:
+                print(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
+                      f"(under \"set_aside\" in {results_path}) and not reused or shown")
+        back = [r for r in aside if r["corpus"] == corpus and r["corpus_then"] == now]  # the text they measured again
+        if back:
+            record["set_aside"] = [r for r in aside if r not in back]
+            record["results"] += [{k: v for k, v in r.items() if k != "corpus_then"} for r in back]
+            print(f"{corpus}: its text is again the one {len(back)} set-aside results measured: they are back")
         record["corpora"][corpus] = now
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine

@@ -146,6 +146,13 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     assert sorted(r["variant"] for r in final["set_aside"]) == ["gpt2", "rope"]
     assert final["corpora"]["fortunes"]["documents"] + final["corpora"]["fortunes"]["test_documents"] == 122
     assert final["set_aside"][0]["corpus_then"]["source"] != final["corpora"]["fortunes"]["source"]
+    (folder / "wisdom").write_text(FORTUNES + "\n%\n")  # and back: the first text's results return, none run again
+    back = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", f"--fortunes_dir={folder}",
+                      f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
+    assert "its text is again the one 2 set-aside results measured" in back.stdout and "per step" not in back.stdout
+    returned = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert {r["variant"]: r for r in returned["results"]} == after
+    assert [r["variant"] for r in returned["set_aside"]] == ["gpt2"]
 
 
 def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_path):
