@@ -475,6 +475,8 @@ def main() -> None:
             record["results"] += [{k: v for k, v in r.items() if k != "corpus_then"} for r in back]
             print(f"{corpus}: its text is again the one {len(back)} set-aside results measured: they are back")
         record["corpora"][corpus] = now
+    text = json.dumps(record, indent=1)
+    atomic_write({results_path: lambda f: f.write(text.encode())})  # what was set aside or came back, even if nothing runs
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
