@@ -429,6 +429,28 @@ def docs_blocks(record: dict) -> dict[Path, str]:
     return {ROOT / "README.md": "\n".join(readme), ROOT / "docs" / "quality.md": "\n".join(every)}
 
 
+def follow_corpus(record: dict, corpus: str, now: dict) -> list[str]:
+    """A corpus whose text changed (the world's, say): its results on the earlier text are set aside
+    (scores and curves kept, not reused or shown); those set aside from the text it has again come
+    back. record["corpora"][corpus] becomes now (its sizes and "source"). -> what moved, in lines"""
+    before = record.setdefault("corpora", {}).get(corpus, now)
+    aside, said = record.setdefault("set_aside", []), []
+    if any(before.get(k, v) != v for k, v in now.items()):  # a record from before "source" compares by its sizes
+        stale = [r for r in record["results"] if r["corpus"] == corpus]
+        record["results"] = [r for r in record["results"] if r["corpus"] != corpus]
+        aside += [{**r, "corpus_then": before} for r in stale]
+        if stale:
+            said.append(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
+                        "(under \"set_aside\" in the record) and not reused or shown")
+    back = [r for r in aside if r["corpus"] == corpus and r["corpus_then"] == now]  # the text they measured again
+    if back:
+        record["set_aside"] = [r for r in aside if r not in back]
+        record["results"] += [{k: v for k, v in r.items() if k != "corpus_then"} for r in back]
+        said.append(f"{corpus}: its text is again the one {len(back)} set-aside results measured: they are back")
+    record["corpora"][corpus] = now
+    return said
+
+
 def trained(options: dict) -> dict:
     """The options that shape the trained model, but for its seed (a run's own field): not how often
     or how long it is validated."""
@@ -458,23 +480,10 @@ def main() -> None:
               f"{meta['test_tokens']:,} test tokens ({meta['test_documents']:,} documents held out)")
     results_path = out_dir / "results.json"
     record = json.loads(results_path.read_text()) if results_path.exists() else {"results": []}
-    for corpus in corpora:  # a corpus whose text changed (the world's, say): its earlier results measured another text
-        now = {k: v for k, v in json.loads((folders[corpus] / "meta.json").read_text()).items() if k in (*SIZES, "source")}
-        before = record.setdefault("corpora", {}).get(corpus, now)
-        aside = record.setdefault("set_aside", [])
-        if any(before.get(k, v) != v for k, v in now.items()):  # a record from before "source" compares by its sizes
-            stale = [r for r in record["results"] if r["corpus"] == corpus]
-            record["results"] = [r for r in record["results"] if r["corpus"] != corpus]
-            aside += [{**r, "corpus_then": before} for r in stale]  # their scores and curves kept, not shown
-            if stale:
-                print(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
-                      f"(under \"set_aside\" in {results_path}) and not reused or shown")
-        back = [r for r in aside if r["corpus"] == corpus and r["corpus_then"] == now]  # the text they measured again
-        if back:
-            record["set_aside"] = [r for r in aside if r not in back]
-            record["results"] += [{k: v for k, v in r.items() if k != "corpus_then"} for r in back]
-            print(f"{corpus}: its text is again the one {len(back)} set-aside results measured: they are back")
-        record["corpora"][corpus] = now
+    for corpus in corpora:
+        meta = json.loads((folders[corpus] / "meta.json").read_text())
+        for line in follow_corpus(record, corpus, {k: v for k, v in meta.items() if k in (*SIZES, "source")}):
+            print(line)
     text = json.dumps(record, indent=1)
     atomic_write({results_path: lambda f: f.write(text.encode())})  # what was set aside or came back, even if nothing runs
     from machine import choose_device, choose_dtype

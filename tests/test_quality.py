@@ -146,13 +146,6 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     assert sorted(r["variant"] for r in final["set_aside"]) == ["gpt2", "rope"]
     assert final["corpora"]["fortunes"]["documents"] + final["corpora"]["fortunes"]["test_documents"] == 122
     assert final["set_aside"][0]["corpus_then"]["source"] != final["corpora"]["fortunes"]["source"]
-    (folder / "wisdom").write_text(FORTUNES + "\n%\n")  # and back: the first text's results return, none run again
-    back = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.1", f"--fortunes_dir={folder}",
-                      f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
-    assert "its text is again the one 2 set-aside results measured" in back.stdout and "per step" not in back.stdout
-    returned = json.loads((tmp_path / "q" / "results.json").read_text())
-    assert {r["variant"]: r for r in returned["results"]} == after
-    assert [r["variant"] for r in returned["set_aside"]] == ["gpt2"]
 
 
 def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_path):
@@ -254,3 +247,23 @@ def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
     assert "| muon | – / -2.0% |" in table  # muon alone not run; removing it gains 2%
     assert "| seeds' spread (how many) | ±6.7% (2) / one seed |" in table
     assert "qk_norm" not in table and ablation({"results": results}, 4.0) == ""
+
+
+def test_results_on_a_corpus_whose_text_changed_are_set_aside_and_come_back_with_it():
+    from quality import follow_corpus
+    a, b = {"documents": 10, "test_tokens": 50, "source": "a"}, {"documents": 11, "test_tokens": 52, "source": "b"}
+    first = [{"corpus": "fortunes", "variant": v, "minutes": 1, "seed": 1337} for v in ("gpt2", "rope")]
+    record = {"corpora": {"fortunes": a}, "results": [*first, {"corpus": "world", "variant": "gpt2"}]}
+    assert follow_corpus(record, "fortunes", a) == [] and len(record["results"]) == 3  # the same text: nothing moves
+    said = follow_corpus(record, "fortunes", b)
+    assert said == ['fortunes: its text changed since the record\'s 2 results on it: they are set aside '
+                    '(under "set_aside" in the record) and not reused or shown']
+    assert record["results"] == [{"corpus": "world", "variant": "gpt2"}] and record["corpora"]["fortunes"] == b
+    assert record["set_aside"] == [{**r, "corpus_then": a} for r in first]
+    record["results"].append({"corpus": "fortunes", "variant": "gpt2", "minutes": 1, "seed": 1337, "new": True})
+    assert follow_corpus(record, "fortunes", a)[-1] == "fortunes: its text is again the one 2 set-aside results measured: they are back"
+    assert record["results"][1:] == first and record["set_aside"][0]["new"] and record["set_aside"][0]["corpus_then"] == b
+    old = {"corpora": {"fortunes": {"documents": 10, "test_tokens": 50}}, "results": list(first)}  # from before "source"
+    assert follow_corpus(old, "fortunes", a) == [] and old["results"] == first  # the same sizes: kept
+    follow_corpus(old, "fortunes", {**a, "documents": 12})
+    assert old["results"] == [] and len(old["set_aside"]) == 2
