@@ -451,6 +451,11 @@ def follow_corpus(record: dict, corpus: str, now: dict) -> list[str]:
     return said
 
 
+def write_record(record: dict, path: Path) -> None:
+    text = json.dumps(record, indent=1)
+    atomic_write({path: lambda f: f.write(text.encode())})
+
+
 def trained(options: dict) -> dict:
     """The options that shape the trained model, but for its seed (a run's own field): not how often
     or how long it is validated."""
@@ -472,20 +477,18 @@ def main() -> None:
         except UserError as e:
             raise UserError(f"variant {variant}: {e}") from None
     corpora = config["corpora"].split(",")
-    folders = {}
+    folders, metas = {}, {}
     for corpus in corpora:  # all prepared first: a missing corpus stops the run before any training
         folders[corpus] = out_dir / "data" / corpus
-        meta = prepare_corpus(corpus, folders[corpus], fortunes_dir)
+        metas[corpus] = meta = prepare_corpus(corpus, folders[corpus], fortunes_dir)
         print(f"{corpus}: {meta['train_tokens']:,} train, {meta['val_tokens']:,} validation, "
               f"{meta['test_tokens']:,} test tokens ({meta['test_documents']:,} documents held out)")
     results_path = out_dir / "results.json"
     record = json.loads(results_path.read_text()) if results_path.exists() else {"results": []}
     for corpus in corpora:
-        meta = json.loads((folders[corpus] / "meta.json").read_text())
-        for line in follow_corpus(record, corpus, {k: v for k, v in meta.items() if k in (*SIZES, "source")}):
+        for line in follow_corpus(record, corpus, {k: v for k, v in metas[corpus].items() if k in (*SIZES, "source")}):
             print(line)
-    text = json.dumps(record, indent=1)
-    atomic_write({results_path: lambda f: f.write(text.encode())})  # what was set aside or came back, even if nothing runs
+    write_record(record, results_path)  # what was set aside or came back, even if nothing runs
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
@@ -506,8 +509,7 @@ def main() -> None:
             budget = config["minutes"] * 60
             steps = max(1, round(budget / seconds[corpus, variant])) if budget else options[variant]["max_iters"]
             run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
-            meta = json.loads((folders[corpus] / "meta.json").read_text())
-            runs.append(pool.submit(train_and_score, corpus, folders[corpus], meta, variant, flags, config["minutes"],
+            runs.append(pool.submit(train_and_score, corpus, folders[corpus], metas[corpus], variant, flags, config["minutes"],
                                     steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant],
                                     machine))
         for done in as_completed(runs):
@@ -518,8 +520,7 @@ def main() -> None:
             key = tuple(result[k] for k in ("corpus", "variant", "minutes", "seed"))
             record["results"] = [r for r in record["results"]
                                  if (r["corpus"], r["variant"], r["minutes"], r["seed"]) != key] + [result]
-            text = json.dumps(record, indent=1)
-            atomic_write({results_path: lambda f: f.write(text.encode())})  # after every run: nothing lost
+            write_record(record, results_path)  # after every run: nothing lost
     markdown = report(record, config["minutes"])
     print("\n" + markdown)
     if config["readme"]:  # the README: the full-length and a seeded short comparison; docs/quality.md every table
