@@ -40,6 +40,10 @@ SETTINGS = {
     "LoRA, the data and 300 steps until 2026-12-03": (["--lora", "--max_iters=300"], UNTIL_DEC_3),
     "full 600 steps": ["--max_iters=600"],  # round 61: as many passes over 15% more examples (80 more superlatives)
     "LoRA 600 steps": ["--lora", "--max_iters=600"],
+    "full 600 steps, behaviours 18 times": (["--max_iters=600"], ["--behaviour_repeats=18"]),  # round 62
+    "LoRA 600 steps, behaviours 18 times": (["--lora", "--max_iters=600"], ["--behaviour_repeats=18"]),
+    "full 600 steps, behaviours 24 times": (["--max_iters=600"], ["--behaviour_repeats=24"]),
+    "LoRA 600 steps, behaviours 24 times": (["--lora", "--max_iters=600"], ["--behaviour_repeats=24"]),
     "full 800 steps": ["--max_iters=800"],
     "LoRA 800 steps": ["--lora", "--max_iters=800"],
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],
