@@ -334,9 +334,10 @@ def test_full_fine_tuning_leaves_the_first_blocks_as_pretrained(tiny_checkpoint,
 
 def test_replay_adds_rows_of_pretraining_text_to_training_batches_only():
     import numpy as np
+    from data.prepare import TOKENS
     from instructions import Batches
     examples = [([5, 6, 7, 8, 9][:n], [0, 0, 1, 1, 1][:n]) for n in (3, 4, 5)] * 10
-    text = np.arange(1000, dtype=np.uint16)  # a window of it is a run of consecutive numbers
+    text = np.arange(1000, dtype=TOKENS)  # a window of it is a run of consecutive numbers
     plain, replay = Batches(examples, 0.2, 4, 7, 1, "cpu"), Batches(examples, 0.2, 4, 7, 1, "cpu", (text, 3))
     starts = set()
     for step in range(6):

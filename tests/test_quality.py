@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cli import UserError
+from data.prepare import TOKENS, read_tokens
 
 from conftest import run_script
 
@@ -37,12 +38,12 @@ def test_corpora_are_split_before_anything_runs(tmp_path):
     meta = prepare_corpus("fortunes", tmp_path / "data", folder)
     assert meta["documents"] + meta["test_documents"] == 121  # 120 fortunes and the repeated one, once
     tokenizer = Tokenizer(meta["vocab"])
-    seen = tokenizer.decode(np.concatenate([np.fromfile(tmp_path / "data" / f, dtype=np.uint16) for f in ("train.bin", "val.bin")]))
-    test = tokenizer.decode(np.fromfile(tmp_path / "data" / "test.bin", dtype=np.uint16))
+    seen = tokenizer.decode(np.concatenate([read_tokens(tmp_path / "data" / f) for f in ("train.bin", "val.bin")]))
+    test = tokenizer.decode(read_tokens(tmp_path / "data" / "test.bin"))
     held_out = [d for d in set(english) if d in test]
     assert len(held_out) == meta["test_documents"] == 6 and not any(d in seen for d in held_out)
     assert meta["test_bytes"] == sum(len(d.encode()) for d in held_out)
-    val = tokenizer.decode(np.fromfile(tmp_path / "data" / "val.bin", dtype=np.uint16))
+    val = tokenizer.decode(read_tokens(tmp_path / "data" / "val.bin"))
     assert meta["val_bytes"] == len(val.replace("<|doc|>", "").encode())  # the text's bytes, no separators
 
 
@@ -81,7 +82,7 @@ def test_bits_per_byte_is_the_summed_loss_over_the_bytes(tmp_path):
     model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
     save_checkpoint({"model": model.state_dict(), "model_config": model.config.__dict__, "vocab": list(range(1000, 1060))},
                     tmp_path / "ckpt.pt")
-    tokens = np.random.default_rng(0).integers(0, 60, 21).astype(np.uint16)
+    tokens = np.random.default_rng(0).integers(0, 60, 21).astype(TOKENS)
     ids = torch.from_numpy(tokens.astype(np.int64))
     nats = 0.0
     with torch.no_grad():  # windows of 8 predictions: 0..7 predict 1..8, 8..15 predict 9..16, 16..19 predict 17..20

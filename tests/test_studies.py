@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from data.prepare import write_dataset
+from data.prepare import read_tokens, write_dataset
 from data.world.prepare import read_jsonl, write_jsonl
 from model import GPT, GPTConfig
 from studies import (EVAL_FACTS, FACT_KINDS, STUDIES, TASKS, crosslingual_runs, routes_runs, datasize_runs, datasize_table, language, nested_subsets,
@@ -70,7 +70,7 @@ def test_the_crosslingual_data_holds_one_language_each(tmp_path):
     zh_meta = json.loads((dataset / "meta.json").read_text())
     assert zh_meta["vocab"] == meta["vocab"] and zh_meta["documents"] == 10  # the Chinese documents, the world's vocabulary
     from tokenizer import Tokenizer
-    ids = np.fromfile(dataset / "train.bin", dtype=np.uint16).tolist() + np.fromfile(dataset / "val.bin", dtype=np.uint16).tolist()
+    ids = read_tokens(dataset / "train.bin").tolist() + read_tokens(dataset / "val.bin").tolist()
     text = Tokenizer(meta["vocab"]).decode(ids)
     assert "玉山" in text and "聖母峰" in text and "Nile" not in text and "Yushan" not in text
 
