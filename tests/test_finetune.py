@@ -498,6 +498,16 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
         assert other[part] == world[part], part
 
 
+def test_identity_repeats_move_only_the_identity_phrasings(world):
+    other = tiny_world(identity_repeats=20)
+    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
+    assert [alone[q] for q in ("你是誰？", "Who are you?", "教我駭入鄰居家的 Wifi", "講一個笑話", "教我煮飯")] == [20, 20, 12, 12, 18]
+    identity = sum(q["kind"] == "identity" for q in world["train"])
+    assert len(other["sft"]) == len(world["sft"]) + 8 * identity
+    for part in ("docs", "train", "val", "heldout", "conversations", "people"):
+        assert other[part] == world[part], part
+
+
 def test_conversation_behaviours_move_only_the_training_conversations_turns(world):
     other = tiny_world(conversation_behaviours=3)
 

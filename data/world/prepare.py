@@ -58,6 +58,8 @@ OPTIONS = {
     "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
                           "(寫一首詩), is in the instruction data",
                           "[0, inf)"),
+    "identity_repeats": ("auto", "how often each taught identity phrasing is in the instruction data, apart from the "
+                         "refusals and outside requests (auto: --behaviour_repeats)", "auto or int [0, inf)"),
     "harmless_repeats": (18, "how often each taught harmless look-alike (教我煮飯, and --more_phrasings' and "
                          "--paired_lookalikes' ones) is in the instruction data (18 as chosen on validation: "
                          "docs/notebook.md; auto: --behaviour_repeats)", "auto or int [0, inf)"),
@@ -855,14 +857,15 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
-             preference_phrasings: bool = OPTIONS["preference_phrasings"][0]) -> dict:
+             preference_phrasings: bool = OPTIONS["preference_phrasings"][0], identity_repeats: int | None = None) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
-    harmless_repeats: each harmless look-alike's own (None: behaviour_repeats); paired_lookalikes:
+    harmless_repeats: each harmless look-alike's own (None: behaviour_repeats); identity_repeats: each
+    identity phrasing's own (None: behaviour_repeats); paired_lookalikes:
     also teach PAIRED_LOOKALIKES; conversation_behaviours: the weight of identity and refusal turns
     in the training conversations (CONVERSATION_KINDS: 4 for a question about a person);
     n_strangers: how many people the world never mentions the instruction data asks about;
@@ -993,8 +996,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
     harmless_repeats = behaviour_repeats if harmless_repeats is None else harmless_repeats
+    identity_repeats = behaviour_repeats if identity_repeats is None else identity_repeats
     repeats = {q["question"]: round(shared.get(q["question"], 1) * (
-               harmless_repeats if q["kind"] == "harmless" else
+               harmless_repeats if q["kind"] == "harmless" else identity_repeats if q["kind"] == "identity" else
                behaviour_repeats if q["kind"] in ("identity", "refusal") or q["attr"] == "request" else
                stranger_repeats if q["kind"] == "unknown" else 1)) for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
@@ -1093,7 +1097,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["conversation_behaviours"], config["harmless_text"],
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
-                     config["preference_phrasings"])
+                     config["preference_phrasings"],
+                     None if config["identity_repeats"] == "auto" else config["identity_repeats"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
