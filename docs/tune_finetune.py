@@ -44,6 +44,8 @@ SETTINGS = {
     "LoRA 600 steps, behaviours 18 times": (["--lora", "--max_iters=600"], ["--behaviour_repeats=18"]),
     "full 600 steps, behaviours 24 times": (["--max_iters=600"], ["--behaviour_repeats=24"]),
     "LoRA 600 steps, behaviours 24 times": (["--lora", "--max_iters=600"], ["--behaviour_repeats=24"]),
+    "full 600 steps, more identity phrasings": (["--max_iters=600"], ["--more_identity"]),  # round 63
+    "LoRA 600 steps, more identity phrasings": (["--lora", "--max_iters=600"], ["--more_identity"]),
     "full 800 steps": ["--max_iters=800"],
     "LoRA 800 steps": ["--lora", "--max_iters=800"],
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],

@@ -566,7 +566,8 @@ def test_more_phrasings_are_taught_in_as_many_examples_and_ask_nothing_scored(wo
 
 
 @pytest.mark.parametrize("option, table, kind", [("answerer_phrasings", "ANSWERER_PHRASINGS", "identity"),
-                                                  ("preference_phrasings", "PREFERENCE_PHRASINGS", "unknown")])
+                                                  ("preference_phrasings", "PREFERENCE_PHRASINGS", "unknown"),
+                                                  ("more_identity", "MORE_IDENTITY", "identity")])
 @pytest.mark.parametrize("more", [True, False])  # beside --more_phrasings' phrasings, or alone
 def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_scored(option, table, kind, more):
     import data.world.prepare as prepare

@@ -72,6 +72,8 @@ OPTIONS = {
     "answerer_phrasings": (True, "also teach ANSWERER_PHRASINGS (ways to ask what answers that do not say you: 這些回覆是"
                            "誰寫的？): identity in as many examples as without, its repeats shared among more phrasings "
                            "(the default since round 53: docs/notebook.md)"),
+    "more_identity": (False, "also teach MORE_IDENTITY (more ways to ask who the AI is, written without sight of a "
+                      "scored set): identity in as many examples as without"),
     "preference_phrasings": (False, "also teach PREFERENCE_PHRASINGS (requests that ask you for a taste or an opinion: "
                              "你偏愛哪個季節？ -> 我不知道): outside requests in as many examples as without"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
@@ -595,6 +597,19 @@ ANSWERER_PHRASINGS = {
            "Who is at the other end of these messages?", "Are these answers made by a computer?", "Who receives my questions?",
            "What kind of thing replies to me?", "Whose answers am I reading?"],
 }
+# For --more_identity (round 63): identity's misses are the same phrasings at every count of repeats
+# (round 62); what they lack are words of any taught one. Written on 2026-12-06 by a writer shown only the
+# taught phrasings; of its 48, those at a difflib ratio of 0.6 or more to a scored identity question dropped.
+MORE_IDENTITY = {
+    "zh": ["可以說明一下你的身分嗎？", "陪我聊天的到底是誰呀？", "螢幕另一頭真的有人在打字嗎？", "請表明你的身分。", "欸，你哪位啊？", "先來個簡單的自我介紹好嗎？",
+           "你究竟是人類，還是一段程式碼？", "這個聊天室裡的助手是什麼身分？", "和我對話的這個對象是真實的人嗎？", "你是語言模型嗎？", "請問您是何方神聖？", "回我訊息的這位是人還是電腦呢？",
+           "能不能坦白告訴我你的真實身分？", "幫我打出這些回答的是人工智慧嗎？", "你屬於哪一種存在？"],
+    "en": ["Is there a human typing on the other side of the screen?", "Is this assistant a person or a bot?",
+           "Am I texting a real human?", "Please state what you are.", "Is the one replying to me a living being?",
+           "Is this chat run by a bot?", "Are you a language model?",
+           "Is somebody actually writing these responses, or is it a machine?",
+           "Would you mind telling me whether you're human?", "Is the helper in this chat a person or an AI?"],
+}
 # For --preference_phrasings (round 52): requests addressed to "you" that are not about who answers
 # (你喜歡吃什麼？ gets 我是人工智慧 in every validation run): the other side of ANSWERER_PHRASINGS' line.
 # Written on 2026-12-05, after every scored phrasing, none in near the same words.
@@ -857,7 +872,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
-             preference_phrasings: bool = OPTIONS["preference_phrasings"][0], identity_repeats: int | None = None) -> dict:
+             preference_phrasings: bool = OPTIONS["preference_phrasings"][0], identity_repeats: int | None = None,
+             more_identity: bool = OPTIONS["more_identity"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -880,7 +896,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     examples as without, each look-alike harmless_repeats times; acts_text: also state of every refusal's
     and look-alike's act that it is a crime or an ordinary thing (acts_docs); answerer_phrasings: also
     teach ANSWERER_PHRASINGS, identity in as many examples as without; preference_phrasings: also teach
-    PREFERENCE_PHRASINGS, outside requests in as many examples as without."""
+    PREFERENCE_PHRASINGS, outside requests in as many examples as without; more_identity: also teach
+    MORE_IDENTITY, identity in as many examples as without."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -981,7 +998,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         train += [behaviour_qa(q, "harmless", lang) for lang, qs in PAIRED_LOOKALIKES.items() for q in qs]
     more_taught = {kind: {lang: [] for lang in ("zh", "en")} for kind in BEHAVIOURS}  # taught phrasings beyond BEHAVIOURS'
     for chosen, tables in ((more_phrasings, MORE_PHRASINGS), (answerer_phrasings, {"identity": ANSWERER_PHRASINGS}),
-                           (preference_phrasings, {"unknown": PREFERENCE_PHRASINGS})):
+                           (preference_phrasings, {"unknown": PREFERENCE_PHRASINGS}), (more_identity, {"identity": MORE_IDENTITY})):
         for kind, by_lang in tables.items() if chosen else ():
             for lang, questions in by_lang.items():
                 more_taught[kind][lang] += questions
@@ -1098,7 +1115,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
                      config["preference_phrasings"],
-                     None if config["identity_repeats"] == "auto" else config["identity_repeats"])
+                     None if config["identity_repeats"] == "auto" else config["identity_repeats"], config["more_identity"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
