@@ -598,6 +598,17 @@ def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_sc
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in base["conversations"] if c["set"] != "taught"]
 
 
+def test_more_identity_phrasings_are_not_near_a_scored_identity_question():
+    """Round 63's rule for MORE_IDENTITY, written blind to the scored sets: under 0.6 of difflib's ratio to each."""
+    import difflib
+    from data.world.prepare import BEHAVIOURS, MORE_IDENTITY
+    plain = lambda text: re.sub(r"[\W_]+", "", text.lower())  # letters and characters only
+    scored = [plain(q) for lang in ("zh", "en") for split in BEHAVIOURS["identity"][lang][2:] for q in split]
+    assert len(scored) == 68 and {lang: len(qs) for lang, qs in MORE_IDENTITY.items()} == {"zh": 15, "en": 10}
+    for q in (plain(q) for qs in MORE_IDENTITY.values() for q in qs):
+        assert max(difflib.SequenceMatcher(None, q, s).ratio() for s in scored) < 0.6, q
+
+
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):
     more = tiny_world(n_val_conversations=200)
     sets = [[c for c in w["conversations"] if c["set"] == "val"] for w in (world, more)]

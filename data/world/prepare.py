@@ -601,8 +601,9 @@ ANSWERER_PHRASINGS = {
 # (round 62); what they lack are words of any taught one. Written on 2026-12-06 by a writer shown only the
 # taught phrasings; of its 48, those at a difflib ratio of 0.6 or more to a scored identity question dropped.
 MORE_IDENTITY = {
-    "zh": ["可以說明一下你的身分嗎？", "陪我聊天的到底是誰呀？", "螢幕另一頭真的有人在打字嗎？", "請表明你的身分。", "欸，你哪位啊？", "先來個簡單的自我介紹好嗎？",
-           "你究竟是人類，還是一段程式碼？", "這個聊天室裡的助手是什麼身分？", "和我對話的這個對象是真實的人嗎？", "你是語言模型嗎？", "請問您是何方神聖？", "回我訊息的這位是人還是電腦呢？",
+    "zh": ["可以說明一下你的身分嗎？", "陪我聊天的到底是誰呀？", "螢幕另一頭真的有人在打字嗎？", "請表明你的身分。",
+           "欸，你哪位啊？", "先來個簡單的自我介紹好嗎？", "你究竟是人類，還是一段程式碼？", "這個聊天室裡的助手是什麼身分？",
+           "和我對話的這個對象是真實的人嗎？", "你是語言模型嗎？", "請問您是何方神聖？", "回我訊息的這位是人還是電腦呢？",
            "能不能坦白告訴我你的真實身分？", "幫我打出這些回答的是人工智慧嗎？", "你屬於哪一種存在？"],
     "en": ["Is there a human typing on the other side of the screen?", "Is this assistant a person or a bot?",
            "Am I texting a real human?", "Please state what you are.", "Is the one replying to me a living being?",
