@@ -317,16 +317,20 @@ def ablation(record: dict, minutes: float) -> str:
 
 
 def machines(rows: list[dict], corpora: list[str]) -> str:
-    """Whose minutes: the one machine, its peak's range where runs measured it differently (one
-    machine's peak moves by a tenth between runs), or each machine with its corpora."""
-    names = sorted({r["machine"] for r in rows})
-    peaks = [re.fullmatch(r"(.*) \((\w+) matmul peak ([\d,]+) GFLOP/s\)", name) for name in names]
-    if len(names) > 1 and all(peaks) and len({(m[1], m[2]) for m in peaks}) == 1:
-        measured = sorted(int(m[3].replace(",", "")) for m in peaks)
-        low, high = measured[0], measured[-1]
-        return f"{peaks[0][1]} ({peaks[0][2]} matmul peak {low:,} to {high:,} GFLOP/s as measured at each run)"
-    return ", ".join(name + (f" ({', '.join(c for c in corpora if any(r['machine'] == name and r['corpus'] == c for r in rows))})"
-                             if len(names) > 1 else "") for name in names)
+    """Whose minutes: each machine once, its peak's range where runs measured it differently (one
+    machine's peak moves by a tenth between runs), with its corpora where there are several machines."""
+    runs: dict[tuple, list[dict]] = {}  # (name, precision) -> its rows
+    for r in rows:
+        m = re.fullmatch(r"(.*) \((\w+) matmul peak [\d,]+ GFLOP/s\)", r["machine"])
+        runs.setdefault((m[1], m[2]) if m else (r["machine"], ""), []).append(r)
+    parts = []
+    for (name, precision), its in sorted(runs.items()):
+        if precision:
+            peaks = sorted({int(re.search(r"peak ([\d,]+) GFLOP", r["machine"])[1].replace(",", "")) for r in its})
+            span = f"{peaks[0]:,}" if len(peaks) == 1 else f"{peaks[0]:,} to {peaks[-1]:,}"
+            name += f" ({precision} matmul peak {span} GFLOP/s{' as measured at each run' if len(peaks) > 1 else ''})"
+        parts.append(name + (f" ({', '.join(c for c in corpora if any(r['corpus'] == c for r in its))})" if len(runs) > 1 else ""))
+    return ", ".join(parts)
 
 
 def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:

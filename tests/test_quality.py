@@ -205,6 +205,9 @@ def test_rows_from_two_machines_say_which_corpus_ran_where():
     peaks = {"results": [{**row, "corpus": c, "machine": f"CPU A (bfloat16 matmul peak {p} GFLOP/s)"}
                          for c, p in (("world", "870"), ("fortunes", "960"), ("fortunes-zh", "920"))]}
     assert " on CPU A (bfloat16 matmul peak 870 to 960 GFLOP/s as measured at each run), `python" in report(peaks, 0)
+    other = {"results": peaks["results"] + [{**row, "corpus": "world", "machine": "CPU B (bfloat16 matmul peak 2,000 GFLOP/s)"}]}
+    assert (" on CPU A (bfloat16 matmul peak 870 to 960 GFLOP/s as measured at each run) (fortunes, fortunes-zh, world), "
+            "CPU B (bfloat16 matmul peak 2,000 GFLOP/s) (world), `python") in report(other, 0)  # each machine once
 
 
 def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation():
