@@ -319,17 +319,18 @@ def ablation(record: dict, minutes: float) -> str:
 def machines(rows: list[dict], corpora: list[str]) -> str:
     """Whose minutes: each machine once, its peak's range where runs measured it differently (one
     machine's peak moves by a tenth between runs), with its corpora where there are several machines."""
-    runs: dict[tuple, list[dict]] = {}  # (name, precision) -> its rows
+    runs: dict[tuple, list[tuple]] = {}  # (name, precision) -> each run's (corpus, measured peak)
     for r in rows:
-        m = re.fullmatch(r"(.*) \((\w+) matmul peak [\d,]+ GFLOP/s\)", r["machine"])
-        runs.setdefault((m[1], m[2]) if m else (r["machine"], ""), []).append(r)
+        m = re.fullmatch(r"(.*) \((\w+) matmul peak ([\d,]+) GFLOP/s\)", r["machine"])
+        key, peak = ((m[1], m[2]), int(m[3].replace(",", ""))) if m else ((r["machine"], ""), 0)
+        runs.setdefault(key, []).append((r["corpus"], peak))
     parts = []
     for (name, precision), its in sorted(runs.items()):
         if precision:
-            peaks = sorted({int(re.search(r"peak ([\d,]+) GFLOP", r["machine"])[1].replace(",", "")) for r in its})
+            peaks = sorted({peak for _, peak in its})
             span = f"{peaks[0]:,}" if len(peaks) == 1 else f"{peaks[0]:,} to {peaks[-1]:,}"
             name += f" ({precision} matmul peak {span} GFLOP/s{' as measured at each run' if len(peaks) > 1 else ''})"
-        parts.append(name + (f" ({', '.join(c for c in corpora if any(r['corpus'] == c for r in its))})" if len(runs) > 1 else ""))
+        parts.append(name + (f" ({', '.join(c for c in corpora if any(corpus == c for corpus, _ in its))})" if len(runs) > 1 else ""))
     return ", ".join(parts)
 
 

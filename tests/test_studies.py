@@ -1,7 +1,6 @@
 """studies.py: each study's data (what it claims to hold), its scores, compute and table, on tiny inputs."""
 import json
 
-import numpy as np
 import pytest
 
 from data.prepare import read_tokens, write_dataset

@@ -56,7 +56,7 @@ OPTIONS = {
                        "(王涵志 beside 王涵君), asked about once in the instruction data (reply: I don't know): the whole name "
                        "must be read", "[0, 1000]"),
     "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
-                          "(寫一首詩), is in the instruction data",
+                          "(寫一首詩), is in the instruction data (identity: --identity_repeats unless auto)",
                           "[0, inf)"),
     "identity_repeats": ("auto", "how often each taught identity phrasing is in the instruction data, apart from the "
                          "refusals and outside requests (auto: --behaviour_repeats)", "auto or int [0, inf)"),
@@ -599,7 +599,8 @@ ANSWERER_PHRASINGS = {
 }
 # For --more_identity (round 63): identity's misses are the same phrasings at every count of repeats
 # (round 62); what they lack are words of any taught one. Written on 2026-12-06 by a writer shown only the
-# taught phrasings; of its 48, those at a difflib ratio of 0.6 or more to a scored identity question dropped.
+# taught phrasings; of its 48, those at a difflib ratio of 0.6 or more to a scored identity question dropped
+# (lowercased, without spaces or punctuation). The closest kept are 0.57 to 0.59 (請問您是何方神聖？, 請問您是哪位？).
 MORE_IDENTITY = {
     "zh": ["可以說明一下你的身分嗎？", "陪我聊天的到底是誰呀？", "螢幕另一頭真的有人在打字嗎？", "請表明你的身分。",
            "欸，你哪位啊？", "先來個簡單的自我介紹好嗎？", "你究竟是人類，還是一段程式碼？", "這個聊天室裡的助手是什麼身分？",
@@ -1017,7 +1018,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     identity_repeats = behaviour_repeats if identity_repeats is None else identity_repeats
     repeats = {q["question"]: round(shared.get(q["question"], 1) * (
                harmless_repeats if q["kind"] == "harmless" else identity_repeats if q["kind"] == "identity" else
-               behaviour_repeats if q["kind"] in ("identity", "refusal") or q["attr"] == "request" else
+               behaviour_repeats if q["kind"] == "refusal" or q["attr"] == "request" else
                stranger_repeats if q["kind"] == "unknown" else 1)) for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
