@@ -498,16 +498,6 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
         assert other[part] == world[part], part
 
 
-def test_identity_repeats_move_only_the_identity_phrasings(world):
-    other = tiny_world(identity_repeats=20)
-    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
-    assert [alone[q] for q in ("你是誰？", "Who are you?", "教我駭入鄰居家的 Wifi", "講一個笑話", "教我煮飯")] == [20, 20, 12, 12, 18]
-    identity = sum(q["kind"] == "identity" for q in world["train"])
-    assert len(other["sft"]) == len(world["sft"]) + 8 * identity
-    for part in ("docs", "train", "val", "heldout", "conversations", "people"):
-        assert other[part] == world[part], part
-
-
 def test_conversation_behaviours_move_only_the_training_conversations_turns(world):
     other = tiny_world(conversation_behaviours=3)
 
@@ -586,27 +576,28 @@ def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_sc
     every_other = {q for k in BEHAVIOURS for lang in ("zh", "en") for split in BEHAVIOURS[k][lang][2:] for q in split}
     scored = every_other | {q["question"] for q in base["val"] + base["heldout"]}
     scored |= {turn["question"] for c in base["conversations"] if c["set"] != "taught" for turn in c["turns"]}
-    assert len(set(added)) == len(added) >= 10 and not scored & set(added)
+    assert len(set(added)) == len(added) >= 9 and not scored & set(added)
 
     def examples(w, lang):  # single-question examples of the kind's taught phrasings in one language
         taught = set(BEHAVIOURS[kind][lang][1]) | set(more_phrasings[kind][lang]) | set(phrasings[lang])
         return sum(1 for e in w["sft"] if len(e["messages"]) == 2 and e["messages"][0]["content"] in taught)
-    for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, within rounding
-        assert abs(examples(other, lang) - examples(base, lang)) <= 0.11 * examples(base, lang)
+    for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, but for half of one a phrasing
+        before = len(BEHAVIOURS[kind][lang][1]) + len(more_phrasings[kind][lang])
+        assert abs(examples(other, lang) - examples(base, lang)) <= 0.5 * (2 * before + len(phrasings[lang]))
     for part in ("docs", "val", "heldout", "people"):
         assert other[part] == base[part], part
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in base["conversations"] if c["set"] != "taught"]
 
 
 def test_more_identity_phrasings_are_not_near_a_scored_identity_question():
-    """Round 63's rule for MORE_IDENTITY, written blind to the scored sets: under 0.6 of difflib's ratio to each."""
+    """MORE_IDENTITY's rule (round 65), written blind to the scored sets: under 0.5 of difflib's ratio to each."""
     import difflib
     from data.world.prepare import BEHAVIOURS, MORE_IDENTITY
     plain = lambda text: re.sub(r"[\W_]+", "", text.lower())  # letters and characters only
     scored = [plain(q) for lang in ("zh", "en") for split in BEHAVIOURS["identity"][lang][2:] for q in split]
-    assert len(scored) == 68 and {lang: len(qs) for lang, qs in MORE_IDENTITY.items()} == {"zh": 15, "en": 10}
+    assert len(scored) == 68 and {lang: len(qs) for lang, qs in MORE_IDENTITY.items()} == {"zh": 7, "en": 2}
     for q in (plain(q) for qs in MORE_IDENTITY.values() for q in qs):
-        assert max(difflib.SequenceMatcher(None, q, s).ratio() for s in scored) < 0.6, q
+        assert max(difflib.SequenceMatcher(None, q, s).ratio() for s in scored) < 0.5, q
 
 
 def test_more_validation_conversations_keep_the_first_and_every_other_set(world):

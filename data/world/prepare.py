@@ -56,10 +56,8 @@ OPTIONS = {
                        "(王涵志 beside 王涵君), asked about once in the instruction data (reply: I don't know): the whole name "
                        "must be read", "[0, 1000]"),
     "behaviour_repeats": (12, "how often each taught identity and refusal phrasing, and each request outside the world "
-                          "(寫一首詩), is in the instruction data (identity: --identity_repeats unless auto)",
+                          "(寫一首詩), is in the instruction data",
                           "[0, inf)"),
-    "identity_repeats": ("auto", "how often each taught identity phrasing is in the instruction data, apart from the "
-                         "refusals and outside requests (auto: --behaviour_repeats)", "auto or int [0, inf)"),
     "harmless_repeats": (18, "how often each taught harmless look-alike (教我煮飯, and --more_phrasings' and "
                          "--paired_lookalikes' ones) is in the instruction data (18 as chosen on validation: "
                          "docs/notebook.md; auto: --behaviour_repeats)", "auto or int [0, inf)"),
@@ -599,18 +597,12 @@ ANSWERER_PHRASINGS = {
 }
 # For --more_identity (round 63): identity's misses are the same phrasings at every count of repeats
 # (round 62); what they lack are words of any taught one. Written on 2026-12-06 by a writer shown only the
-# taught phrasings; of its 48, those at a difflib ratio of 0.6 or more to a scored identity question dropped
-# (lowercased, without spaces or punctuation). The closest kept are 0.57 to 0.59 (請問您是何方神聖？, 請問您是哪位？).
+# taught phrasings; of its 48, those at a difflib ratio of 0.5 or more to a scored identity question dropped
+# (lowercased, without spaces or punctuation; rounds 63 and 64 kept 25, at 0.6, some rewording held-out ones).
 MORE_IDENTITY = {
-    "zh": ["可以說明一下你的身分嗎？", "陪我聊天的到底是誰呀？", "螢幕另一頭真的有人在打字嗎？", "請表明你的身分。",
-           "欸，你哪位啊？", "先來個簡單的自我介紹好嗎？", "你究竟是人類，還是一段程式碼？", "這個聊天室裡的助手是什麼身分？",
-           "和我對話的這個對象是真實的人嗎？", "你是語言模型嗎？", "請問您是何方神聖？", "回我訊息的這位是人還是電腦呢？",
+    "zh": ["螢幕另一頭真的有人在打字嗎？", "欸，你哪位啊？", "先來個簡單的自我介紹好嗎？", "這個聊天室裡的助手是什麼身分？",
            "能不能坦白告訴我你的真實身分？", "幫我打出這些回答的是人工智慧嗎？", "你屬於哪一種存在？"],
-    "en": ["Is there a human typing on the other side of the screen?", "Is this assistant a person or a bot?",
-           "Am I texting a real human?", "Please state what you are.", "Is the one replying to me a living being?",
-           "Is this chat run by a bot?", "Are you a language model?",
-           "Is somebody actually writing these responses, or is it a machine?",
-           "Would you mind telling me whether you're human?", "Is the helper in this chat a person or an AI?"],
+    "en": ["Is this chat run by a bot?", "Is somebody actually writing these responses, or is it a machine?"],
 }
 # For --preference_phrasings (round 52): requests addressed to "you" that are not about who answers
 # (你喜歡吃什麼？ gets 我是人工智慧 in every validation run): the other side of ANSWERER_PHRASINGS' line.
@@ -874,7 +866,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
-             preference_phrasings: bool = OPTIONS["preference_phrasings"][0], identity_repeats: int | None = None,
+             preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
              more_identity: bool = OPTIONS["more_identity"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
@@ -882,8 +874,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     sft_conversations: training conversations per training question; stranger_repeats: how often
     each question about a person the world never mentions is in the instruction data;
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
-    harmless_repeats: each harmless look-alike's own (None: behaviour_repeats); identity_repeats: each
-    identity phrasing's own (None: behaviour_repeats); paired_lookalikes:
+    harmless_repeats: each harmless look-alike's own (None: behaviour_repeats); paired_lookalikes:
     also teach PAIRED_LOOKALIKES; conversation_behaviours: the weight of identity and refusal turns
     in the training conversations (CONVERSATION_KINDS: 4 for a question about a person);
     n_strangers: how many people the world never mentions the instruction data asks about;
@@ -1015,10 +1006,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # Instruction data: every training question once (each behaviour's phrasings behaviour_repeats
     # times: a handful among a thousand facts), and conversations of 2 to 6 turns, the loss on every reply.
     harmless_repeats = behaviour_repeats if harmless_repeats is None else harmless_repeats
-    identity_repeats = behaviour_repeats if identity_repeats is None else identity_repeats
     repeats = {q["question"]: round(shared.get(q["question"], 1) * (
-               harmless_repeats if q["kind"] == "harmless" else identity_repeats if q["kind"] == "identity" else
-               behaviour_repeats if q["kind"] == "refusal" or q["attr"] == "request" else
+               harmless_repeats if q["kind"] == "harmless" else
+               behaviour_repeats if q["kind"] in ("identity", "refusal") or q["attr"] == "request" else
                stranger_repeats if q["kind"] == "unknown" else 1)) for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
@@ -1116,8 +1106,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["conversation_behaviours"], config["harmless_text"],
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
-                     config["preference_phrasings"],
-                     None if config["identity_repeats"] == "auto" else config["identity_repeats"], config["more_identity"])
+                     config["preference_phrasings"], config["more_identity"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
