@@ -8,13 +8,16 @@ The time is the machine's, not the run's: each variant's step is first timed alo
 core (PROBE_STEPS steps), and a budget of M minutes buys it M * 60 / that many steps. The scores
 then do not depend on what else the machine did while the runs went, and --jobs can run several
 at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
---max_iters): the speedrun recipe against GPT-2's, each at its full length.
+--max_iters): the speedrun recipe against GPT-2's, each at its full length. --half_time gives each
+variant half of GPT-2's recipe's time instead: both timed now, one after the other, so that the
+step-time ratio is of one moment (a probe an hour earlier may find the machine faster or slower).
 
     python quality.py                                     # GPT-2's recipe, each change alone on it, all, nanoGPT's
     python quality.py --minutes=10 --variants=default,all --corpora=fortunes
     python quality.py --variants=without                  # the speedrun recipe with each change removed (speedrun-rope, ...)
     python quality.py --variants="default,wide=--n_embd=384 --n_head=6"    # your own variant
     python quality.py --minutes=0 --variants=gpt2,speedrun  # GPT-2's recipe and today's, each at its own length
+    python quality.py --half_time --variants=speedrun --seeds=3   # then today's in half of GPT-2's time
     python quality.py --jobs=2                            # two runs at once, a core each (timed alone first)
     python quality.py --readme                            # also write the tables into README.md and docs/quality.md
 
@@ -60,6 +63,9 @@ OPTIONS = {
                  "change's name, or your own as NAME=OPTIONS (pretrain.py's defaults and these: "
                  "\"fast=--muon --learning_rate=3e-3\")"),
     "minutes": (2.0, "this machine's time for each pretraining run (0: each variant's own step count)", "[0, inf)"),
+    "half_time": (False, "give each variant half of gpt2's time at its own length instead of --minutes: gpt2 and the "
+                  "variant timed now, the variant's steps half of gpt2's recorded ones times gpt2's seconds a step over "
+                  "its own (run gpt2 with --minutes=0 first); the runs filed at half of gpt2's recorded minutes"),
     "seeds": (1, "runs per variant and corpus, seeds 1337, 1338, ...", "[1, inf)"),
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
     "pretrain_args": ("", "more pretrain.py options for every run, e.g. \"--n_layer=2 --eval_interval=50\""),
@@ -227,10 +233,11 @@ def this_machine() -> str:
 
 def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: list[str], minutes: float, steps: int,
                     seconds: float, seed: int, run_dir: Path, extra: list[str], threads: int, options: dict,
-                    machine: str) -> dict:
+                    machine: str, gpt2_seconds: float | None) -> dict:
     """One pretraining run of the variant for the given steps, and its scores: bits per byte on the
     whole validation and test splits, and the curve of validation estimates against the minutes
-    those steps take this machine (steps times its seconds per step, timed alone)."""
+    those steps take this machine (steps times its seconds per step, timed alone); gpt2_seconds: gpt2's,
+    timed beside it, where the run was given half of gpt2's time."""
     from data.prepare import read_tokens
     start = time.perf_counter()
     log = pretrain(folder, run_dir, [*flags, *extra, f"--max_iters={steps}", f"--seed={seed}", f"--threads={threads}",
@@ -240,7 +247,8 @@ def train_and_score(corpus: str, folder: Path, meta: dict, variant: str, flags: 
     scores = {split: round(bits_per_byte(run_dir / "ckpt.pt", read_tokens(folder / f"{split}.bin"),
                                          meta[f"{split}_bytes"]), 5) for split in ("val", "test")}
     bits_per_token_to_byte = meta["val_tokens"] / meta["val_bytes"] / math.log(2)
-    return {"corpus": corpus, "variant": variant, "minutes": minutes, "seed": seed, "flags": flags,
+    return {"corpus": corpus, "variant": variant, "minutes": minutes,
+            "gpt2_step_seconds": gpt2_seconds, "seed": seed, "flags": flags,
             "pretrain_args": extra, "options": {**options, "seed": seed}, "machine": machine, "steps": steps, "step_seconds": seconds,
             "train_minutes": round(steps * seconds / 60, 2), "wall_seconds": round(wall, 1),
             "val_bits_per_byte": scores["val"], "test_bits_per_byte": scores["test"],
@@ -259,9 +267,11 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
         cells.setdefault((r["variant"], r["corpus"]), []).append(r)
     budget = f"{minutes:g} minutes of pretraining" if minutes else "each variant's own number of steps"
     where = machines(rows, corpora)
+    halved = sorted({r["corpus"] for r in rows if r.get("gpt2_step_seconds")}, key=corpora.index)  # --half_time's
+    command = f"`python quality.py --minutes={minutes:g}`" if len(halved) < len(corpora) else ""
+    command += (" and " if command else "") + (f"`python quality.py --half_time` ({', '.join(halved)})" if halved else "")
     lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {budget} (lower is better; then the "
-             "steps taken" + ("" if minutes else " and the minutes they take") + f") on {where}, "
-             f"`python quality.py --minutes={minutes:g}`:", "",
+             "steps taken" + ("" if minutes else " and the minutes they take") + f") on {where}, {command}:", "",
              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
     for variant in sorted({v for v, _ in cells}, key=lambda v: (BUILT_IN.index(v) if v in BUILT_IN else len(BUILT_IN), v)):
         line = f"| {variant} |"
@@ -371,7 +381,7 @@ def half_time(record: dict) -> str:
     if not parts:
         return ""
     return ("Given at most half of gpt2's time, its schedule fitted to it (`python quality.py --variants=speedrun "
-            "--seeds=3 --minutes=M`), speedrun's validation bits per byte against where gpt2 ends: " + "; ".join(parts) + ".\n")
+            "--seeds=3 --half_time`, or `--minutes=M`), speedrun's validation bits per byte against where gpt2 ends: " + "; ".join(parts) + ".\n")
 
 
 def curve_svg(record: dict, variants: tuple[str, ...] = ("gpt2", "speedrun")) -> str:
@@ -494,16 +504,25 @@ def main() -> None:
         for line in follow_corpus(record, corpus, {k: v for k, v in metas[corpus].items() if k in (*SIZES, "source")}):
             print(line)
     write_record(record, results_path)  # what was set aside or came back, even if nothing runs
+    budgets, half_steps = {corpus: config["minutes"] for corpus in corpora}, {}  # the minutes each corpus's runs are filed at
+    for corpus in corpora if config["half_time"] else ():
+        gpt2 = [r for r in record["results"] if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "gpt2", 0)]
+        if not gpt2:
+            raise UserError(f"--half_time: the record has no gpt2 run at its own length on {corpus}: run python quality.py "
+                            f"--corpora={corpus} --variants=gpt2 --minutes=0 first")
+        budgets[corpus] = statistics.mean(r["train_minutes"] for r in gpt2) / 2
+        half_steps[corpus] = statistics.mean(r["steps"] for r in gpt2) / 2
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
             for seed in range(1337, 1337 + config["seeds"])
             if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], trained(r["options"]))
-                                          == (corpus, variant, config["minutes"], seed, trained(options[variant]))
+                                          == (corpus, variant, budgets[corpus], seed, trained(options[variant]))
                                           and precision in r["machine"] for r in record["results"])]
     machine = this_machine() if todo else ""
     seconds = {}
-    for corpus, variant, flags, _ in todo:  # one at a time, before any run shares the machine
+    probes = [(corpus, "gpt2", GPT2) for corpus in half_steps if any(t[0] == corpus for t in todo)]  # half_time's yardstick
+    for corpus, variant, flags in [*probes, *(t[:3] for t in todo)]:  # one at a time, before any run shares the machine
         if (corpus, variant) not in seconds:
             seconds[corpus, variant] = step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
             print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
@@ -511,12 +530,15 @@ def main() -> None:
     with ThreadPoolExecutor(config["jobs"]) as pool:
         runs = []
         for corpus, variant, flags, seed in todo:
-            budget = config["minutes"] * 60
-            steps = max(1, round(budget / seconds[corpus, variant])) if budget else options[variant]["max_iters"]
-            run_dir = out_dir / "runs" / corpus / variant / f"{config['minutes']:g}m-{seed}"
-            runs.append(pool.submit(train_and_score, corpus, folders[corpus], metas[corpus], variant, flags, config["minutes"],
+            if corpus in half_steps:  # half of gpt2's steps at gpt2's speed now, in this variant's steps at its own
+                steps = max(1, round(half_steps[corpus] * seconds[corpus, "gpt2"] / seconds[corpus, variant]))
+            else:
+                steps = max(1, round(budgets[corpus] * 60 / seconds[corpus, variant])) if budgets[corpus] else \
+                    options[variant]["max_iters"]
+            run_dir = out_dir / "runs" / corpus / variant / f"{budgets[corpus]:g}m-{seed}"
+            runs.append(pool.submit(train_and_score, corpus, folders[corpus], metas[corpus], variant, flags, budgets[corpus],
                                     steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant],
-                                    machine))
+                                    machine, seconds[corpus, "gpt2"] if corpus in half_steps else None))
         for done in as_completed(runs):
             result = done.result()
             print(f"{result['corpus']:<12} {result['variant']:<16} seed {result['seed']}: {result['steps']:,} steps "
@@ -526,7 +548,7 @@ def main() -> None:
             record["results"] = [r for r in record["results"]
                                  if (r["corpus"], r["variant"], r["minutes"], r["seed"]) != key] + [result]
             write_record(record, results_path)  # after every run: nothing lost
-    markdown = report(record, config["minutes"])
+    markdown = half_time(record) if config["half_time"] else report(record, config["minutes"])
     print("\n" + markdown)
     if config["readme"]:  # the README: the full-length and a seeded short comparison; docs/quality.md every table
         updated = update_docs("quality", docs_blocks(record), RECORD, json.dumps(record, indent=1), {CURVE: curve_svg(record)})

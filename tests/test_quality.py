@@ -222,6 +222,27 @@ def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation
     assert report({"results": [gpt2, speedrun, {**slow, "seed": 1338}]}, 0).endswith("(40%).\n")  # the first seed's curve
 
 
+def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_steps_in_its_own(tmp_path):
+    """--half_time: gpt2's full-length runs in the record set the budget (half their steps and minutes);
+    gpt2 and the variant are timed one after the other now, and the variant runs half of gpt2's
+    steps times gpt2's seconds per step over its own, filed at half of gpt2's recorded minutes."""
+    folder = fortunes_dir(tmp_path)
+    args = ["--corpora=fortunes", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}"]
+    missing = run_script("quality.py", "--variants=speedrun", "--half_time", *args)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "--variants=gpt2 --minutes=0" in missing.stderr
+    record = json.loads((tmp_path / "q" / "results.json").read_text())  # the corpus prepared, nothing run
+    gpt2 = {"corpus": "fortunes", "variant": "gpt2", "minutes": 0, "steps": 40, "train_minutes": 0.3, "seed": 1337,
+            "machine": "CPU", "val_bits_per_byte": 9.0, "options": {}}
+    (tmp_path / "q" / "results.json").write_text(json.dumps({**record, "results": [gpt2, {**gpt2, "seed": 1338, "steps": 44}]}))
+    result = run_script("quality.py", "--variants=speedrun", "--half_time", *args, check=True, timeout=200)
+    probes = [line.split()[1] for line in result.stdout.splitlines() if line.endswith(" s per step")]
+    assert probes == ["gpt2", "speedrun"]
+    runs = [r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"] if r["variant"] == "speedrun"]
+    assert len(runs) == 1 and runs[0]["minutes"] == 0.3 / 2 and runs[0]["gpt2_step_seconds"] > 0
+    assert runs[0]["steps"] == max(1, round(21 * runs[0]["gpt2_step_seconds"] / runs[0]["step_seconds"]))
+    assert "fortunes, 0.15 of gpt2's 0.3 min:" in result.stdout and "(1 seed) against 9.000 (2 seeds)" in result.stdout
+
+
 def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
     """The largest speedrun budget within half of gpt2's full-length minutes, mean and spread over
     its seeds, against gpt2's final validation; a budget over half is not taken."""
@@ -232,7 +253,7 @@ def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
             for m, s, v in ((4.2, 1337, 2.1), (4.2, 1338, 2.3), (2.0, 1337, 2.5), (5.0, 1337, 1.0))]
     assert half_time({"results": [gpt2, *runs]}) == (
         "Given at most half of gpt2's time, its schedule fitted to it (`python quality.py --variants=speedrun --seeds=3 "
-        "--minutes=M`), speedrun's validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: "
+        "--half_time`, or `--minutes=M`), speedrun's validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: "
         "2.200 ± 0.141 (2 seeds) against 2.200 (1 seed).\n")
     assert half_time({"results": [gpt2, runs[3]]}) == "" and half_time({"results": runs}) == ""
 
