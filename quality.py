@@ -62,10 +62,11 @@ OPTIONS = {
                  "written out, at 1,200 steps), nanogpt, a "
                  "change's name, or your own as NAME=OPTIONS (pretrain.py's defaults and these: "
                  "\"fast=--muon --learning_rate=3e-3\")"),
-    "minutes": (2.0, "this machine's time for each pretraining run (0: each variant's own step count)", "[0, inf)"),
-    "half_time": (False, "give each variant half of gpt2's time at its own length instead of --minutes: gpt2 and the "
-                  "variant timed now, the variant's steps half of gpt2's recorded ones times gpt2's seconds a step over "
-                  "its own (run gpt2 with --minutes=0 first); the runs filed at half of gpt2's recorded minutes"),
+    "minutes": (2.0, "this machine's time for each pretraining run (0: each variant's own step count; not with "
+                "--half_time)", "[0, inf)"),
+    "half_time": (False, "give each variant half the time of gpt2's full-length (--minutes=0) runs in the record: "
+                  "gpt2 and the variant timed now, one after the other, the variant's steps half of gpt2's times gpt2's "
+                  "seconds a step over its own; filed at half of gpt2's recorded minutes"),
     "seeds": (1, "runs per variant and corpus, seeds 1337, 1338, ...", "[1, inf)"),
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
     "pretrain_args": ("", "more pretrain.py options for every run, e.g. \"--n_layer=2 --eval_interval=50\""),
@@ -265,11 +266,11 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
     cells = {}
     for r in rows:
         cells.setdefault((r["variant"], r["corpus"]), []).append(r)
-    budget = f"{minutes:g} minutes of pretraining" if minutes else "each variant's own number of steps"
+    budget = f"{round(minutes, 2):g} minutes of pretraining" if minutes else "each variant's own number of steps"
     where = machines(rows, corpora)
     halved = sorted({r["corpus"] for r in rows if r.get("gpt2_step_seconds")}, key=corpora.index)  # --half_time's
-    command = f"`python quality.py --minutes={minutes:g}`" if len(halved) < len(corpora) else ""
-    command += (" and " if command else "") + (f"`python quality.py --half_time` ({', '.join(halved)})" if halved else "")
+    command = " and ".join([f"`python quality.py --minutes={round(minutes, 2):g}`"] * (len(halved) < len(corpora)) +
+                           [f"`python quality.py --half_time` ({', '.join(halved)})"] * bool(halved))
     lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {budget} (lower is better; then the "
              "steps taken" + ("" if minutes else " and the minutes they take") + f") on {where}, {command}:", "",
              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
@@ -360,15 +361,20 @@ def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
     return ["", "Where speedrun's validation curve first reaches gpt2's final value: " + "; ".join(parts) + "."] if parts else []
 
 
+def half_of_gpt2(rows: list[dict], corpus: str) -> tuple[float, float, list[dict]]:
+    """gpt2's full-length runs on the corpus: half their mean minutes, half their mean steps, and
+    the runs (none: zeros)."""
+    gpt2 = [r for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "gpt2", 0)]
+    half = [statistics.mean(r[k] for r in gpt2) / 2 if gpt2 else 0 for k in ("train_minutes", "steps")]
+    return half[0], half[1], gpt2
+
+
 def half_time(record: dict) -> str:
     """What speedrun reaches in half of gpt2's full-length time (its runs at the largest budget
     within that half), against where gpt2 ends: validation bits per byte, on each corpus that has both."""
     rows, parts = record["results"], []
     for corpus in ("fortunes", "fortunes-zh", "world"):
-        gpt2 = [r for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "gpt2", 0)]
-        if not gpt2:
-            continue
-        half = statistics.mean(r["train_minutes"] for r in gpt2) / 2
+        half, _, gpt2 = half_of_gpt2(rows, corpus)
         budget = max((r["minutes"] for r in rows if r["corpus"] == corpus and r["variant"] == "speedrun"
                       and 0 < r["minutes"] <= half), default=None)
         if budget is None:
@@ -376,7 +382,7 @@ def half_time(record: dict) -> str:
         runs = [r["val_bits_per_byte"] for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "speedrun", budget)]
         spread = f" ± {statistics.stdev(runs):.3f}" if len(runs) > 1 else ""
         end = statistics.mean(r["val_bits_per_byte"] for r in gpt2)
-        parts.append(f"{corpus}, {budget:g} of gpt2's {2 * half:.1f} min: {statistics.mean(runs):.3f}{spread} "
+        parts.append(f"{corpus}, {round(budget, 2):g} of gpt2's {2 * half:.1f} min: {statistics.mean(runs):.3f}{spread} "
                      f"({len(runs)} seed{'s' * (len(runs) > 1)}) against {end:.3f} ({len(gpt2)} seed{'s' * (len(gpt2) > 1)})")
     if not parts:
         return ""
@@ -471,6 +477,11 @@ def write_record(record: dict, path: Path) -> None:
     atomic_write({path: lambda f: f.write(text.encode())})
 
 
+def run_key(r: dict) -> tuple:
+    """What one result stands for: a run given half of gpt2's time is kept apart from one given as many minutes."""
+    return r["corpus"], r["variant"], r["minutes"], r["seed"], bool(r.get("gpt2_step_seconds"))
+
+
 def trained(options: dict) -> dict:
     """The options that shape the trained model, but for its seed (a run's own field): not how often
     or how long it is validated."""
@@ -478,7 +489,9 @@ def trained(options: dict) -> dict:
 
 
 def main() -> None:
-    config, _, _ = parse_args(OPTIONS, "python quality.py [--corpora=...] [--variants=...] [--minutes=2]", __doc__)
+    config, _, typed = parse_args(OPTIONS, "python quality.py [--corpora=...] [--variants=...] [--minutes=2]", __doc__)
+    if config["half_time"] and "minutes" in typed:
+        raise UserError("--half_time sets each run's time (half of gpt2's): leave --minutes out")
     out_dir, fortunes_dir = Path(config["out_dir"]), Path(config["fortunes_dir"])
     chosen = variants(config["variants"].split(","))
     extra = split_args(config["pretrain_args"], "--pretrain_args")
@@ -506,23 +519,23 @@ def main() -> None:
     write_record(record, results_path)  # what was set aside or came back, even if nothing runs
     budgets, half_steps = {corpus: config["minutes"] for corpus in corpora}, {}  # the minutes each corpus's runs are filed at
     for corpus in corpora if config["half_time"] else ():
-        gpt2 = [r for r in record["results"] if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "gpt2", 0)]
-        if not gpt2:
-            raise UserError(f"--half_time: the record has no gpt2 run at its own length on {corpus}: run python quality.py "
-                            f"--corpora={corpus} --variants=gpt2 --minutes=0 first")
-        budgets[corpus] = statistics.mean(r["train_minutes"] for r in gpt2) / 2
-        half_steps[corpus] = statistics.mean(r["steps"] for r in gpt2) / 2
+        budgets[corpus], half_steps[corpus], _ = half_of_gpt2(record["results"], corpus)
+        if not budgets[corpus]:
+            raise UserError(f"--half_time: {results_path} has no gpt2 run at its own length on {corpus}: run python "
+                            f"quality.py --corpora={corpus} --variants=gpt2 --minutes=0 first (with your --out_dir)")
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
             for seed in range(1337, 1337 + config["seeds"])
-            if config["rerun"] or not any((r["corpus"], r["variant"], r["minutes"], r["seed"], trained(r["options"]))
-                                          == (corpus, variant, budgets[corpus], seed, trained(options[variant]))
-                                          and precision in r["machine"] for r in record["results"])]
+            if config["rerun"] or not any((*run_key(r), trained(r["options"]))
+                                          == (corpus, variant, budgets[corpus], seed, corpus in half_steps,
+                                              trained(options[variant])) and precision in r["machine"]
+                                          for r in record["results"])]
     machine = this_machine() if todo else ""
     seconds = {}
-    probes = [(corpus, "gpt2", GPT2) for corpus in half_steps if any(t[0] == corpus for t in todo)]  # half_time's yardstick
-    for corpus, variant, flags in [*probes, *(t[:3] for t in todo)]:  # one at a time, before any run shares the machine
+    probes = [probe for corpus in corpora for probe in [(corpus, "gpt2", GPT2)] * (corpus in half_steps) +  # gpt2 beside
+              [t[:3] for t in todo if t[0] == corpus] if any(t[0] == corpus for t in todo)]  # the variants: half_time's yardstick
+    for corpus, variant, flags in probes:  # one at a time, before any run shares the machine
         if (corpus, variant) not in seconds:
             seconds[corpus, variant] = step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
             print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
@@ -535,7 +548,7 @@ def main() -> None:
             else:
                 steps = max(1, round(budgets[corpus] * 60 / seconds[corpus, variant])) if budgets[corpus] else \
                     options[variant]["max_iters"]
-            run_dir = out_dir / "runs" / corpus / variant / f"{budgets[corpus]:g}m-{seed}"
+            run_dir = out_dir / "runs" / corpus / variant / f"{'half' if corpus in half_steps else f'{budgets[corpus]:g}m'}-{seed}"
             runs.append(pool.submit(train_and_score, corpus, folders[corpus], metas[corpus], variant, flags, budgets[corpus],
                                     steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant],
                                     machine, seconds[corpus, "gpt2"] if corpus in half_steps else None))
@@ -544,12 +557,10 @@ def main() -> None:
             print(f"{result['corpus']:<12} {result['variant']:<16} seed {result['seed']}: {result['steps']:,} steps "
                   f"({result['train_minutes']:.1f} min), validation {result['val_bits_per_byte']:.4f}, "
                   f"test {result['test_bits_per_byte']:.4f} bits/byte", flush=True)
-            key = tuple(result[k] for k in ("corpus", "variant", "minutes", "seed"))
-            record["results"] = [r for r in record["results"]
-                                 if (r["corpus"], r["variant"], r["minutes"], r["seed"]) != key] + [result]
+            record["results"] = [r for r in record["results"] if run_key(r) != run_key(result)] + [result]
             write_record(record, results_path)  # after every run: nothing lost
-    markdown = half_time(record) if config["half_time"] else report(record, config["minutes"])
-    print("\n" + markdown)
+    markdown = "".join(report(record, budget) for budget in sorted(set(budgets.values())))
+    print("\n" + markdown + ("\n" + half_time(record) if config["half_time"] else ""))
     if config["readme"]:  # the README: the full-length and a seeded short comparison; docs/quality.md every table
         updated = update_docs("quality", docs_blocks(record), RECORD, json.dumps(record, indent=1), {CURVE: curve_svg(record)})
         print(f"updated {', '.join(str(p.relative_to(ROOT)) for p in updated)} and {RECORD.relative_to(ROOT)}"

@@ -578,12 +578,10 @@ def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_sc
     scored |= {turn["question"] for c in base["conversations"] if c["set"] != "taught" for turn in c["turns"]}
     assert len(set(added)) == len(added) >= 9 and not scored & set(added)
 
-    def examples(w, lang):  # single-question examples of the kind's taught phrasings in one language
-        taught = set(BEHAVIOURS[kind][lang][1]) | set(more_phrasings[kind][lang]) | set(phrasings[lang])
-        return sum(1 for e in w["sft"] if len(e["messages"]) == 2 and e["messages"][0]["content"] in taught)
-    for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, but for half of one a phrasing
-        before = len(BEHAVIOURS[kind][lang][1]) + len(more_phrasings[kind][lang])
-        assert abs(examples(other, lang) - examples(base, lang)) <= 0.5 * (2 * before + len(phrasings[lang]))
+    alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)
+    for lang in ("zh", "en"):  # 12 repeats shared among more phrasings: as many examples, within rounding
+        taught, more_taught = BEHAVIOURS[kind][lang][1], more_phrasings[kind][lang] + phrasings[lang]
+        assert {alone[q] for q in taught + more_taught} == {round(12 * len(taught) / (len(taught) + len(more_taught)))}
     for part in ("docs", "val", "heldout", "people"):
         assert other[part] == base[part], part
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in base["conversations"] if c["set"] != "taught"]

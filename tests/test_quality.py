@@ -208,6 +208,10 @@ def test_rows_from_two_machines_say_which_corpus_ran_where():
     other = {"results": peaks["results"] + [{**row, "corpus": "world", "machine": "CPU B (bfloat16 matmul peak 2,000 GFLOP/s)"}]}
     assert (" on CPU A (bfloat16 matmul peak 870 to 960 GFLOP/s as measured at each run) (fortunes, fortunes-zh, world), "
             "CPU B (bfloat16 matmul peak 2,000 GFLOP/s) (world), `python") in report(other, 0)  # each machine once
+    halved = {"results": [{**row, "corpus": "fortunes", "machine": "CPU", "minutes": 4.195},
+                          {**row, "corpus": "world", "machine": "CPU", "minutes": 4.195, "gpt2_step_seconds": 0.2}]}
+    assert "after 4.2 minutes" in report(halved, 4.195) and (  # each corpus's runs named by the command that made them
+        "`python quality.py --minutes=4.2` and `python quality.py --half_time` (world):") in report(halved, 4.195)
 
 
 def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation():
@@ -230,16 +234,20 @@ def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_step
     args = ["--corpora=fortunes", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}"]
     missing = run_script("quality.py", "--variants=speedrun", "--half_time", *args)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "--variants=gpt2 --minutes=0" in missing.stderr
+    both = run_script("quality.py", "--variants=speedrun", "--half_time", "--minutes=3", *args)
+    assert both.returncode == 2 and both.stderr.count("\n") == 1 and "leave --minutes out" in both.stderr
     record = json.loads((tmp_path / "q" / "results.json").read_text())  # the corpus prepared, nothing run
     gpt2 = {"corpus": "fortunes", "variant": "gpt2", "minutes": 0, "steps": 40, "train_minutes": 0.3, "seed": 1337,
             "machine": "CPU", "val_bits_per_byte": 9.0, "options": {}}
     (tmp_path / "q" / "results.json").write_text(json.dumps({**record, "results": [gpt2, {**gpt2, "seed": 1338, "steps": 44}]}))
     result = run_script("quality.py", "--variants=speedrun", "--half_time", *args, check=True, timeout=200)
-    probes = [line.split()[1] for line in result.stdout.splitlines() if line.endswith(" s per step")]
-    assert probes == ["gpt2", "speedrun"]
+    probes = [line.split() for line in result.stdout.splitlines() if line.endswith(" s per step")]
+    assert [probe[1] for probe in probes] == ["gpt2", "speedrun"]  # gpt2 timed first, beside it
     runs = [r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"] if r["variant"] == "speedrun"]
-    assert len(runs) == 1 and runs[0]["minutes"] == 0.3 / 2 and runs[0]["gpt2_step_seconds"] > 0
+    assert len(runs) == 1 and runs[0]["minutes"] == 0.3 / 2
+    assert [runs[0]["gpt2_step_seconds"], runs[0]["step_seconds"]] == [pytest.approx(float(p[2]), abs=6e-4) for p in probes]
     assert runs[0]["steps"] == max(1, round(21 * runs[0]["gpt2_step_seconds"] / runs[0]["step_seconds"]))
+    assert "`python quality.py --half_time` (fortunes):" in result.stdout
     assert "fortunes, 0.15 of gpt2's 0.3 min:" in result.stdout and "(1 seed) against 9.000 (2 seeds)" in result.stdout
 
 
