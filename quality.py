@@ -347,15 +347,18 @@ def machines(rows: list[dict], corpora: list[str]) -> str:
 
 def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
     """When speedrun's validation curve first gets down to where gpt2's ends (both pretrain.py's
-    estimates, the first seed of each), on each corpus that has both."""
+    estimates, the first seed of each), on each corpus that has both, in the table's minutes: each
+    variant's steps at the mean of its runs' timed seconds (seeds run in other invocations were timed apart)."""
     parts = []
     for corpus in corpora:
-        curves: dict[str, dict] = {}
+        runs: dict[str, list] = {}
         for r in sorted((r for r in rows if r["corpus"] == corpus), key=lambda r: r["seed"]):
-            curves.setdefault(r["variant"], r)  # the first seed's
-        if "gpt2" in curves and "speedrun" in curves:
-            target, total = curves["gpt2"]["curve"][-1][1], curves["gpt2"]["curve"][-1][0]
-            reached = next((m for m, bpb in curves["speedrun"]["curve"] if bpb <= target), None)
+            runs.setdefault(r["variant"], []).append(r)
+        if "gpt2" in runs and "speedrun" in runs:
+            target, total = runs["gpt2"][0]["curve"][-1][1], statistics.mean(r["train_minutes"] for r in runs["gpt2"])
+            first = runs["speedrun"][0]  # its curve's minutes at the mean seconds a step
+            scale = statistics.mean(r["step_seconds"] for r in runs["speedrun"]) / first["step_seconds"]
+            reached = next((m * scale for m, bpb in first["curve"] if bpb <= target), None)
             parts.append(f"{corpus}: after {reached:.1f} of gpt2's {total:.1f} min ({reached / total:.0%})" if reached is not None
                          else f"{corpus}: not within its run")
     return ["", "Where speedrun's validation curve first reaches gpt2's final value: " + "; ".join(parts) + "."] if parts else []

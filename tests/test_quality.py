@@ -216,7 +216,8 @@ def test_rows_from_two_machines_say_which_corpus_ran_where():
 
 def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation():
     from quality import report
-    row = {"minutes": 0, "seed": 1337, "steps": 10, "train_minutes": 1.0, "test_bits_per_byte": 1.5, "machine": "CPU", "corpus": "world"}
+    row = {"minutes": 0, "seed": 1337, "steps": 10, "step_seconds": 60.0, "train_minutes": 10.0, "test_bits_per_byte": 1.5,
+           "machine": "CPU", "corpus": "world"}
     gpt2 = {**row, "variant": "gpt2", "curve": [[2.0, 3.0], [4.0, 2.0], [10.0, 1.6]]}
     speedrun = {**row, "variant": "speedrun", "curve": [[1.0, 2.5], [3.0, 1.7], [4.0, 1.55], [5.0, 1.4]]}
     assert report({"results": [gpt2, speedrun]}, 0).endswith(
@@ -224,6 +225,10 @@ def test_the_full_length_table_says_when_speedrun_reaches_gpt2s_final_validation
     slow = {**speedrun, "curve": [[1.0, 2.5], [5.0, 1.7]]}
     assert report({"results": [gpt2, slow]}, 0).endswith("world: not within its run.\n")
     assert report({"results": [gpt2, speedrun, {**slow, "seed": 1338}]}, 0).endswith("(40%).\n")  # the first seed's curve
+    # seeds timed in another invocation: both clocks are the table's, each variant's mean seconds a step
+    slower = {"seed": 1338, "step_seconds": 90.0, "train_minutes": 15.0}
+    assert report({"results": [gpt2, {**gpt2, **slower}, speedrun, {**speedrun, **slower}]}, 0).endswith(
+        "world: after 5.0 of gpt2's 12.5 min (40%).\n")
 
 
 def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_steps_in_its_own(tmp_path):
