@@ -521,11 +521,13 @@ def main() -> None:
             print(line)
     write_record(record, results_path)  # what was set aside or came back, even if nothing runs
     budgets, half_steps = {corpus: config["minutes"] for corpus in corpora}, {}  # the minutes each corpus's runs are filed at
+    gpt2 = trained(parse_args(PRETRAIN_OPTIONS, "", "", argv=[*GPT2, *extra])[0])  # the yardstick with these pretrain_args
     for corpus in corpora if config["half_time"] else ():
-        budgets[corpus], half_steps[corpus], _ = half_of_gpt2(record["results"], corpus)
+        same = [r for r in record["results"] if trained(r["options"]) == gpt2]
+        budgets[corpus], half_steps[corpus], _ = half_of_gpt2(same, corpus)
         if not budgets[corpus]:
-            raise UserError(f"--half_time: {results_path} has no gpt2 run at its own length on {corpus}: run python "
-                            f"quality.py --corpora={corpus} --variants=gpt2 --minutes=0 first (with your --out_dir)")
+            raise UserError(f"--half_time: {results_path} has no gpt2 run at its own length on {corpus} with these "
+                            f"--pretrain_args: run python quality.py --corpora={corpus} --variants=gpt2 --minutes=0 first")
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
