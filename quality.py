@@ -28,8 +28,8 @@ Corpora: real text that no one here wrote, from Debian's packages, and the built
 (`apt-get install fortunes fortunes-zh` puts them in /usr/share/games/fortunes.) The documents of
 a corpus are shuffled with a fixed seed; 5% are held out as the test set before anything is run,
 and pretrain.py's validation split is 5% of the rest: settings are chosen on validation, never on
-test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes, seed
-and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
+test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes (or
+half of gpt2's time), seed and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
 variants at a time add up to one table; what it holds from a machine training in the same
 precision (bf16 or fp32) is not run again (unless --rerun). Results on a corpus whose text has
 changed since (the world's, after its options changed) are set aside: kept, not reused or shown,
@@ -64,9 +64,9 @@ OPTIONS = {
                  "\"fast=--muon --learning_rate=3e-3\")"),
     "minutes": (2.0, "this machine's time for each pretraining run (0: each variant's own step count; not with "
                 "--half_time)", "[0, inf)"),
-    "half_time": (False, "give each variant half the time of gpt2's full-length (--minutes=0) runs in the record: "
-                  "gpt2 and the variant timed now, one after the other, the variant's steps half of gpt2's times gpt2's "
-                  "seconds a step over its own; filed at half of gpt2's recorded minutes"),
+    "half_time": (False, "give each variant half the time of gpt2's full-length (--minutes=0) runs in the record with "
+                  "the same --pretrain_args: gpt2 and the variant timed now, one after the other, the variant's steps "
+                  "half of gpt2's steps times gpt2's seconds a step over its own; filed at half of gpt2's recorded minutes"),
     "seeds": (1, "runs per variant and corpus, seeds 1337, 1338, ...", "[1, inf)"),
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
     "pretrain_args": ("", "more pretrain.py options for every run, e.g. \"--n_layer=2 --eval_interval=50\""),
@@ -311,10 +311,10 @@ def ablation(record: dict, minutes: float) -> str:
     changes = [c for c in KEPT if any((v, k) in bpb for v in (c, f"speedrun-{c}") for k in corpora)]
     if not changes:
         return ""
-    lines = [f"Each change's gain after {minutes:g} minutes of pretraining, in validation bits per byte (positive: the "
+    lines = [f"Each change's gain after {round(minutes, 2):g} minutes of pretraining, in validation bits per byte (positive: the "
              "change pays): alone, gpt2's less gpt2 with the change, in % of gpt2's; in speedrun, speedrun without the "
              "change less speedrun, in % of speedrun's (what removing it costs). Each variant's seeds' mean, "
-             f"`python quality.py --minutes={minutes:g} --variants=alone,without`:", "",
+             f"`python quality.py --minutes={round(minutes, 2):g} --variants=alone,without`:", "",
              "| change | " + " | ".join(f"{c}: alone / in speedrun" for c in corpora) + " |",
              "| --- |" + " --- |" * len(corpora)]
     lines += [f"| {c} | " + " | ".join(f"{gain('gpt2', c, k)} / {gain('speedrun', f'speedrun-{c}', k)}" for k in corpora)
@@ -364,10 +364,10 @@ def catch_up(rows: list[dict], corpora: list[str]) -> list[str]:
     return ["", "Where speedrun's validation curve first reaches gpt2's final value: " + "; ".join(parts) + "."] if parts else []
 
 
-def half_of_gpt2(rows: list[dict], corpus: str) -> tuple[float, float, list[dict]]:
-    """gpt2's full-length runs on the corpus: half their mean minutes, half their mean steps, and
-    the runs (none: zeros)."""
-    gpt2 = [r for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "gpt2", 0)]
+def half_of_gpt2(rows: list[dict], corpus: str, pretrain_args: list[str]) -> tuple[float, float, list[dict]]:
+    """gpt2's full-length runs on the corpus with these pretrain_args: half their mean minutes,
+    half their mean steps, and the runs (none: zeros)."""
+    gpt2 = [r for r in rows if (r["corpus"], r["variant"], r["minutes"], r["pretrain_args"]) == (corpus, "gpt2", 0, pretrain_args)]
     half = [statistics.mean(r[k] for r in gpt2) / 2 if gpt2 else 0 for k in ("train_minutes", "steps")]
     return half[0], half[1], gpt2
 
@@ -377,16 +377,18 @@ def half_time(record: dict) -> str:
     within that half), against where gpt2 ends: validation bits per byte, on each corpus that has both."""
     rows, parts = record["results"], []
     for corpus in ("fortunes", "fortunes-zh", "world"):
-        half, _, gpt2 = half_of_gpt2(rows, corpus)
-        budget = max((r["minutes"] for r in rows if r["corpus"] == corpus and r["variant"] == "speedrun"
-                      and 0 < r["minutes"] <= half), default=None)
-        if budget is None:
-            continue
-        runs = [r["val_bits_per_byte"] for r in rows if (r["corpus"], r["variant"], r["minutes"]) == (corpus, "speedrun", budget)]
-        spread = f" ± {statistics.stdev(runs):.3f}" if len(runs) > 1 else ""
-        end = statistics.mean(r["val_bits_per_byte"] for r in gpt2)
-        parts.append(f"{corpus}, {round(budget, 2):g} of gpt2's {2 * half:.1f} min: {statistics.mean(runs):.3f}{spread} "
-                     f"({len(runs)} seed{'s' * (len(runs) > 1)}) against {end:.3f} ({len(gpt2)} seed{'s' * (len(gpt2) > 1)})")
+        speedrun = [r for r in rows if (r["corpus"], r["variant"]) == (corpus, "speedrun") and r["minutes"]]
+        for args in sorted({tuple(r["pretrain_args"]) for r in speedrun}):  # each against gpt2 with its pretrain_args
+            half, _, gpt2 = half_of_gpt2(rows, corpus, list(args))
+            same = [r for r in speedrun if tuple(r["pretrain_args"]) == args]
+            budget = max((r["minutes"] for r in same if r["minutes"] <= half), default=None)
+            if budget is None:
+                continue
+            runs = [r["val_bits_per_byte"] for r in same if r["minutes"] == budget]
+            spread = f" ± {statistics.stdev(runs):.3f}" if len(runs) > 1 else ""
+            end = statistics.mean(r["val_bits_per_byte"] for r in gpt2)
+            parts.append(f"{corpus}, {round(budget, 2):g} of gpt2's {2 * half:.1f} min: {statistics.mean(runs):.3f}{spread} "
+                         f"({len(runs)} seed{'s' * (len(runs) > 1)}) against {end:.3f} ({len(gpt2)} seed{'s' * (len(gpt2) > 1)})")
     if not parts:
         return ""
     return ("Given at most half of gpt2's time, its schedule fitted to it (`python quality.py --variants=speedrun "
@@ -521,13 +523,12 @@ def main() -> None:
             print(line)
     write_record(record, results_path)  # what was set aside or came back, even if nothing runs
     budgets, half_steps = {corpus: config["minutes"] for corpus in corpora}, {}  # the minutes each corpus's runs are filed at
-    gpt2 = trained(parse_args(PRETRAIN_OPTIONS, "", "", argv=[*GPT2, *extra])[0])  # the yardstick with these pretrain_args
     for corpus in corpora if config["half_time"] else ():
-        same = [r for r in record["results"] if trained(r["options"]) == gpt2]
-        budgets[corpus], half_steps[corpus], _ = half_of_gpt2(same, corpus)
+        budgets[corpus], half_steps[corpus], _ = half_of_gpt2(record["results"], corpus, extra)
         if not budgets[corpus]:
+            again = f" --pretrain_args={shlex.quote(config['pretrain_args'])}" if extra else ""
             raise UserError(f"--half_time: {results_path} has no gpt2 run at its own length on {corpus} with these "
-                            f"--pretrain_args: run python quality.py --corpora={corpus} --variants=gpt2 --minutes=0 first")
+                            f"--pretrain_args: run python quality.py --corpora={corpus} --variants=gpt2 --minutes=0{again} first")
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike

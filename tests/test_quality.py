@@ -184,7 +184,7 @@ def test_the_quality_tables_show_the_recorded_results():
 def test_the_readme_shows_the_longest_short_budget_where_both_recipes_ran_three_seeds():
     """A study of a few variants (no gpt2 beside them) or of one seed stays in docs/quality.md."""
     from quality import ROOT, docs_blocks
-    row = {"corpus": "world", "steps": 10, "train_minutes": 1.0, "machine": "CPU", "test_bits_per_byte": 1.5,
+    row = {"corpus": "world", "steps": 10, "train_minutes": 1.0, "machine": "CPU", "test_bits_per_byte": 1.5, "pretrain_args": [],
            "val_bits_per_byte": 1.5}
     def runs(variant, minutes, seeds):
         return [{**row, "variant": variant, "minutes": minutes, "seed": 1337 + i} for i in range(seeds)]
@@ -242,13 +242,9 @@ def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_step
     both = run_script("quality.py", "--variants=speedrun", "--half_time", "--minutes=3", *args)
     assert both.returncode == 2 and both.stderr.count("\n") == 1 and "leave --minutes out" in both.stderr
     record = json.loads((tmp_path / "q" / "results.json").read_text())  # the corpus prepared, nothing run
-    from cli import parse_args
-    from pretrain import OPTIONS
-    from quality import GPT2
-    options = parse_args(OPTIONS, "", "", argv=[*GPT2, *TINY.split()])[0]  # gpt2's with the same --pretrain_args
     gpt2 = {"corpus": "fortunes", "variant": "gpt2", "minutes": 0, "steps": 40, "train_minutes": 0.3, "seed": 1337,
-            "machine": "CPU", "val_bits_per_byte": 9.0, "options": options}
-    other = {**gpt2, "seed": 1339, "steps": 4000, "train_minutes": 30.0, "options": {**options, "n_layer": 4}}  # not its yardstick
+            "machine": "CPU", "val_bits_per_byte": 9.0, "options": {}, "pretrain_args": TINY.split()}
+    other = {**gpt2, "seed": 1339, "steps": 4000, "train_minutes": 30.0, "pretrain_args": []}  # not its yardstick
     (tmp_path / "q" / "results.json").write_text(
         json.dumps({**record, "results": [gpt2, {**gpt2, "seed": 1338, "steps": 44}, other]}))
     result = run_script("quality.py", "--variants=speedrun", "--half_time", *args, check=True, timeout=200)
@@ -261,12 +257,11 @@ def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_step
     assert "`python quality.py --half_time` (fortunes):" in result.stdout
 
 
-
 def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
     """The largest speedrun budget within half of gpt2's full-length minutes, mean and spread over
     its seeds, against gpt2's final validation; a budget over half is not taken."""
     from quality import half_time
-    row = {"corpus": "fortunes", "steps": 10, "machine": "CPU", "seed": 1337}
+    row = {"corpus": "fortunes", "steps": 10, "machine": "CPU", "seed": 1337, "pretrain_args": []}
     gpt2 = {**row, "variant": "gpt2", "minutes": 0, "train_minutes": 8.4, "val_bits_per_byte": 2.2}
     runs = [{**row, "variant": "speedrun", "minutes": m, "seed": s, "train_minutes": m, "val_bits_per_byte": v}
             for m, s, v in ((4.2, 1337, 2.1), (4.2, 1338, 2.3), (2.0, 1337, 2.5), (5.0, 1337, 1.0))]
@@ -275,6 +270,8 @@ def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
         "--half_time`, or `--minutes=M`), speedrun's validation bits per byte against where gpt2 ends: fortunes, 4.2 of gpt2's 8.4 min: "
         "2.200 ± 0.141 (2 seeds) against 2.200 (1 seed).\n")
     assert half_time({"results": [gpt2, runs[3]]}) == "" and half_time({"results": runs}) == ""
+    other = [{**r, "pretrain_args": ["--n_layer=2"]} for r in runs]  # another --pretrain_args: not against this gpt2
+    assert half_time({"results": [gpt2, *other]}) == ""
 
 
 def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
