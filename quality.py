@@ -539,8 +539,9 @@ def main() -> None:
                                           for r in record["results"])]
     machine = this_machine() if todo else ""
     seconds = {}
-    probes = [probe for corpus in corpora for probe in [(corpus, "gpt2", GPT2)] * (corpus in half_steps) +  # gpt2 beside
-              [t[:3] for t in todo if t[0] == corpus] if any(t[0] == corpus for t in todo)]  # the variants: half_time's yardstick
+    probes = []  # corpus by corpus; under --half_time gpt2 first, the yardstick timed beside its variants
+    for corpus in dict.fromkeys(t[0] for t in todo):
+        probes += [(corpus, "gpt2", GPT2)] * (corpus in half_steps) + [t[:3] for t in todo if t[0] == corpus]
     for corpus, variant, flags in probes:  # one at a time, before any run shares the machine
         if (corpus, variant) not in seconds:
             seconds[corpus, variant] = step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
@@ -551,9 +552,10 @@ def main() -> None:
         for corpus, variant, flags, seed in todo:
             if corpus in half_steps:  # half of gpt2's steps at gpt2's speed now, in this variant's steps at its own
                 steps = max(1, round(half_steps[corpus] * seconds[corpus, "gpt2"] / seconds[corpus, variant]))
+            elif budgets[corpus]:
+                steps = max(1, round(budgets[corpus] * 60 / seconds[corpus, variant]))
             else:
-                steps = max(1, round(budgets[corpus] * 60 / seconds[corpus, variant])) if budgets[corpus] else \
-                    options[variant]["max_iters"]
+                steps = options[variant]["max_iters"]
             run_dir = out_dir / "runs" / corpus / variant / f"{'half' if corpus in half_steps else f'{budgets[corpus]:g}m'}-{seed}"
             runs.append(pool.submit(train_and_score, corpus, folders[corpus], metas[corpus], variant, flags, budgets[corpus],
                                     steps, seconds[corpus, variant], seed, run_dir, extra, threads, options[variant],
