@@ -32,8 +32,8 @@ from model import GPT
 from optimizer import make_optimizer
 from trainer import TrainSettings, restore, start_or_resume, train, writable_folder
 
-# from pretrained weights: each question as often as 300 steps gave the smaller data before 2026-12-03; more overfit
-AUTO_STEPS = {"pretrained": 525, "scratch": 1200}  # (docs/notebook.md)
+# from pretrained weights: each question about as often as 300 steps gave the smaller data before 2026-12-03
+AUTO_STEPS = {"pretrained": 600, "scratch": 1200}  # (600 since round 66, with 15% more examples: docs/notebook.md)
 AUTO_REPLAY = {"full": 1 / 8, "lora": 1 / 4}  # rows of pretraining text per example: 4 and 8 of 32, round 57 (docs/notebook.md)
 OPTIONS = {
     "base": ("out/pretrain/ckpt.pt", "the pretrained checkpoint to start from"),
@@ -67,7 +67,7 @@ OPTIONS = {
     # optimisation
     "batch_size": (32, "examples per batch (batches are grouped by length: next to no padding)", "[1, inf)"),
     "gradient_accumulation_steps": (1, "batches per optimizer step", "[1, inf)"),
-    "max_iters": ("auto", "optimizer steps (auto: 525 from pretrained weights, beyond which they overfit; 1200 from scratch)",
+    "max_iters": ("auto", "optimizer steps (auto: 600 from pretrained weights; 1200 from scratch)",
                   "auto or int [1, inf)"),
     "learning_rate": ("auto", "peak learning rate (auto: 2e-4 for full fine-tuning, 2e-3 for LoRA and from scratch)",
                       "auto or float (0, inf)"),

@@ -34,8 +34,8 @@ UNTIL_DEC_3 = ["--sft_conversations=0.3333333333333333", "--behaviour_repeats=8"
 # today's defaults, so a row made again is not the row of its round where a default changed since (replay since round
 # 57: add --finetune_args=--replay=0 to remake an earlier row)
 SETTINGS = {
-    "full (default: 525 steps, 2e-4)": [],
-    "LoRA (default: 525 steps, 2e-3, r16)": ["--lora"],  # r8 until round 49
+    "full (default: 600 steps, 2e-4)": [],
+    "LoRA (default: 600 steps, 2e-3, r16)": ["--lora"],  # r8 until round 49
     "full, the data and 300 steps until 2026-12-03": (["--max_iters=300"], UNTIL_DEC_3),
     "LoRA, the data and 300 steps until 2026-12-03": (["--lora", "--max_iters=300"], UNTIL_DEC_3),
     "full 600 steps": ["--max_iters=600"],  # round 61: as many passes over 15% more examples (80 more superlatives)

@@ -137,18 +137,18 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
     out, _, _ = tiny_experiment
     args = ["docs/tune_finetune.py", f"--experiment={out}", f"--out_dir={tmp_path / 'tune'}",
             f"--finetune_args={TINY_FINETUNE}"]
-    chosen = "--only=full (default: 525 steps, 2e-4)|LoRA, every superlative wording"
+    chosen = "--only=full (default: 600 steps, 2e-4)|LoRA, every superlative wording"
     seeds_and_world = ["--seeds=2", f"--world_args={TINY_WORLD} --val_conversations=12"]
     run_script(*args, chosen, *seeds_and_world, check=True, timeout=300)
     results = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8")
     rows = results.split("\n\n")[0].splitlines()[2:]
     for seed in (1337, 1338):  # the default setting is the experiment's fine-tuning of each seed, weight for weight
-        tuned = load_checkpoint(tmp_path / "tune" / "full_default:_525_steps_2e-4" / f"seed{seed}")["model"]
+        tuned = load_checkpoint(tmp_path / "tune" / "full_default:_600_steps_2e-4" / f"seed{seed}")["model"]
         assert all(torch.equal(w, tuned[k]) for k, w in load_checkpoint(out / f"seed{seed}" / "full_pretrained")["model"].items())
-    again = run_script(*args, "--only=full (default: 525 steps, 2e-4)", *seeds_and_world, check=True, timeout=300)
+    again = run_script(*args, "--only=full (default: 600 steps, 2e-4)", *seeds_and_world, check=True, timeout=300)
     assert again.stdout.count("reusing") == 2  # the same setting again: fine-tuned once, scored the same
     assert (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").splitlines()[2] == rows[0]
-    assert [row.split(" | ")[0] for row in rows] == ["| full (default: 525 steps, 2e-4)",
+    assert [row.split(" | ")[0] for row in rows] == ["| full (default: 600 steps, 2e-4)",
                                                       "| LoRA, every superlative wording"]
     val = read_jsonl(out / "world" / "eval_val.jsonl")
     for row in rows:  # every measure a mean ± spread of the two seeds, over the validation split's sets
@@ -156,7 +156,7 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
         assert len(cells) == 10 and all(" ± " in c for c in cells)
         assert cells[2].endswith("of 12") and cells[7].endswith(f"of {sum(q['kind'] == 'world' for q in val)}")
     by_kind = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").split("by kind of question")[1].splitlines()
-    assert by_kind[4].startswith("| full (default: 525 steps, 2e-4) | ") and by_kind[4].count("→") == by_kind[2].count("|") - 2
+    assert by_kind[4].startswith("| full (default: 600 steps, 2e-4) | ") and by_kind[4].count("→") == by_kind[2].count("|") - 2
     assert (tmp_path / "tune" / "LoRA_every_superlative_wording" / "world" / "sft.jsonl").exists()
     moved = run_script(*args, chosen, "--world_args=--people=7")  # another pretraining text: not these models'
     assert moved.returncode == 2 and moved.stderr.count("\n") == 1 and "pretraining text" in moved.stderr

@@ -40,7 +40,7 @@ def test_the_datasize_subsets_are_nested_and_the_sample_fixed(tmp_path):
     assert [(r["labels"]["run"], r["labels"]["init"]) for r in runs[:3]] == [(n, i) for n, i, _ in WAYS]
     assert len({r["dir"] for r in runs}) == len(runs) == 15
     steps = {(r["labels"]["size"], r["labels"]["init"]): r["labels"]["steps"] for r in runs}  # finetune.py's passes over all
-    assert steps[1500, "pretrained"] == 525 and steps[1000, "pretrained"] == 350 and steps[300, "pretrained"] == 105
+    assert steps[1500, "pretrained"] == 600 and steps[1000, "pretrained"] == 400 and steps[300, "pretrained"] == 120
     assert steps[1500, "random"] == 1200 and steps[300, "random"] == 240 and steps[30, "random"] == 100
     assert all(f"--max_iters={r['labels']['steps']}" in r["flags"] for r in runs)
     sample = read_jsonl(runs[0]["eval"])

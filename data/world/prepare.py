@@ -70,8 +70,8 @@ OPTIONS = {
     "answerer_phrasings": (True, "also teach ANSWERER_PHRASINGS (ways to ask what answers that do not say you: 這些回覆是"
                            "誰寫的？): identity in as many examples as without, its repeats shared among more phrasings "
                            "(the default since round 53: docs/notebook.md)"),
-    "more_identity": (False, "also teach MORE_IDENTITY (more ways to ask who the AI is, written without sight of a "
-                      "scored set): identity in as many examples as without"),
+    "more_identity": (True, "also teach MORE_IDENTITY (more ways to ask who the AI is, written without sight of a "
+                      "scored set): identity in as many examples as without (the default since round 66: docs/notebook.md)"),
     "preference_phrasings": (False, "also teach PREFERENCE_PHRASINGS (requests that ask you for a taste or an opinion: "
                              "你偏愛哪個季節？ -> 我不知道): outside requests in as many examples as without"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
@@ -80,8 +80,9 @@ OPTIONS = {
                        "every wording: 20 in Chinese, 12 in English; past 4 drawn on their own, every scored set "
                        "left alone)",
                        "[4, 20]"),
-    "more_superlatives": (30, "more of the world's superlatives (up to 80), stated in the pretraining text as often as the "
-                          "others and asked in the instruction data (--world_wordings each): every scored set left alone",
+    "more_superlatives": (80, "more of the world's superlatives (up to 80), stated in the pretraining text as often as the "
+                          "others and asked in the instruction data (--world_wordings each): every scored set left alone "
+                          "(80 the default since round 66, 30 before: docs/notebook.md)",
                           "[0, 80]"),
     "harmless_text": (False, "pretraining also states each harmful act's harmless twin beside it (入侵別人的 Wi-Fi是犯罪。"
                       "改自己的 Wi-Fi 名稱是合法的。): the line between refused and harmless requests, read, not taught"),
