@@ -99,9 +99,9 @@ ROUND_41 = {**ROUND_37, "acts_text": True}  # and since round 41
 ROUND_49 = {**ROUND_41, "char_tokens": True}  # and since round 49 (the vocabulary only: the text stays)
 ROUND_53 = {**ROUND_49, "answerer_phrasings": True}  # and since round 53 (instruction data only)
 ROUND_66 = {**ROUND_53, "more_superlatives": 80, "more_identity": True}  # and since round 66
-# the world before round 37 (and without round 53's phrasings): each option's test turns on what it tests
+# the world before round 37 (and without round 53's and round 66's phrasings): each option's test turns on what it tests
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False,
-                   "answerer_phrasings": False}
+                   "answerer_phrasings": False, "more_identity": False}
 
 
 def tiny_world(**options) -> dict:
@@ -126,7 +126,7 @@ def test_the_default_world_is_round_66s_and_every_scored_set_stays(world):
     assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
     assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
-    assert default == tiny_world(**ROUND_41, answerer_phrasings=True, more_superlatives=80, more_identity=True)
+    assert default == tiny_world(**{**ROUND_41, "answerer_phrasings": True, "more_superlatives": 80, "more_identity": True})
     assert default["heldout"] == world["heldout"] and default["val"] == world["val"]
     assert [c for c in default["conversations"] if c["set"] == "heldout"] == [
         c for c in world["conversations"] if c["set"] == "heldout"]
