@@ -589,6 +589,19 @@ def test_phrasings_of_one_kind_are_taught_in_as_many_examples_and_ask_nothing_sc
     assert [c for c in other["conversations"] if c["set"] != "taught"] == [c for c in base["conversations"] if c["set"] != "taught"]
 
 
+def test_the_default_worlds_three_identity_tables_share_identitys_repeats_together():
+    """Round 66's default teaches MORE_PHRASINGS', ANSWERER_PHRASINGS' and MORE_IDENTITY's identity
+    phrasings at once: one share of the 12 repeats for every identity phrasing of a language."""
+    from data.world.prepare import ANSWERER_PHRASINGS, BEHAVIOURS, MORE_IDENTITY, MORE_PHRASINGS
+    both = tiny_world(more_phrasings=True, answerer_phrasings=True, more_identity=True)
+    alone = Counter(e["messages"][0]["content"] for e in both["sft"] if len(e["messages"]) == 2)
+    for lang in ("zh", "en"):
+        taught = BEHAVIOURS["identity"][lang][1]
+        more = MORE_PHRASINGS["identity"][lang] + ANSWERER_PHRASINGS[lang] + MORE_IDENTITY[lang]
+        assert {alone[q] for q in taught + more} == {round(12 * len(taught) / (len(taught) + len(more)))}
+        assert {q["question"] for q in both["train"] if q["kind"] == "identity" and q["lang"] == lang} >= set(more)
+
+
 def test_more_identity_phrasings_are_not_near_a_scored_identity_question():
     """MORE_IDENTITY's rule (round 65), written blind to the scored sets: under 0.5 of difflib's ratio to each."""
     import difflib
