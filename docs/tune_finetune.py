@@ -38,13 +38,15 @@ SETTINGS = {
     "LoRA (default: 600 steps, 2e-3, r16)": ["--lora"],  # r8 until round 49
     "full, the data and 300 steps until 2026-12-03": (["--max_iters=300"], UNTIL_DEC_3),
     "LoRA, the data and 300 steps until 2026-12-03": (["--lora", "--max_iters=300"], UNTIL_DEC_3),
+    "full, the defaults until round 66": (["--max_iters=525"], ["--more_superlatives=30", "--more_identity=false"]),
+    "LoRA, the defaults until round 66": (["--lora", "--max_iters=525"], ["--more_superlatives=30", "--more_identity=false"]),
     "full 600 steps": ["--max_iters=600"],  # round 61: as many passes over 15% more examples (80 more superlatives)
     "LoRA 600 steps": ["--lora", "--max_iters=600"],
     "full 600 steps, behaviours 18 times": (["--max_iters=600"], ["--behaviour_repeats=18"]),  # round 62
     "LoRA 600 steps, behaviours 18 times": (["--lora", "--max_iters=600"], ["--behaviour_repeats=18"]),
     "full 600 steps, behaviours 24 times": (["--max_iters=600"], ["--behaviour_repeats=24"]),
     "LoRA 600 steps, behaviours 24 times": (["--lora", "--max_iters=600"], ["--behaviour_repeats=24"]),
-    "full 600 steps, more identity phrasings": (["--max_iters=600"], ["--more_identity"]),  # round 63
+    "full 600 steps, more identity phrasings": (["--max_iters=600"], ["--more_identity"]),  # round 63; the defaults since 66
     "LoRA 600 steps, more identity phrasings": (["--lora", "--max_iters=600"], ["--more_identity"]),
     "full 800 steps": ["--max_iters=800"],
     "LoRA 800 steps": ["--lora", "--max_iters=800"],
