@@ -408,9 +408,9 @@ def report(record: dict, brief: bool = False) -> str:
     pretrain_wall = statistics.mean(walls[f"pretrain {s}"] for s in seeds)
     reused = sum(walls.get(f"reused {s}", False) for s in seeds)
     lines += ["", f"Pretraining took {pretrain_wall / 60:.1f} min per seed on {world_meta['train_tokens']:,} tokens of the world"
-              + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings)" if reused else "")
-              + f"; the whole experiment {walls['total'] / 60:.1f} min from nothing (pretraining, fine-tuning and measuring "
-              f"every run). Fine-tuning wall times include scoring the held-out questions."]
+              + (f" ({reused} of {len(seeds)} reused from an earlier run of the same settings, at the minutes recorded then)" if reused else "")
+              + f"; from nothing, one run after another, the whole experiment adds up to {walls['total'] / 60:.1f} min "
+              f"(pretraining, fine-tuning and measuring every run). Fine-tuning wall times include scoring the held-out questions."]
     if record.get("jobs", 1) > 1:
         lines[-1] += (f" {record['jobs']} seeds ran side by side: the runs made in this run shared the machine, and "
                       f"it took {walls['this run'] / 60:.1f} min.")
