@@ -269,8 +269,12 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
     budget = f"{round(minutes, 2):g} minutes of pretraining" if minutes else "each variant's own number of steps"
     where = machines(rows, corpora)
     halved = sorted({r["corpus"] for r in rows if r.get("gpt2_step_seconds")}, key=corpora.index)  # --half_time's
-    command = " and ".join([f"`python quality.py --minutes={round(minutes, 2):g}`"] * (len(halved) < len(corpora)) +
-                           [f"`python quality.py --half_time` ({', '.join(halved)})"] * bool(halved))
+    commands = []
+    if len(halved) < len(corpora):
+        commands.append(f"`python quality.py --minutes={round(minutes, 2):g}`")
+    if halved:
+        commands.append(f"`python quality.py --half_time` ({', '.join(halved)})")
+    command = " and ".join(commands)
     lines = [f"{'Test' if split == 'test' else 'Validation'} bits per byte after {budget} (lower is better; then the "
              "steps taken" + ("" if minutes else " and the minutes they take") + f") on {where}, {command}:", "",
              "| variant | " + " | ".join(corpora) + " |", "| --- |" + " --- |" * len(corpora)]
@@ -541,7 +545,9 @@ def main() -> None:
     seconds = {}
     probes = []  # corpus by corpus; under --half_time gpt2 first, the yardstick timed beside its variants
     for corpus in dict.fromkeys(t[0] for t in todo):
-        probes += [(corpus, "gpt2", GPT2)] * (corpus in half_steps) + [t[:3] for t in todo if t[0] == corpus]
+        if corpus in half_steps:
+            probes.append((corpus, "gpt2", GPT2))
+        probes += [t[:3] for t in todo if t[0] == corpus]
     for corpus, variant, flags in probes:  # one at a time, before any run shares the machine
         if (corpus, variant) not in seconds:
             seconds[corpus, variant] = step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
