@@ -5,7 +5,8 @@ never saw, in bits per byte: the loss summed over the test tokens, over the byte
 (comparable across tokenizers and corpora; lower is better).
 
 The time is the machine's, not the run's: each variant's step is first timed alone, with every
-core (PROBE_STEPS steps), and a budget of M minutes buys it M * 60 / that many steps. The scores
+core (PROBE_STEPS steps), right after the corpus's first variant is timed again (the host's speed
+drifts: the two set the ratio), and a budget of M minutes buys it M * 60 / that many steps. The scores
 then do not depend on what else the machine did while the runs went, and --jobs can run several
 at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
 --max_iters): the speedrun recipe against GPT-2's, each at its full length. --half_time gives each
@@ -217,6 +218,27 @@ def step_seconds(folder: Path, flags: list[str], extra: list[str], run_dir: Path
     log = pretrain(folder, run_dir, [*flags, *extra, f"--max_iters={PROBE_STEPS}", "--eval_interval=1000000",
                                      "--eval_iters=1", "--threads=0"], label)
     return statistics.median(r["seconds"] for r in log if "loss" in r and r["step"] > PROBE_SKIP)
+
+
+def time_variants(probes: list[tuple[str, str, list[str]]], time_one) -> dict[tuple[str, str], float]:
+    """Each (corpus, variant)'s seconds per step, as if every one were timed at the same moment:
+    the first variant of a corpus is timed, and each other one right after the first is timed
+    again, scaled by the first's two timings. This host's speed drifts by a third within minutes,
+    while variants of equal work timed one after the other agree within 3% (docs/quality.md)."""
+    seconds: dict[tuple[str, str], float] = {}
+    first: dict[str, tuple[str, list[str]]] = {}
+    for corpus, variant, flags in probes:
+        if (corpus, variant) in seconds:
+            continue
+        if corpus not in first:
+            first[corpus] = variant, flags
+            seconds[corpus, variant] = time_one(corpus, variant, flags)
+        else:
+            name, first_flags = first[corpus]
+            now = time_one(corpus, name, first_flags)
+            seconds[corpus, variant] = seconds[corpus, name] * time_one(corpus, variant, flags) / now
+        print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
+    return seconds
 
 
 def this_machine() -> str:
@@ -542,16 +564,13 @@ def main() -> None:
                                               trained(options[variant])) and precision in r["machine"]
                                           for r in record["results"])]
     machine = this_machine() if todo else ""
-    seconds = {}
     probes = []  # corpus by corpus; under --half_time gpt2 first, the yardstick timed beside its variants
     for corpus in dict.fromkeys(t[0] for t in todo):
         if corpus in half_steps:
             probes.append((corpus, "gpt2", GPT2))
         probes += [t[:3] for t in todo if t[0] == corpus]
-    for corpus, variant, flags in probes:  # one at a time, before any run shares the machine
-        if (corpus, variant) not in seconds:
-            seconds[corpus, variant] = step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
-            print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
+    seconds = time_variants(probes, lambda corpus, variant, flags: step_seconds(  # before any run shares the machine
+        folders[corpus], flags, extra, out_dir / "runs" / "probe", variant))
     threads = max(1, (os.cpu_count() or 1) // config["jobs"])
     with ThreadPoolExecutor(config["jobs"]) as pool:
         runs = []

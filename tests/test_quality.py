@@ -308,3 +308,22 @@ def test_results_on_a_corpus_whose_text_changed_are_set_aside_and_come_back_with
     assert follow_corpus(old, "fortunes", a) == [] and old["results"] == first  # the same sizes: kept
     follow_corpus(old, "fortunes", {**a, "documents": 12})
     assert old["results"] == [] and len(old["set_aside"]) == 2
+
+
+def test_variants_are_timed_beside_the_first_so_that_a_drifting_host_gives_equal_work_equal_steps(capsys):
+    """The host slows by a tenth from one pair of probes to the next (two timed one after the other
+    see the same speed): variants of equal work still get equal seconds per step, and one of twice
+    the work twice, since each is set against the corpus's first variant timed just before it."""
+    from quality import time_variants
+    work = {"speedrun": 1.0, "speedrun-zero_init": 1.0, "speedrun-batch8": 2.0}
+    calls = []
+    def time_one(corpus, variant, flags):
+        calls.append(variant)
+        return 0.2 * work[variant] * 1.1 ** (len(calls) // 2)  # slower at every pair
+    probes = [("world", name, []) for name in work] + [("fortunes", "speedrun-batch8", [])]
+    seconds = time_variants(probes, time_one)
+    assert calls == ["speedrun", "speedrun", "speedrun-zero_init", "speedrun", "speedrun-batch8", "speedrun-batch8"]
+    assert seconds["world", "speedrun-zero_init"] == pytest.approx(seconds["world", "speedrun"])
+    assert seconds["world", "speedrun-batch8"] == pytest.approx(2 * seconds["world", "speedrun"])
+    assert seconds["fortunes", "speedrun-batch8"] == pytest.approx(0.2 * 2 * 1.1 ** 3)  # a corpus's first: timed once
+    assert capsys.readouterr().out.count(" s per step") == 4
