@@ -254,9 +254,7 @@ def main() -> None:
         + (f", resuming at step {start_step}" if start_step else ""))
     train(model, optimizer, batches.get, TrainSettings.of(config), out_dir, start_step, extra, weights_to_save,
           old_results=RUN_FILES)
-    leave_distributed()
-    if rank > 0:
-        return  # process 0 saves and evaluates
+    leave_distributed()  # the other processes end here: process 0 saves and evaluates
     result_file = save_and_evaluate(model, tokenizer, config, extra, out_dir)
     chat = f"--adapter={result_file}" if config["lora"] else f"--ckpt={result_file}"
     print(f'next: python sample.py {chat}    (or --prompt "台灣最高的山是哪座？")')

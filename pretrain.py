@@ -161,7 +161,7 @@ def main() -> None:
     extra = {"model_config": model_config.__dict__, "vocab": meta["vocab"], "kind": "pretrain", "dataset": str(folder.resolve()),
              "config": config}
     losses = train(model, optimizer, get_batch, TrainSettings.of(config), out_dir, start_step, extra)
-    leave_distributed()
+    leave_distributed()  # the other processes end here
 
     say(f"done. validation loss {losses.get('val', float('nan')):.3f} "
         f"(a uniform guess over the vocabulary scores {math.log(meta['vocab_size']):.3f})")

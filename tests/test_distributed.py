@@ -1,5 +1,5 @@
-"""Data-parallel training with torchrun on CPU (gloo): two processes train as one process with
-twice the gradient accumulation would, and a two-process run resumes."""
+"""Data-parallel training with torchrun on CPU (gloo): two processes pretrain and fine-tune as one
+process with twice the gradient accumulation would, and a two-process run resumes."""
 import contextlib
 import json
 import os
@@ -90,3 +90,20 @@ def test_every_supervised_token_weighs_the_same_however_the_step_is_split(tmp_pa
     for x, y in batches:
         (means(x, y)[1] / 2).backward()
     assert not torch.allclose(gradients(means)["transformer.wte.weight"], gradients(big)["transformer.wte.weight"], atol=1e-6, rtol=1e-4)
+
+
+def test_two_processes_fine_tune_lora_as_one_with_accumulation(tiny_checkpoint, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in [("你是誰？", "我是人工智慧"), ("台灣最高的山是哪座？", "玉山"), ("Who are you?", "I am an AI")]]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows * 8), encoding="utf-8")
+    args = ["finetune.py", f"--base={tiny_checkpoint}", f"--data={data}", "--lora", "--lora_rank=4", "--batch_size=4",
+            "--max_iters=6", "--eval_interval=6", "--eval_iters=1", "--dtype=float32", "--learning_rate=1e-2", "--threads=1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_script(*args, "--gradient_accumulation_steps=2", f"--out_dir={one}", check=True)
+    result = torchrun(*args, f"--out_dir={two}")
+    assert result.stdout.count("next: python sample.py") == 1  # process 0 alone saves, evaluates and speaks
+    a, b = (torch.load(out / "adapter.pt", weights_only=True)["lora"] for out in (one, two))
+    assert a.keys() == b.keys() and any(t.abs().sum() > 0 for name, t in a.items() if "lora_B" in name)  # it learnt
+    for name, tensor in a.items():
+        assert torch.allclose(tensor, b[name], atol=1e-5, rtol=1e-4), name
