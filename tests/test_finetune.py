@@ -490,6 +490,18 @@ def test_other_instruction_data_leaves_the_pretraining_text_and_every_scored_set
         assert other[part] == world[part], part
 
 
+def test_similar_turns_move_only_the_training_conversations_turns(world):
+    def similar_share(w):  # later turns of the training conversations that ask what the turn before asked
+        asks = {q["question"]: (q["kind"], q["attr"]) for q in w["train"]}
+        turns = [[asks[m["content"]] for m in e["messages"][::2]] for e in w["sft"] if len(e["messages"]) > 2]
+        return sum(a == b for t in turns for a, b in zip(t, t[1:])) / sum(len(t) - 1 for t in turns)
+    fewer, none = tiny_world(similar_turns=0.1), tiny_world(similar_turns=0)
+    assert similar_share(world) > 0.4 > 0.2 > similar_share(fewer) > similar_share(none)  # by chance too, at 0
+    assert len(fewer["sft"]) == len(world["sft"])
+    for part in ("docs", "train", "val", "heldout", "conversations", "people"):
+        assert fewer[part] == world[part], part
+
+
 def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
     other = tiny_world(harmless_repeats=4)
     alone = Counter(e["messages"][0]["content"] for e in other["sft"] if len(e["messages"]) == 2)

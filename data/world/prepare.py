@@ -74,6 +74,8 @@ OPTIONS = {
                       "scored set): identity in as many examples as without (the default since round 66: docs/notebook.md)"),
     "preference_phrasings": (False, "also teach PREFERENCE_PHRASINGS (requests that ask you for a taste or an opinion: "
                              "你偏愛哪個季節？ -> 我不知道): outside requests in as many examples as without"),
+    "similar_turns": (0.4, "share of a training conversation's later turns that ask the previous turn's question about "
+                      "something else (台灣最高的山 -> 世界最高的山); the scored conversations keep 0.4", "[0, 1]"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -831,18 +833,21 @@ def behaviour_qa(question: str, kind: str, lang: str) -> dict:
 
 
 CONVERSATION_KINDS = {"person": 4, "place": 2, "world": 2, "identity": 1, "refusal": 1, "harmless": 0.5, "unknown": 0.5}
+SIMILAR_TURNS = 0.4
 
 
-def conversation(rng: random.Random, pool: dict, turns: int, weights: dict = CONVERSATION_KINDS) -> list[dict]:
+def conversation(rng: random.Random, pool: dict, turns: int, weights: dict = CONVERSATION_KINDS,
+                 similar_turns: float = SIMILAR_TURNS) -> list[dict]:
     """turns questions from pool (kind -> rows), kinds and languages mixed, each kind as often as
-    weights say. Often a turn asks the same kind of thing as the one before about something else
-    (台灣最高的山 -> 世界最高的山), so that copying the previous answer is never right."""
+    weights say. A share similar_turns of the turns after the first ask the same kind of thing as the
+    one before about something else (台灣最高的山 -> 世界最高的山), so that copying the previous
+    answer is never right."""
     kinds = [k for k in weights if pool.get(k)]
     out = [rng.choice(pool[rng.choices(kinds, [weights[k] for k in kinds])[0]])]
     while len(out) < turns:
         previous = out[-1]
         similar = [r for r in pool[previous["kind"]] if r["attr"] == previous["attr"] and r["answer"] != previous["answer"]]
-        if similar and rng.random() < 0.4:
+        if similar and rng.random() < similar_turns:
             out.append(rng.choice(similar))
         else:
             out.append(rng.choice(pool[rng.choices(kinds, [weights[k] for k in kinds])[0]]))
@@ -868,7 +873,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
-             more_identity: bool = OPTIONS["more_identity"][0]) -> dict:
+             more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = SIMILAR_TURNS) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -877,7 +882,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     behaviour_repeats: how often each fixed-reply phrasing (identity, refusal, harmless) is;
     harmless_repeats: each harmless look-alike's own (None: behaviour_repeats); paired_lookalikes:
     also teach PAIRED_LOOKALIKES; conversation_behaviours: the weight of identity and refusal turns
-    in the training conversations (CONVERSATION_KINDS: 4 for a question about a person);
+    in the training conversations (CONVERSATION_KINDS: 4 for a question about a person); similar_turns:
+    the share of the training conversations' later turns that ask what the turn before asked (conversation());
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
@@ -1014,7 +1020,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
     weights = {**CONVERSATION_KINDS, "identity": conversation_behaviours, "refusal": conversation_behaviours}
-    sft_turns += [conversation(rng, train_pool, rng.randint(2, 6), weights) for _ in range(int(len(train) * sft_conversations))]
+    sft_turns += [conversation(rng, train_pool, rng.randint(2, 6), weights, similar_turns)
+                  for _ in range(int(len(train) * sft_conversations))]
     sft = [{"messages": [m for q in turns for m in ({"role": "user", "content": q["question"]},
                                                      {"role": "assistant", "content": q["answer"]})]} for turns in sft_turns]
     rng.shuffle(sft)
@@ -1107,7 +1114,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["conversation_behaviours"], config["harmless_text"],
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
-                     config["preference_phrasings"], config["more_identity"])
+                     config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
