@@ -32,7 +32,9 @@ and pretrain.py's validation split is 5% of the rest: settings are chosen on val
 test. Every result is kept in out/quality/results.json, keyed by corpus, variant, minutes (or
 half of gpt2's time), seed and the options the variant ran with (pretrain.py's defaults filled in), so that runs of a few
 variants at a time add up to one table; what it holds from a machine training in the same
-precision (bf16 or fp32) is not run again (unless --rerun). Results on a corpus whose text has
+precision (bf16 or fp32) is not run again (unless --rerun). A table continued on the same CPU
+keeps its clock: the new runs are timed against a variant of the runs it keeps, at the seconds a
+step recorded for them, so that they get the steps the recorded runs' moment gave. Results on a corpus whose text has
 changed since (the world's, after its options changed) are set aside: kept, not reused or shown,
 until the text is again the one they measured.
 """
@@ -220,13 +222,18 @@ def step_seconds(folder: Path, flags: list[str], extra: list[str], run_dir: Path
     return statistics.median(r["seconds"] for r in log if "loss" in r and r["step"] > PROBE_SKIP)
 
 
-def time_variants(probes: list[tuple[str, str, list[str]]], time_one) -> dict[tuple[str, str], float]:
+def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
+                  anchors: dict[str, tuple[str, list[str], float]] | None = None) -> dict[tuple[str, str], float]:
     """Each (corpus, variant)'s seconds per step, as if every one were timed at the same moment:
     the first variant of a corpus is timed, and each other one right after the first is timed
     again, scaled by the first's two timings. This host's speed drifts by a third within minutes,
-    while variants of equal work timed one after the other agree within 3% (docs/quality.md)."""
+    while variants of equal work timed one after the other agree within 3% (docs/quality.md).
+    anchors: corpus -> (variant, flags, seconds per step) of runs already recorded, whose moment
+    stands in for the first timing, so that new runs get the steps the recorded ones' moment gave."""
     seconds: dict[tuple[str, str], float] = {}
     first: dict[str, tuple[str, list[str]]] = {}
+    for corpus, (variant, flags, recorded) in (anchors or {}).items():
+        first[corpus], seconds[corpus, variant] = (variant, flags), recorded
     for corpus, variant, flags in probes:
         if (corpus, variant) in seconds:
             continue
@@ -564,13 +571,22 @@ def main() -> None:
                                               trained(options[variant])) and precision in r["machine"]
                                           for r in record["results"])]
     machine = this_machine() if todo else ""
+    anchors, replaced = {}, {(c, v, budgets[c], seed, c in half_steps) for c, v, _, seed in todo}
+    for corpus in dict.fromkeys(t[0] for t in todo if t[0] not in half_steps and budgets[t[0]]):
+        kept = [r for r in record["results"] if r["corpus"] == corpus and r["minutes"] == budgets[corpus]  # a table continued:
+                and not r.get("gpt2_step_seconds") and run_key(r) not in replaced and r["pretrain_args"] == extra  # its new runs
+                and r["machine"].split(" (")[0] == machine.split(" (")[0]]  # timed on the clock of the runs it keeps
+        if kept:
+            anchors[corpus] = kept[0]["variant"], kept[0]["flags"], kept[0]["step_seconds"]
+            print(f"{corpus}: new runs timed against {kept[0]['variant']}, whose recorded runs took "
+                  f"{kept[0]['step_seconds']:.3f} s a step (--rerun to time every run anew)")
     probes = []  # corpus by corpus; under --half_time gpt2 first, the yardstick timed beside its variants
     for corpus in dict.fromkeys(t[0] for t in todo):
         if corpus in half_steps:
             probes.append((corpus, "gpt2", GPT2))
         probes += [t[:3] for t in todo if t[0] == corpus]
     seconds = time_variants(probes, lambda corpus, variant, flags: step_seconds(  # before any run shares the machine
-        folders[corpus], flags, extra, out_dir / "runs" / "probe", variant))
+        folders[corpus], flags, extra, out_dir / "runs" / "probe", variant), anchors)
     threads = max(1, (os.cpu_count() or 1) // config["jobs"])
     with ThreadPoolExecutor(config["jobs"]) as pool:
         runs = []

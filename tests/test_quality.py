@@ -132,6 +132,7 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     redone = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.02", f"--fortunes_dir={folder}",
                         f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
     assert [line.split()[1] for line in redone.stdout.splitlines() if line.endswith(" s per step")] == ["rope"]
+    assert "fortunes: new runs timed against gpt2, whose recorded runs took" in redone.stdout  # on the record's clock
     before = {r["variant"]: r for r in elsewhere}
     after = {r["variant"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"]}
     assert after["gpt2"] == before["gpt2"] and after["rope"]["machine"] != before["rope"]["machine"]
@@ -327,3 +328,18 @@ def test_variants_are_timed_beside_the_first_so_that_a_drifting_host_gives_equal
     assert seconds["world", "speedrun-batch8"] == pytest.approx(2 * seconds["world", "speedrun"])
     assert seconds["fortunes", "speedrun-batch8"] == pytest.approx(0.2 * 2 * 1.1 ** 3)  # a corpus's first: timed once
     assert capsys.readouterr().out.count(" s per step") == 4
+
+
+def test_new_runs_of_a_table_continued_later_get_the_steps_of_the_recorded_runs_moment():
+    """speedrun's runs were recorded at 0.25 s a step; the host is twice as fast now: a variant of
+    equal work run now gets the recorded runs' 0.25 (as many steps in its minutes), and speedrun's
+    own new seeds are timed as recorded, with no new probe of them."""
+    from quality import time_variants
+    calls = []
+    def time_one(corpus, variant, flags):
+        calls.append(variant)
+        return 0.125
+    seconds = time_variants([("world", "speedrun-zero_init", []), ("world", "speedrun", [])], time_one,
+                            anchors={"world": ("speedrun", ["--muon"], 0.25)})
+    assert calls == ["speedrun", "speedrun-zero_init"]
+    assert seconds == {("world", "speedrun"): 0.25, ("world", "speedrun-zero_init"): 0.25}
