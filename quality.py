@@ -571,11 +571,12 @@ def main() -> None:
                                               trained(options[variant])) and precision in r["machine"]
                                           for r in record["results"])]
     machine = this_machine() if todo else ""
+    # A table continued (runs of this budget that stay, from this CPU): its new runs on their clock
     anchors, replaced = {}, {(c, v, budgets[c], seed, c in half_steps) for c, v, _, seed in todo}
     for corpus in dict.fromkeys(t[0] for t in todo if t[0] not in half_steps and budgets[t[0]]):
-        kept = [r for r in record["results"] if r["corpus"] == corpus and r["minutes"] == budgets[corpus]  # a table continued:
-                and not r.get("gpt2_step_seconds") and run_key(r) not in replaced and r["pretrain_args"] == extra  # its new runs
-                and r["machine"].split(" (")[0] == machine.split(" (")[0]]  # timed on the clock of the runs it keeps
+        kept = [r for r in record["results"] if r["corpus"] == corpus and r["minutes"] == budgets[corpus]
+                and not r.get("gpt2_step_seconds") and run_key(r) not in replaced and r["pretrain_args"] == extra
+                and r["machine"].split(" (")[0] == machine.split(" (")[0]]
         if kept:
             anchors[corpus] = kept[0]["variant"], kept[0]["flags"], kept[0]["step_seconds"]
             print(f"{corpus}: new runs timed against {kept[0]['variant']}, whose recorded runs took "
