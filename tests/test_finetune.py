@@ -512,14 +512,17 @@ def test_harmless_repeats_move_only_the_harmless_look_alikes(world):
         assert other[part] == world[part], part
 
 
-def test_conversation_behaviours_move_only_the_training_conversations_turns(world):
-    other = tiny_world(conversation_behaviours=3)
+@pytest.mark.parametrize("option, kinds", [("conversation_behaviours", ("identity", "refusal")),
+                                           ("conversation_unknown", ("unknown",))])
+def test_conversation_weights_move_only_the_training_conversations_turns(world, option, kinds):
+    other = tiny_world(**{option: 3})
 
-    def behaviour_turns(w):  # identity and refusal replies among the turns of the training conversations
-        taught = {q["question"] for q in w["train"] if q["kind"] in ("identity", "refusal")}
+    def share(w):  # replies of these kinds among the turns of the training conversations
+        taught = {q["question"] for q in w["train"] if q["kind"] in kinds}
         turns = [m["content"] for e in w["sft"] if len(e["messages"]) > 2 for m in e["messages"][::2]]
         return sum(t in taught for t in turns) / len(turns)
-    assert behaviour_turns(other) > 2 * behaviour_turns(world) > 0.1  # 1 in 11 turns before, 3 in 15 now
+    assert share(other) > 2 * share(world) > 0.05  # behaviours 1 in 11 turns before, 3 in 15 now; unknown 1 in 20, 1 in 5
+    assert share(tiny_world(**{option: 0})) == 0
     assert len(other["sft"]) == len(world["sft"])  # as many conversations, as many single questions
     for part in ("docs", "train", "val", "heldout", "conversations", "people"):
         assert other[part] == world[part], part

@@ -76,6 +76,8 @@ OPTIONS = {
                              "你偏愛哪個季節？ -> 我不知道): outside requests in as many examples as without"),
     "similar_turns": (0.4, "share of a training conversation's later turns that ask the previous turn's question about "
                       "something else (台灣最高的山 -> 世界最高的山); the scored conversations keep 0.4", "[0, 1]"),
+    "conversation_unknown": (0.5, "how often a question the world has no answer to (a stranger, a request outside it) is a "
+                             "turn of a training conversation, against 4 for a question about a person", "float [0, inf)"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -873,7 +875,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
-             more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = SIMILAR_TURNS) -> dict:
+             more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = SIMILAR_TURNS,
+             conversation_unknown: float = CONVERSATION_KINDS["unknown"]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -884,6 +887,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     also teach PAIRED_LOOKALIKES; conversation_behaviours: the weight of identity and refusal turns
     in the training conversations (CONVERSATION_KINDS: 4 for a question about a person); similar_turns:
     the share of the training conversations' later turns that ask what the turn before asked (conversation());
+    conversation_unknown: the weight of "I don't know" turns in the training conversations;
     n_strangers: how many people the world never mentions the instruction data asks about;
     n_val_conversations: validation conversations (None: 4 in 15 of n_conversations);
     world_wordings: questions per taught superlative and language; more_superlatives: how many of
@@ -1019,7 +1023,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                stranger_repeats if q["kind"] == "unknown" else 1)) for q in train}
     sft_turns = [[q] for q in train for _ in range(repeats[q["question"]])]
     train_pool = by_kind(train)
-    weights = {**CONVERSATION_KINDS, "identity": conversation_behaviours, "refusal": conversation_behaviours}
+    weights = {**CONVERSATION_KINDS, "identity": conversation_behaviours, "refusal": conversation_behaviours,
+               "unknown": conversation_unknown}
     sft_turns += [conversation(rng, train_pool, rng.randint(2, 6), weights, similar_turns)
                   for _ in range(int(len(train) * sft_conversations))]
     sft = [{"messages": [m for q in turns for m in ({"role": "user", "content": q["question"]},
@@ -1114,7 +1119,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["conversation_behaviours"], config["harmless_text"],
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
-                     config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"])
+                     config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"],
+                     conversation_unknown=config["conversation_unknown"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
