@@ -521,7 +521,7 @@ def test_conversation_weights_move_only_the_training_conversations_turns(world, 
         taught = {q["question"] for q in w["train"] if q["kind"] in kinds}
         turns = [m["content"] for e in w["sft"] if len(e["messages"]) > 2 for m in e["messages"][::2]]
         return sum(t in taught for t in turns) / len(turns)
-    assert share(other) > 2 * share(world) > 0.05  # behaviours 1 in 11 turns before, 3 in 15 now; unknown 1 in 20, 1 in 5
+    assert share(other) > 2 * share(world) > 0.05  # behaviours 1 in 11 turns at 1, 3 in 15 at 3; unknown 1 in 20 at 0.5, 2 in 9 at 3
     assert share(tiny_world(**{option: 0})) == 0
     assert len(other["sft"]) == len(world["sft"])  # as many conversations, as many single questions
     for part in ("docs", "train", "val", "heldout", "conversations", "people"):
