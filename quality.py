@@ -501,13 +501,63 @@ def follow_corpus(record: dict, corpus: str, now: dict) -> list[str]:
         if stale:
             said.append(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
                         "(under \"set_aside\" in the record) and not reused or shown")
-    back = [r for r in aside if r["corpus"] == corpus and r["corpus_then"] == now]  # the text they measured again
+    back = [r for r in aside if r["corpus"] == corpus and r["corpus_then"] == now  # the text they measured again
+            and "variant_then" not in r]  # (follow_variants brings back its own)
     if back:
         record["set_aside"] = [r for r in aside if r not in back]
         record["results"] += [{k: v for k, v in r.items() if k != "corpus_then"} for r in back]
         said.append(f"{corpus}: its text is again the one {len(back)} set-aside results measured: they are back")
     record["corpora"][corpus] = now
     return said
+
+
+def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
+    """A built-in variant is written in pretrain.py's options and moves when the recipe does (step 24:
+    the cap of 15 became 30), so each result is filed under the built-in name that runs its options
+    now, and no row mixes two recipes. Results under a built-in name that no built-in runs now are set
+    aside (kept, not reused or shown) and come back once one does; one's own names stay, unless a
+    built-in now runs their options and has no run of that key. -> what moved, in lines"""
+    def options(flags: list[str], pretrain_args: list[str]) -> dict:
+        return trained(parse_args(pretrain_options, "", "", argv=[*flags, *pretrain_args])[0])
+
+    built_in, defaults, named = variants(BUILT_IN), options([], []), {}
+
+    def name_now(r: dict) -> str | None:  # an option the run did not know yet: it ran as that option's default
+        ran, key = {**defaults, **trained(r["options"])}, tuple(r["pretrain_args"])
+        for name, flags in built_in.items():
+            if (name, key) not in named:
+                named[name, key] = options(flags, r["pretrain_args"])
+            if named[name, key] == ran:
+                return name
+        return None
+
+    current = [(r, name_now(r)) for r in record["results"]]
+    taken = {run_key(r) for r, name in current if name == r["variant"]}
+    record["results"], aside, moved = [], [], {}
+    for r, name in current:
+        if name and name != r["variant"] and run_key({**r, "variant": name}) not in taken:
+            taken.add(run_key({**r, "variant": name}))
+            moved[r["variant"], name] = moved.get((r["variant"], name), 0) + 1
+            record["results"].append({**r, "variant": name})
+        elif name != r["variant"] and r["variant"] in built_in:
+            moved[r["variant"], None] = moved.get((r["variant"], None), 0) + 1
+            aside.append({**r, "variant_then": r["variant"], "corpus_then": record["corpora"].get(r["corpus"])})
+        else:
+            record["results"].append(r)
+    for r in record.get("set_aside", []):  # those set aside here come back where a built-in runs them again
+        name = "variant_then" in r and r["corpus_then"] == record["corpora"].get(r["corpus"]) and name_now(r)
+        if name and run_key({**r, "variant": name}) not in taken:
+            taken.add(run_key({**r, "variant": name}))
+            moved["set aside", name] = moved.get(("set aside", name), 0) + 1
+            record["results"].append({**{k: v for k, v in r.items() if k not in ("variant_then", "corpus_then")},
+                                      "variant": name})
+        else:
+            aside.append(r)
+    record["set_aside"] = aside
+    return [f"{count} run{'s' * (count > 1)} of {then}: " + (
+                f"what {now} runs now, filed under it" if now else "what no built-in variant runs now (the recipe moved), set aside")
+            if then != "set aside" else f"{count} set-aside run{'s' * (count > 1)}: what {now} runs again, back"
+            for (then, now), count in moved.items()]
 
 
 def write_record(record: dict, path: Path) -> None:
@@ -554,6 +604,8 @@ def main() -> None:
     for corpus in corpora:
         for line in follow_corpus(record, corpus, {k: v for k, v in metas[corpus].items() if k in (*SIZES, "source")}):
             print(line)
+    for line in follow_variants(record, PRETRAIN_OPTIONS):
+        print(line)
     write_record(record, results_path)  # what was set aside or came back, even if nothing runs
     budgets, half_steps = {corpus: config["minutes"] for corpus in corpora}, {}  # the minutes each corpus's runs are filed at
     for corpus in corpora if config["half_time"] else ():
