@@ -834,6 +834,7 @@ def behaviour_qa(question: str, kind: str, lang: str) -> dict:
     return qa(question, BEHAVIOURS[kind][lang][0], kind, kind, lang, "request" if kind == "unknown" else kind)
 
 
+# The scored conversations' mix, fixed whatever the training conversations' options (--similar_turns, ...) say
 CONVERSATION_KINDS = {"person": 4, "place": 2, "world": 2, "identity": 1, "refusal": 1, "harmless": 0.5, "unknown": 0.5}
 SIMILAR_TURNS = 0.4
 
@@ -875,8 +876,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
-             more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = SIMILAR_TURNS,
-             conversation_unknown: float = CONVERSATION_KINDS["unknown"]) -> dict:
+             more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
+             conversation_unknown: float = OPTIONS["conversation_unknown"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
