@@ -36,7 +36,8 @@ precision (bf16 or fp32) is not run again (unless --rerun). A table continued on
 keeps its clock: the new runs are timed against a variant of the runs it keeps, at the seconds a
 step recorded for them, so that they get the steps the recorded runs' moment gave. Results on a corpus whose text has
 changed since (the world's, after its options changed) are set aside: kept, not reused or shown,
-until the text is again the one they measured.
+until the text is again the one they measured; so are those of a built-in variant whose recipe has
+moved (pretrain.py's defaults, CHANGES), each result filed under the built-in that runs its options.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -488,20 +490,25 @@ def docs_blocks(record: dict) -> dict[Path, str]:
     return {ROOT / "README.md": "\n".join(readme), ROOT / "docs" / "quality.md": "\n".join(every)}
 
 
+def same_text(then: dict, now: dict) -> bool:
+    """Whether a corpus's sizes and "source" then are now's (a record from before "source": by its sizes)."""
+    return all(then.get(k, v) == v for k, v in now.items())
+
+
 def follow_corpus(record: dict, corpus: str, now: dict) -> list[str]:
     """A corpus whose text changed (the world's, say): its results on the earlier text are set aside
     (scores and curves kept, not reused or shown); those set aside from the text it has again come
     back. record["corpora"][corpus] becomes now (its sizes and "source"). -> what moved, in lines"""
     before = record.setdefault("corpora", {}).get(corpus, now)
     aside, said = record.setdefault("set_aside", []), []
-    if any(before.get(k, v) != v for k, v in now.items()):  # a record from before "source" compares by its sizes
+    if not same_text(before, now):
         stale = [r for r in record["results"] if r["corpus"] == corpus]
         record["results"] = [r for r in record["results"] if r["corpus"] != corpus]
         aside += [{**r, "corpus_then": before} for r in stale]
         if stale:
             said.append(f"{corpus}: its text changed since the record's {len(stale)} results on it: they are set aside "
                         "(under \"set_aside\" in the record) and not reused or shown")
-    back = [r for r in aside if r["corpus"] == corpus and r["corpus_then"] == now  # the text they measured again
+    back = [r for r in aside if r["corpus"] == corpus and same_text(r["corpus_then"], now)  # the text they measured
             and "variant_then" not in r]  # (follow_variants brings back its own)
     if back:
         record["set_aside"] = [r for r in aside if r not in back]
@@ -511,53 +518,57 @@ def follow_corpus(record: dict, corpus: str, now: dict) -> list[str]:
     return said
 
 
+def built_in_name(ran: dict, pretrain_args: list[str], pretrain_options: dict, cache: dict, first: str = "") -> str | None:
+    """The built-in variant that runs these options with these --pretrain_args: first if it does (built-ins
+    but for --max_iters coincide under --pretrain_args=--max_iters=N), else the first in BUILT_IN's order.
+    An option the run did not know (pretrain.py's since) counts as its default today. cache: name -> options."""
+    ran = {**trained(parse_args(pretrain_options, "", "", argv=[])[0]), **trained(ran)}
+    for name, flags in sorted(variants(BUILT_IN).items(), key=lambda item: item[0] != first):
+        key = name, tuple(pretrain_args)
+        if key not in cache:
+            cache[key] = trained(parse_args(pretrain_options, "", "", argv=[*flags, *pretrain_args])[0])
+        if cache[key] == ran:
+            return name
+    return None
+
+
 def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
     """A built-in variant is written in pretrain.py's options and moves when the recipe does (step 24:
-    the cap of 15 became 30), so each result is filed under the built-in name that runs its options
-    now, and no row mixes two recipes. Results under a built-in name that no built-in runs now are set
-    aside (kept, not reused or shown) and come back once one does; one's own names stay, unless a
-    built-in now runs their options and has no run of that key. -> what moved, in lines"""
-    def options(flags: list[str], pretrain_args: list[str]) -> dict:
-        return trained(parse_args(pretrain_options, "", "", argv=[*flags, *pretrain_args])[0])
+    the cap of 15 became 30). A result under a built-in name that no longer runs its options is filed
+    under the built-in that runs them now, or set aside (kept, not reused or shown) until one does; a
+    result under one's own name is filed under the built-in that runs its options (main files new
+    runs so too). No row then mixes two recipes. (An own name is not remembered: such a result, its
+    recipe moved away, is set aside.) -> what moved, in lines"""
+    cache, moved = {}, Counter()
 
-    built_in, defaults, named = variants(BUILT_IN), options([], []), {}
-
-    def name_now(r: dict) -> str | None:  # an option the run did not know yet: it ran as that option's default
-        ran, key = {**defaults, **trained(r["options"])}, tuple(r["pretrain_args"])
-        for name, flags in built_in.items():
-            if (name, key) not in named:
-                named[name, key] = options(flags, r["pretrain_args"])
-            if named[name, key] == ran:
-                return name
-        return None
-
-    current = [(r, name_now(r)) for r in record["results"]]
-    taken = {run_key(r) for r, name in current if name == r["variant"]}
-    record["results"], aside, moved = [], [], {}
-    for r, name in current:
+    def name_now(r: dict) -> str | None:
+        return built_in_name(r["options"], r["pretrain_args"], pretrain_options, cache, r["variant"])
+    results, record["results"], aside = record["results"], [], []
+    taken = {run_key(r) for r in results if name_now(r) == r["variant"]}
+    for r in results:
+        name = name_now(r)
         if name and name != r["variant"] and run_key({**r, "variant": name}) not in taken:
             taken.add(run_key({**r, "variant": name}))
-            moved[r["variant"], name] = moved.get((r["variant"], name), 0) + 1
+            moved[r["variant"], f"what {name} runs now, filed under it"] += 1
             record["results"].append({**r, "variant": name})
-        elif name != r["variant"] and r["variant"] in built_in:
-            moved[r["variant"], None] = moved.get((r["variant"], None), 0) + 1
+        elif name != r["variant"] and r["variant"] in BUILT_IN:  # "variant_then": set aside here, not for its text
+            moved[r["variant"], "what no built-in variant runs now (the recipe moved), set aside" if not name else
+                  f"what {name} runs now, which has that run already: set aside"] += 1
             aside.append({**r, "variant_then": r["variant"], "corpus_then": record["corpora"].get(r["corpus"])})
         else:
             record["results"].append(r)
     for r in record.get("set_aside", []):  # those set aside here come back where a built-in runs them again
-        name = "variant_then" in r and r["corpus_then"] == record["corpora"].get(r["corpus"]) and name_now(r)
+        name = "variant_then" in r and same_text(r["corpus_then"], record["corpora"].get(r["corpus"], {})) and name_now(r)
         if name and run_key({**r, "variant": name}) not in taken:
             taken.add(run_key({**r, "variant": name}))
-            moved["set aside", name] = moved.get(("set aside", name), 0) + 1
+            moved["set aside", f"what {name} runs again, back"] += 1
             record["results"].append({**{k: v for k, v in r.items() if k not in ("variant_then", "corpus_then")},
                                       "variant": name})
         else:
             aside.append(r)
     record["set_aside"] = aside
-    return [f"{count} run{'s' * (count > 1)} of {then}: " + (
-                f"what {now} runs now, filed under it" if now else "what no built-in variant runs now (the recipe moved), set aside")
-            if then != "set aside" else f"{count} set-aside run{'s' * (count > 1)}: what {now} runs again, back"
-            for (then, now), count in moved.items()]
+    return [f"{count} {'set-aside ' * (then == 'set aside')}run{'s' * (count > 1)}"
+            f"{f' of {then}' * (then != 'set aside')}: {what}" for (then, what), count in moved.items()]
 
 
 def write_record(record: dict, path: Path) -> None:
@@ -592,6 +603,11 @@ def main() -> None:
             options[variant] = parse_args(PRETRAIN_OPTIONS, "", "", argv=[*flags, *extra])[0]
         except UserError as e:
             raise UserError(f"variant {variant}: {e}") from None
+    cache = {}
+    for variant in [v for v in chosen if v not in BUILT_IN]:  # one's own name for a built-in's options: filed as it
+        if name := built_in_name(options[variant], extra, PRETRAIN_OPTIONS, cache):
+            print(f"variant {variant}: what {name} runs now, filed under it")
+            chosen[name], options[name] = chosen.pop(variant), options.pop(variant)
     corpora = config["corpora"].split(",")
     folders, metas = {}, {}
     for corpus in corpora:  # all prepared first: a missing corpus stops the run before any training

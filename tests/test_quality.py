@@ -312,47 +312,58 @@ def test_results_on_a_corpus_whose_text_changed_are_set_aside_and_come_back_with
 
 
 def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeypatch):
-    """The recipe's cap moves from 15 to 30: speedrun's runs with the cap of 15 are set aside, an own
-    variant that ran the cap of 30 is filed as speedrun (unless speedrun has that run), gpt2's stay;
-    moved back, the set-aside runs return and the cap of 30's leave."""
+    """The recipe's cap moves from 15 to 30: speedrun's and logit_cap's runs with the cap of 15 are set
+    aside, an own variant that ran the cap of 30 is filed as speedrun (unless speedrun has that run),
+    gpt2's stay; built-ins alike under --max_iters keep their own name; moved back, the set-aside runs
+    return and the cap of 30's leave (their own name is not remembered)."""
     import quality
     from cli import parse_args
     from pretrain import OPTIONS
-    def result(variant, flags, seed=1337, **more):
-        options = parse_args(OPTIONS, "", "", argv=[*flags, "--n_layer=1"])[0]
-        return {"corpus": "world", "variant": variant, "minutes": 0, "seed": seed, "pretrain_args": ["--n_layer=1"],
+    def result(variant, flags, seed=1337, pretrain_args=("--n_layer=1",), **more):
+        options = parse_args(OPTIONS, "", "", argv=[*flags, *pretrain_args])[0]
+        return {"corpus": "world", "variant": variant, "minutes": 0, "seed": seed, "pretrain_args": list(pretrain_args),
                 "options": options, **more}
-    cap15 = [*quality.SPEEDRUN, "--logit_cap=15"]
-    cap30 = [*quality.SPEEDRUN, "--logit_cap=30"]
+    def recipe(cap):  # quality.py's recipe with the cap at this value
+        changes = {**quality.CHANGES, "logit_cap": (f"--logit_cap={cap}", "--logit_cap=0")}
+        monkeypatch.setattr(quality, "CHANGES", changes)
+        monkeypatch.setattr(quality, "SPEEDRUN", [*quality.GPT2, *(changes[c][0] for c in quality.KEPT), "--max_iters=1200"])
+        return quality.SPEEDRUN
+    cap15, cap30 = recipe(15), recipe(30)
+    recipe(15)
     record = {"corpora": {"world": {"documents": 3}}, "results": [
         result("gpt2", quality.GPT2), result("speedrun", cap15, 1337), result("speedrun", cap15, 1338),
-        result("cap30", cap30, 1337), result("mine", cap30, 1338, old=True), result("again", cap30, 1337), result("wide", ["--n_embd=384"])]}
+        result("logit_cap", [*quality.GPT2, "--logit_cap=15"]), result("cap30", cap30, 1337),
+        result("mine", cap30, 1338, old=True), result("again", cap30, 1337), result("wide", ["--n_embd=384"])]}
     record["results"].append({**record["results"][1], "options": {
         k: v for k, v in record["results"][1]["options"].items() if k != "muon_lr_scale"}, "seed": 1339})  # older
-    monkeypatch.setattr(quality, "SPEEDRUN", cap15)
-    assert quality.follow_variants(record, OPTIONS) == [] and len(record["results"]) == 8  # as filed: nothing moves
-    monkeypatch.setattr(quality, "SPEEDRUN", cap30)
-    said = quality.follow_variants(record, OPTIONS)
-    assert said == ["3 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
-                    "1 run of cap30: what speedrun runs now, filed under it", "1 run of mine: what speedrun runs now, filed under it"]
+    assert quality.follow_variants(record, OPTIONS) == [] and len(record["results"]) == 9  # as filed: nothing moves
+    alike = result("all", quality.variants(["all"])["all"], pretrain_args=["--max_iters=9"])["options"]  # as speedrun's
+    assert [quality.built_in_name(alike, ["--max_iters=9"], OPTIONS, {}, first) for first in ("all", "speedrun", "")] == [
+        "all", "speedrun", "default"]  # and as pretrain.py's default
+    recipe(30)
+    assert quality.built_in_name(result("mine", cap30)["options"], ["--n_layer=1"], OPTIONS, {}) == "speedrun"
+    assert quality.follow_variants(record, OPTIONS) == [
+        "3 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
+        "1 run of logit_cap: what no built-in variant runs now (the recipe moved), set aside",
+        "1 run of cap30: what speedrun runs now, filed under it", "1 run of mine: what speedrun runs now, filed under it"]
     assert [(r["variant"], r["seed"]) for r in record["results"]] == [
         ("gpt2", 1337), ("speedrun", 1337), ("speedrun", 1338), ("again", 1337), ("wide", 1337)]  # speedrun 1337 taken
     assert record["results"][2]["old"] and {r["seed"] for r in record["set_aside"]} == {1337, 1338, 1339}
-    assert all(r["variant_then"] == "speedrun" and r["corpus_then"] == {"documents": 3} for r in record["set_aside"])
+    assert all(r["variant_then"] == r["variant"] and r["corpus_then"] == {"documents": 3} for r in record["set_aside"])
     assert quality.follow_corpus(record, "world", {"documents": 3}) == []  # the text's own set-aside rule leaves them
-    monkeypatch.setattr(quality, "SPEEDRUN", cap15)
-    said = quality.follow_variants(record, OPTIONS)
-    assert said == ["2 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
-                    "3 set-aside runs: what speedrun runs again, back"]
-    assert sorted(r["options"]["logit_cap"] for r in record["results"] if r["variant"] == "speedrun") == [15, 15, 15]
+    recipe(15)
+    assert quality.follow_variants(record, OPTIONS) == [
+        "2 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
+        "3 set-aside runs: what speedrun runs again, back", "1 set-aside run: what logit_cap runs again, back"]
+    assert sorted(r["options"]["logit_cap"] for r in record["results"] if r["variant"] == "speedrun") == [15] * 3
     assert not any("variant_then" in r or "corpus_then" in r for r in record["results"])
     record["corpora"]["world"] = {"documents": 4}  # and set-aside runs of an earlier text stay aside
-    monkeypatch.setattr(quality, "SPEEDRUN", cap30)
+    recipe(30)
     assert quality.follow_variants(record, OPTIONS) == [
         "1 run of again: what speedrun runs now, filed under it",
-        "3 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside"]
-    assert quality.follow_variants(record, OPTIONS) == [] and len(record["set_aside"]) == 5
-    assert [r["variant"] for r in record["results"]] == ["gpt2", "speedrun", "wide"]
+        "3 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
+        "1 run of logit_cap: what no built-in variant runs now (the recipe moved), set aside"]
+    assert quality.follow_variants(record, OPTIONS) == [] and len(record["set_aside"]) == 6
 
 
 def test_variants_are_timed_beside_the_first_so_that_a_drifting_host_gives_equal_work_equal_steps(capsys):

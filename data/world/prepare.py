@@ -834,7 +834,8 @@ def behaviour_qa(question: str, kind: str, lang: str) -> dict:
     return qa(question, BEHAVIOURS[kind][lang][0], kind, kind, lang, "request" if kind == "unknown" else kind)
 
 
-# The scored conversations' mix, fixed whatever the training conversations' options (--similar_turns, ...) say
+# The scored conversations' mix, fixed whatever the options say; the training conversations' but for the kinds
+# their options weigh (--conversation_unknown, --conversation_behaviours) and --similar_turns
 CONVERSATION_KINDS = {"person": 4, "place": 2, "world": 2, "identity": 1, "refusal": 1, "harmless": 0.5, "unknown": 0.5}
 SIMILAR_TURNS = 0.4
 
