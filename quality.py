@@ -641,7 +641,7 @@ def main() -> None:
     machine = this_machine() if todo else ""
     # A table continued (runs of this budget that stay, from this CPU): its new runs on their clock
     anchors, replaced = {}, {(c, v, budgets[c], seed, c in half_steps) for c, v, _, seed in todo}
-    for corpus in dict.fromkeys(t[0] for t in todo if t[0] not in half_steps and budgets[t[0]]):
+    for corpus in dict.fromkeys(t[0] for t in todo if t[0] not in half_steps):  # at full length too: its minutes
         kept = [r for r in record["results"] if r["corpus"] == corpus and r["minutes"] == budgets[corpus]
                 and not r.get("gpt2_step_seconds") and run_key(r) not in replaced and r["pretrain_args"] == extra
                 and r["machine"].split(" (")[0] == machine.split(" (")[0]]

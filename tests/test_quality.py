@@ -169,6 +169,13 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     lines = [line.split('points="')[1].split('"')[0].split() for line in svg.splitlines() if 'stroke-width="2"' in line]
     assert [len(points) for points in lines] == [len(runs["a"]["curve"]), len(runs["b"]["curve"])]
     assert svg.count("<svg") == 1 and ">fortunes<" in svg
+    # a third seed later (another host, say): the table keeps its clock, a's new run timed as a's recorded ones
+    more = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope", "--minutes=0",
+                      "--seeds=3", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                      check=True, timeout=200)
+    assert "fortunes: new runs timed against a, whose recorded runs took" in more.stdout
+    third = {r["variant"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"] if r["seed"] == 1339}
+    assert third["a"]["step_seconds"] == pytest.approx(runs["a"]["step_seconds"]) and third["b"]["steps"] == 20
 
 
 def test_the_quality_tables_show_the_recorded_results():
