@@ -541,8 +541,9 @@ def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
     recipe moved away, is set aside.) -> what moved, in lines"""
     cache, moved = {}, Counter()
 
-    def name_now(r: dict) -> str | None:
-        return built_in_name(r["options"], r["pretrain_args"], pretrain_options, cache, r["variant"])
+    def name_now(r: dict) -> str | None:  # a result that recorded no options stays as filed
+        return built_in_name(r["options"], r["pretrain_args"], pretrain_options, cache, r["variant"]) \
+            if r.get("options") else r["variant"]
     results, record["results"], aside = record["results"], [], []
     taken = {run_key(r) for r in results if name_now(r) == r["variant"]}
     for r in results:

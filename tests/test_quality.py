@@ -340,10 +340,11 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
     record = {"corpora": {"world": {"documents": 3}}, "results": [
         result("gpt2", quality.GPT2), result("speedrun", cap15, 1337), result("speedrun", cap15, 1338),
         result("logit_cap", [*quality.GPT2, "--logit_cap=15"]), result("cap30", cap30, 1337),
-        result("mine", cap30, 1338, old=True), result("again", cap30, 1337), result("wide", ["--n_embd=384"])]}
+        result("mine", cap30, 1338, old=True), result("again", cap30, 1337), result("wide", ["--n_embd=384"]),
+        {**result("logit_cap", [], 1340), "options": {}}]}  # no options recorded (a test's record): left as filed
     record["results"].append({**record["results"][1], "options": {
         k: v for k, v in record["results"][1]["options"].items() if k != "muon_lr_scale"}, "seed": 1339})  # older
-    assert quality.follow_variants(record, OPTIONS) == [] and len(record["results"]) == 9  # as filed: nothing moves
+    assert quality.follow_variants(record, OPTIONS) == [] and len(record["results"]) == 10  # as filed: nothing moves
     alike = result("all", quality.variants(["all"])["all"], pretrain_args=["--max_iters=9"])["options"]  # as speedrun's
     assert [quality.built_in_name(alike, ["--max_iters=9"], OPTIONS, {}, first) for first in ("all", "speedrun", "")] == [
         "all", "speedrun", "default"]  # and as pretrain.py's default
@@ -354,7 +355,7 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
         "1 run of logit_cap: what no built-in variant runs now (the recipe moved), set aside",
         "1 run of cap30: what speedrun runs now, filed under it", "1 run of mine: what speedrun runs now, filed under it"]
     assert [(r["variant"], r["seed"]) for r in record["results"]] == [
-        ("gpt2", 1337), ("speedrun", 1337), ("speedrun", 1338), ("again", 1337), ("wide", 1337)]  # speedrun 1337 taken
+        ("gpt2", 1337), ("speedrun", 1337), ("speedrun", 1338), ("again", 1337), ("wide", 1337), ("logit_cap", 1340)]
     assert record["results"][2]["old"] and {r["seed"] for r in record["set_aside"]} == {1337, 1338, 1339}
     assert all(r["variant_then"] == r["variant"] and r["corpus_then"] == {"documents": 3} for r in record["set_aside"])
     assert quality.follow_corpus(record, "world", {"documents": 3}) == []  # the text's own set-aside rule leaves them
