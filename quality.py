@@ -539,7 +539,7 @@ def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
     result under one's own name is filed under the built-in that runs its options (main files new
     runs so too). No row then mixes two recipes. (An own name is not remembered: such a result, its
     recipe moved away, is set aside.) -> what moved, in lines"""
-    cache, moved = {}, Counter()
+    cache, moved, corpora = {}, Counter(), record.setdefault("corpora", {})
 
     def name_now(r: dict) -> str | None:  # a result that recorded no options stays as filed
         return built_in_name(r["options"], r["pretrain_args"], pretrain_options, cache, r["variant"]) \
@@ -555,11 +555,11 @@ def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
         elif name != r["variant"] and r["variant"] in BUILT_IN:  # "variant_then": set aside here, not for its text
             moved[r["variant"], "what no built-in variant runs now (the recipe moved), set aside" if not name else
                   f"what {name} runs now, which has that run already: set aside"] += 1
-            aside.append({**r, "variant_then": r["variant"], "corpus_then": record["corpora"].get(r["corpus"])})
+            aside.append({**r, "variant_then": r["variant"], "corpus_then": corpora.get(r["corpus"], {})})
         else:
             record["results"].append(r)
     for r in record.get("set_aside", []):  # those set aside here come back where a built-in runs them again
-        name = "variant_then" in r and same_text(r["corpus_then"], record["corpora"].get(r["corpus"], {})) and name_now(r)
+        name = "variant_then" in r and same_text(r["corpus_then"], corpora.get(r["corpus"], {})) and name_now(r)
         if name and run_key({**r, "variant": name}) not in taken:
             taken.add(run_key({**r, "variant": name}))
             moved["set aside", f"what {name} runs again, back"] += 1
