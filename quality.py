@@ -548,10 +548,11 @@ def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
     taken = {run_key(r) for r in results if name_now(r) == r["variant"]}
     for r in results:
         name = name_now(r)
-        if name and name != r["variant"] and run_key({**r, "variant": name}) not in taken:
-            taken.add(run_key({**r, "variant": name}))
+        refiled = {**r, "variant": name}
+        if name and name != r["variant"] and run_key(refiled) not in taken:
+            taken.add(run_key(refiled))
             moved[r["variant"], f"what {name} runs now, filed under it"] += 1
-            record["results"].append({**r, "variant": name})
+            record["results"].append(refiled)
         elif name != r["variant"] and r["variant"] in BUILT_IN:  # "variant_then": set aside here, not for its text
             moved[r["variant"], "what no built-in variant runs now (the recipe moved), set aside" if not name else
                   f"what {name} runs now, which has that run already: set aside"] += 1
@@ -560,11 +561,11 @@ def follow_variants(record: dict, pretrain_options: dict) -> list[str]:
             record["results"].append(r)
     for r in record.get("set_aside", []):  # those set aside here come back where a built-in runs them again
         name = "variant_then" in r and same_text(r["corpus_then"], corpora.get(r["corpus"], {})) and name_now(r)
-        if name and run_key({**r, "variant": name}) not in taken:
-            taken.add(run_key({**r, "variant": name}))
+        back = {**{k: v for k, v in r.items() if k not in ("variant_then", "corpus_then")}, "variant": name}
+        if name and run_key(back) not in taken:
+            taken.add(run_key(back))
             moved["set aside", f"what {name} runs again, back"] += 1
-            record["results"].append({**{k: v for k, v in r.items() if k not in ("variant_then", "corpus_then")},
-                                      "variant": name})
+            record["results"].append(back)
         else:
             aside.append(r)
     record["set_aside"] = aside
