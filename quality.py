@@ -84,7 +84,7 @@ OPTIONS = {
 # option that turns each on, and the one that turns it off
 CHANGES = {"rope": ("--rope", "--rope=false"), "qk_norm": ("--qk_norm", "--qk_norm=false"),
            "relu2": ("--relu2", "--relu2=false"), "zero_init": ("--zero_init", "--zero_init=false"),
-           "untied": ("--untied", "--untied=false"), "logit_cap": ("--logit_cap=15", "--logit_cap=0"),
+           "untied": ("--untied", "--untied=false"), "logit_cap": ("--logit_cap=30", "--logit_cap=0"),
            "muon": ("--muon", "--muon=false"), "batch8": ("--batch_size=8", "--batch_size=16")}
 KEPT = ("rope", "qk_norm", "relu2", "zero_init", "untied", "logit_cap", "muon", "batch8")  # the speedrun recipe's changes
 # pretrain.py before these changes (GPT-2's model, AdamW, 2,000 steps of 16), written out so that
