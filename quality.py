@@ -19,6 +19,7 @@ step-time ratio is of one moment (a probe an hour earlier may find the machine f
     python quality.py --variants="default,wide=--n_embd=384 --n_head=6"    # your own variant
     python quality.py --minutes=0 --variants=gpt2,speedrun  # GPT-2's recipe and today's, each at its own length
     python quality.py --half_time --variants=speedrun --seeds=3   # then today's in half of GPT-2's time
+    python quality.py --minutes=0 --variants=gpt2,speedrun --retime   # their recorded runs' minutes on one clock
     python quality.py --jobs=2                            # two runs at once, a core each (timed alone first)
     python quality.py --readme                            # also write the tables into README.md and docs/quality.md
 
@@ -78,6 +79,9 @@ OPTIONS = {
     "fortunes_dir": ("/usr/share/games/fortunes", "where Debian's fortunes and fortunes-zh put their files"),
     "jobs": (1, "pretraining runs at once, the cores shared among them (each variant is timed alone first)", "[1, inf)"),
     "rerun": (False, "run again what results.json already holds (by default its result is kept)"),
+    "retime": (False, "with --minutes=0: train nothing, time the variants now and give their recorded full-length runs "
+               "the seconds a step that the first variant's recorded runs' clock gives them (one clock for a table "
+               "whose runs came from several hosts)"),
     "readme": (False, "write the tables into README.md and docs/quality.md, with the record docs/quality_results.json"),
 }
 # The changes since GPT-2 that the NanoGPT speedrun made, and a smaller batch: pretrain.py's
@@ -248,6 +252,33 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
             seconds[corpus, variant] = seconds[corpus, name] * time_one(corpus, variant, flags) / now
         print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
     return seconds
+
+
+def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], extra: list[str], time_one,
+           machine: str) -> list[str]:
+    """At full length a run's steps are its own and its bits per byte do not depend on the host, only
+    its minutes do: each chosen variant's full-length runs get the seconds a step that the first
+    variant's recorded runs' clock gives them now (that variant and each other timed one after the
+    other, as for a run made now), their minutes and curve with them. The first's runs stay as they are."""
+    lines = []
+    for corpus in corpora:
+        runs = [r for r in record["results"] if (r["corpus"], r["minutes"], r["pretrain_args"]) == (corpus, 0, extra)
+                and r["variant"] in chosen]
+        first, *others = [v for v in chosen if any(r["variant"] == v for r in runs)] or [None]
+        if first is None or not others:
+            raise UserError(f"--retime: {corpus} needs full-length runs of two of the variants in the record (with these "
+                            f"--pretrain_args) to time one against the other; run them first with --minutes=0")
+        clock = [r for r in runs if r["variant"] == first]
+        anchor = statistics.mean(r["step_seconds"] for r in clock)
+        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: (first, chosen[first], anchor)})
+        for r in runs:
+            if r["variant"] in others:
+                scale, r["step_seconds"] = seconds[corpus, r["variant"]] / r["step_seconds"], seconds[corpus, r["variant"]]
+                r["train_minutes"], r["timed_on"], r["machine"] = round(r["steps"] * r["step_seconds"] / 60, 2), machine, clock[0]["machine"]
+                r["curve"] = [[round(m * scale, 3), bpb] for m, bpb in r["curve"]]
+        lines += [f"{corpus}: {sum(r['variant'] == v for r in runs)} run(s) of {v} retimed to "
+                  f"{seconds[corpus, v]:.3f} s a step on the clock of {first}'s {anchor:.3f}" for v in others]
+    return lines
 
 
 def this_machine() -> str:
@@ -632,10 +663,18 @@ def main() -> None:
             again = f" --pretrain_args={shlex.quote(config['pretrain_args'])}" if extra else ""
             raise UserError(f"--half_time: {results_path} has no gpt2 run at its own length on {corpus} with these "
                             f"--pretrain_args: run python quality.py --corpora={corpus} --variants=gpt2 --minutes=0{again} first")
+    def time_one(corpus: str, variant: str, flags: list[str]) -> float:
+        return step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
+    if config["retime"]:
+        if config["minutes"] or config["half_time"]:
+            raise UserError("--retime is for --minutes=0 (a run's steps at full length do not depend on the clock)")
+        for line in retime(record, corpora, chosen, extra, time_one, this_machine()):
+            print(line)
+        write_record(record, results_path)
     from machine import choose_device, choose_dtype
     precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
     todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
-            for seed in range(1337, 1337 + config["seeds"])
+            for seed in range(1337, 1337 + config["seeds"]) if not config["retime"]
             if config["rerun"] or not any((*run_key(r), trained(r["options"]))
                                           == (corpus, variant, budgets[corpus], seed, corpus in half_steps,
                                               trained(options[variant])) and precision in r["machine"]
@@ -656,8 +695,7 @@ def main() -> None:
         if corpus in half_steps:
             probes.append((corpus, "gpt2", GPT2))
         probes += [t[:3] for t in todo if t[0] == corpus]
-    seconds = time_variants(probes, lambda corpus, variant, flags: step_seconds(  # before any run shares the machine
-        folders[corpus], flags, extra, out_dir / "runs" / "probe", variant), anchors)
+    seconds = time_variants(probes, time_one, anchors)  # before any run shares the machine
     threads = max(1, (os.cpu_count() or 1) // config["jobs"])
     with ThreadPoolExecutor(config["jobs"]) as pool:
         runs = []

@@ -176,6 +176,25 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     assert "fortunes: new runs timed against a, whose recorded runs took" in more.stdout
     third = {r["variant"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"] if r["seed"] == 1339}
     assert third["a"]["step_seconds"] == pytest.approx(runs["a"]["step_seconds"]) and third["b"]["steps"] == 20
+    # b's runs timed on a host a hundred times slower: --retime trains nothing and puts them on a's clock
+    path = tmp_path / "q" / "results.json"
+    record = json.loads(path.read_text())
+    for r in record["results"]:
+        if r["variant"] == "b":
+            r["step_seconds"], r["curve"] = 100.0, [[m * 100.0 / r["step_seconds"], bpb] for m, bpb in r["curve"]]
+    path.write_text(json.dumps(record))
+    again = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope", "--minutes=0",
+                       "--retime", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                       check=True, timeout=200)
+    assert "fortunes: 3 run(s) of b retimed to" in again.stdout
+    after = json.loads(path.read_text())["results"]
+    assert [(r["variant"], r["seed"], r["val_bits_per_byte"]) for r in after] == [
+        (r["variant"], r["seed"], r["val_bits_per_byte"]) for r in record["results"]]  # nothing trained
+    b = [r for r in after if r["variant"] == "b"]
+    assert len({r["step_seconds"] for r in b}) == 1 and b[0]["step_seconds"] < 10  # one clock, a's, not 100 s
+    assert all(r["train_minutes"] == pytest.approx(20 * r["step_seconds"] / 60, abs=0.01)
+               and r["curve"][-1][0] == pytest.approx(r["train_minutes"], abs=0.01) for r in b)
+    assert [r for r in after if r["variant"] == "a"] == [r for r in record["results"] if r["variant"] == "a"]
 
 
 def test_the_quality_tables_show_the_recorded_results():
