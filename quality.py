@@ -79,9 +79,9 @@ OPTIONS = {
     "fortunes_dir": ("/usr/share/games/fortunes", "where Debian's fortunes and fortunes-zh put their files"),
     "jobs": (1, "pretraining runs at once, the cores shared among them (each variant is timed alone first)", "[1, inf)"),
     "rerun": (False, "run again what results.json already holds (by default its result is kept)"),
-    "retime": (False, "with --minutes=0: train nothing, time the variants now and give their recorded full-length runs "
-               "the seconds a step that the first variant's recorded runs' clock gives them (one clock for a table "
-               "whose runs came from several hosts)"),
+    "retime": (False, "with --minutes=0: train nothing (--seeds, --jobs, --rerun unused); time the variants now and give "
+               "the recorded full-length runs of all but the first the seconds a step that the first's recorded runs' "
+               "clock gives them: one clock for a table whose runs came from several hosts (give gpt2 first)"),
     "readme": (False, "write the tables into README.md and docs/quality.md, with the record docs/quality_results.json"),
 }
 # The changes since GPT-2 that the NanoGPT speedrun made, and a smaller batch: pretrain.py's
@@ -254,30 +254,35 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
     return seconds
 
 
-def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], extra: list[str], time_one,
-           machine: str) -> list[str]:
+def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], options: dict[str, dict], extra: list[str],
+           time_one, machine: str) -> list[str]:
     """At full length a run's steps are its own and its bits per byte do not depend on the host, only
-    its minutes do: each chosen variant's full-length runs get the seconds a step that the first
-    variant's recorded runs' clock gives them now (that variant and each other timed one after the
-    other, as for a run made now), their minutes and curve with them. The first's runs stay as they are."""
-    lines = []
-    for corpus in corpora:
+    its minutes do: the other variants' full-length runs get the seconds a step that the first
+    variant's clock gives them (its recorded runs' mean seconds a step, the minutes its row shows),
+    timed now one after the other as for a run made now; their minutes and curve follow. The first's
+    runs stay as they are; each retimed run keeps where it trained (machine) and names its clock."""
+    tables = {}
+    for corpus in corpora:  # every corpus checked before anything is timed
         runs = [r for r in record["results"] if (r["corpus"], r["minutes"], r["pretrain_args"]) == (corpus, 0, extra)
-                and r["variant"] in chosen]
-        first, *others = [v for v in chosen if any(r["variant"] == v for r in runs)] or [None]
-        if first is None or not others:
-            raise UserError(f"--retime: {corpus} needs full-length runs of two of the variants in the record (with these "
-                            f"--pretrain_args) to time one against the other; run them first with --minutes=0")
+                and r["variant"] in chosen and trained(r["options"]) == trained(options[r["variant"]])]
+        recorded = [v for v in chosen if any(r["variant"] == v for r in runs)]
+        if len(recorded) < 2 or recorded[0] != next(iter(chosen)):
+            raise UserError(f"--retime: {corpus} needs full-length runs of {next(iter(chosen))} (the clock) and of another "
+                            f"variant in the record, with these --pretrain_args; run them first with --minutes=0")
+        tables[corpus] = runs, recorded
+    lines = []
+    for corpus, (runs, (first, *others)) in tables.items():
         clock = [r for r in runs if r["variant"] == first]
         anchor = statistics.mean(r["step_seconds"] for r in clock)
         seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: (first, chosen[first], anchor)})
         for r in runs:
             if r["variant"] in others:
-                scale, r["step_seconds"] = seconds[corpus, r["variant"]] / r["step_seconds"], seconds[corpus, r["variant"]]
-                r["train_minutes"], r["timed_on"], r["machine"] = round(r["steps"] * r["step_seconds"] / 60, 2), machine, clock[0]["machine"]
-                r["curve"] = [[round(m * scale, 3), bpb] for m, bpb in r["curve"]]
-        lines += [f"{corpus}: {sum(r['variant'] == v for r in runs)} run(s) of {v} retimed to "
-                  f"{seconds[corpus, v]:.3f} s a step on the clock of {first}'s {anchor:.3f}" for v in others]
+                now = seconds[corpus, r["variant"]]
+                scale = now / r["step_seconds"]
+                r.update(step_seconds=now, train_minutes=round(r["steps"] * now / 60, 2), clock=clock[0]["machine"],
+                         timed_on=machine, curve=[[round(m * scale, 3), bpb] for m, bpb in r["curve"]])
+        lines += [f"{corpus}: {sum(r['variant'] == v for r in runs)} run(s) of {v} retimed to {seconds[corpus, v]:.3f} "
+                  f"s a step on the clock of {first}'s {anchor:.3f}" for v in others]
     return lines
 
 
@@ -398,8 +403,9 @@ def machines(rows: list[dict], corpora: list[str]) -> str:
     machine's peak moves by a tenth between runs), with its corpora where there are several machines."""
     runs: dict[tuple, list[tuple]] = {}  # (name, precision) -> each run's (corpus, measured peak)
     for r in rows:
-        m = re.fullmatch(r"(.*) \((\w+) matmul peak ([\d,]+) GFLOP/s\)", r["machine"])
-        key, peak = ((m[1], m[2]), int(m[3].replace(",", ""))) if m else ((r["machine"], ""), 0)
+        clock = r.get("clock", r["machine"])  # a retimed run's minutes are its clock's
+        m = re.fullmatch(r"(.*) \((\w+) matmul peak ([\d,]+) GFLOP/s\)", clock)
+        key, peak = ((m[1], m[2]), int(m[3].replace(",", ""))) if m else ((clock, ""), 0)
         runs.setdefault(key, []).append((r["corpus"], peak))
     parts = []
     for (name, precision), its in sorted(runs.items()):
@@ -624,6 +630,8 @@ def main() -> None:
     config, _, typed = parse_args(OPTIONS, "python quality.py [--corpora=...] [--variants=...] [--minutes=2]", __doc__)
     if config["half_time"] and "minutes" in typed:
         raise UserError("--half_time sets each run's time (half of gpt2's): leave --minutes out")
+    if config["retime"] and (config["minutes"] or config["half_time"]):
+        raise UserError("--retime is for runs at full length, whose steps do not depend on the clock: give --minutes=0")
     out_dir, fortunes_dir = Path(config["out_dir"]), Path(config["fortunes_dir"])
     chosen = variants(config["variants"].split(","))
     extra = split_args(config["pretrain_args"], "--pretrain_args")
@@ -666,15 +674,13 @@ def main() -> None:
     def time_one(corpus: str, variant: str, flags: list[str]) -> float:
         return step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
     if config["retime"]:
-        if config["minutes"] or config["half_time"]:
-            raise UserError("--retime is for --minutes=0 (a run's steps at full length do not depend on the clock)")
-        for line in retime(record, corpora, chosen, extra, time_one, this_machine()):
+        for line in retime(record, corpora, chosen, options, extra, time_one, this_machine()):
             print(line)
         write_record(record, results_path)
     from machine import choose_device, choose_dtype
-    precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # a run is reused only from a machine
-    todo = [(corpus, variant, flags, seed) for corpus in corpora for variant, flags in chosen.items()  # that computes alike
-            for seed in range(1337, 1337 + config["seeds"]) if not config["retime"]
+    precision = f"({choose_dtype('auto', choose_device('auto'))} matmul peak"  # reused only from a machine alike
+    todo = [] if config["retime"] else [(corpus, variant, flags, seed) for corpus in corpora
+            for variant, flags in chosen.items() for seed in range(1337, 1337 + config["seeds"])
             if config["rerun"] or not any((*run_key(r), trained(r["options"]))
                                           == (corpus, variant, budgets[corpus], seed, corpus in half_steps,
                                               trained(options[variant])) and precision in r["machine"]

@@ -191,10 +191,16 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     assert [(r["variant"], r["seed"], r["val_bits_per_byte"]) for r in after] == [
         (r["variant"], r["seed"], r["val_bits_per_byte"]) for r in record["results"]]  # nothing trained
     b = [r for r in after if r["variant"] == "b"]
-    assert len({r["step_seconds"] for r in b}) == 1 and b[0]["step_seconds"] < 10  # one clock, a's, not 100 s
+    assert len({r["step_seconds"] for r in b}) == 1 and b[0]["step_seconds"] < 3 * max(r["step_seconds"] for r in runs.values())
+    assert {r["clock"] for r in b} == {runs["a"]["machine"]} and all(r["timed_on"].split(" (")[0] == r["machine"].split(" (")[0] for r in b)
     assert all(r["train_minutes"] == pytest.approx(20 * r["step_seconds"] / 60, abs=0.01)
                and r["curve"][-1][0] == pytest.approx(r["train_minutes"], abs=0.01) for r in b)
     assert [r for r in after if r["variant"] == "a"] == [r for r in record["results"] if r["variant"] == "a"]
+    refused = run_script("quality.py", "--corpora=fortunes", "--variants=b=--max_iters=20 --rope", "--minutes=0", "--retime",
+                         f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", timeout=200)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
+        "error: --retime: fortunes needs full-length runs of b (the clock) and of another variant in the record, with "
+        "these --pretrain_args; run them first with --minutes=0")
 
 
 def test_the_quality_tables_show_the_recorded_results():
