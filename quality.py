@@ -261,6 +261,8 @@ def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], optio
     variant's clock gives them (its recorded runs' mean seconds a step, the minutes its row shows),
     timed now one after the other as for a run made now; their minutes and curve follow. The first's
     runs stay as they are; each retimed run keeps where it trained (machine) and names its clock."""
+    if "gpt2" in chosen and next(iter(chosen)) != "gpt2":
+        raise UserError("--retime: gpt2's minutes are what the half-time runs were given half of: give gpt2 first")
     tables = {}
     for corpus in corpora:  # every corpus checked before anything is timed
         runs = [r for r in record["results"] if (r["corpus"], r["minutes"], r["pretrain_args"]) == (corpus, 0, extra)
