@@ -370,14 +370,14 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
 def ablation(record: dict, minutes: float) -> str:
     """Each change's effect at one budget, on validation bits per byte (positive: the change pays):
     alone on gpt2, and within speedrun (what removing it costs), beside the spread of the two
-    recipes' seeds, the size an effect must clear to be one."""
+    recipes' seeds, the size an effect must clear to be one; a corpus with one recipe at this budget: its column."""
     bpb = {}
     for r in record["results"]:
         if r["minutes"] == minutes:
             bpb.setdefault((r["variant"], r["corpus"]), []).append(r["val_bits_per_byte"])
-    corpora = [c for c in ("fortunes", "fortunes-zh", "world") if ("gpt2", c) in bpb and ("speedrun", c) in bpb]
+    corpora = [c for c in ("fortunes", "fortunes-zh", "world") if ("gpt2", c) in bpb or ("speedrun", c) in bpb]
     def gain(base: str, variant: str, corpus: str) -> str:  # base's bits per byte less the variant's, in % of base's
-        if (variant, corpus) not in bpb:
+        if (variant, corpus) not in bpb or (base, corpus) not in bpb:
             return "–"
         before, after = statistics.mean(bpb[base, corpus]), statistics.mean(bpb[variant, corpus])
         return f"{(before - after) / before:+.1%}" if base == "gpt2" else f"{(after - before) / before:+.1%}"
@@ -393,7 +393,9 @@ def ablation(record: dict, minutes: float) -> str:
     lines += [f"| {c} | " + " | ".join(f"{gain('gpt2', c, k)} / {gain('speedrun', f'speedrun-{c}', k)}" for k in corpora)
               + " |" for c in changes]
     def spread(variant: str, corpus: str) -> str:  # one seed's typical distance from the mean, in % of it
-        runs = bpb[variant, corpus]
+        runs = bpb.get((variant, corpus), [])
+        if not runs:
+            return "–"
         return f"±{statistics.stdev(runs) / statistics.mean(runs):.1%} ({len(runs)})" if len(runs) > 1 else "one seed"
     lines.append("| seeds' spread (how many) | " + " | ".join(f"{spread('gpt2', k)} / {spread('speedrun', k)}"
                                                            for k in corpora) + " |")

@@ -309,7 +309,8 @@ def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
 
 def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
     """Gains in % of the base's validation bits per byte, positive where the change pays, the
-    recipes' seeds averaged, their spread beside; no table without both recipes at that budget."""
+    recipes' seeds averaged, their spread beside; a corpus with one recipe gets its column, a budget
+    with no change run no table."""
     from quality import ablation
     row = {"corpus": "world", "minutes": 1.5, "seed": 1337}
     results = [{**row, "variant": v, "val_bits_per_byte": b, "seed": s} for v, b, s in (
@@ -321,6 +322,11 @@ def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
     assert "| muon | – / -2.0% |" in table  # muon alone not run; removing it gains 2%
     assert "| seeds' spread (how many) | ±6.7% (2) / one seed |" in table
     assert "qk_norm" not in table and ablation({"results": results}, 4.0) == ""
+    zh = [{**r, "corpus": "fortunes-zh"} for r in results[:3]]  # gpt2 and rope alone only: the alone column
+    table = ablation({"results": results + zh}, 1.5)
+    assert "| change | fortunes-zh: alone / in speedrun | world: alone / in speedrun |" in table
+    assert "| rope | +10.0% / – | +10.0% / +5.0% |" in table and "| muon | – / – | – / -2.0% |" in table
+    assert "| seeds' spread (how many) | ±6.7% (2) / – | ±6.7% (2) / one seed |" in table
 
 
 def test_results_on_a_corpus_whose_text_changed_are_set_aside_and_come_back_with_it():
