@@ -370,11 +370,14 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
 def ablation(record: dict, minutes: float) -> str:
     """Each change's effect at one budget, on validation bits per byte (positive: the change pays):
     alone on gpt2, and within speedrun (what removing it costs), beside the spread of the two
-    recipes' seeds, the size an effect must clear to be one; a corpus with one recipe at this budget: its column."""
-    bpb = {}
+    recipes' seeds, the size an effect must clear to be one. A corpus where only one recipe ran still
+    gets a column, "–" where a change's base is missing."""
+    bpb, halved = {}, False
     for r in record["results"]:
         if r["minutes"] == minutes:
             bpb.setdefault((r["variant"], r["corpus"]), []).append(r["val_bits_per_byte"])
+            halved = halved or bool(r.get("gpt2_step_seconds"))  # --half_time's budget, not --minutes'
+    budget = "--half_time" if halved else f"--minutes={round(minutes, 2):g}"
     corpora = [c for c in ("fortunes", "fortunes-zh", "world") if ("gpt2", c) in bpb or ("speedrun", c) in bpb]
     def gain(base: str, variant: str, corpus: str) -> str:  # base's bits per byte less the variant's, in % of base's
         if (variant, corpus) not in bpb or (base, corpus) not in bpb:
@@ -387,7 +390,7 @@ def ablation(record: dict, minutes: float) -> str:
     lines = [f"Each change's gain after {round(minutes, 2):g} minutes of pretraining, in validation bits per byte (positive: the "
              "change pays): alone, gpt2's less gpt2 with the change, in % of gpt2's; in speedrun, speedrun without the "
              "change less speedrun, in % of speedrun's (what removing it costs). Each variant's seeds' mean, "
-             f"`python quality.py --minutes={round(minutes, 2):g} --variants=alone,without`:", "",
+             f"`python quality.py {budget} --variants=alone,without`:", "",
              "| change | " + " | ".join(f"{c}: alone / in speedrun" for c in corpora) + " |",
              "| --- |" + " --- |" * len(corpora)]
     lines += [f"| {c} | " + " | ".join(f"{gain('gpt2', c, k)} / {gain('speedrun', f'speedrun-{c}', k)}" for k in corpora)

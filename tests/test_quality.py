@@ -322,11 +322,16 @@ def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
     assert "| muon | – / -2.0% |" in table  # muon alone not run; removing it gains 2%
     assert "| seeds' spread (how many) | ±6.7% (2) / one seed |" in table
     assert "qk_norm" not in table and ablation({"results": results}, 4.0) == ""
-    zh = [{**r, "corpus": "fortunes-zh"} for r in results[:3]]  # gpt2 and rope alone only: the alone column
+    zh = [{**r, "corpus": "fortunes-zh"} for r in results[:3] + results[5:]]  # no speedrun: only the alone column
     table = ablation({"results": results + zh}, 1.5)
     assert "| change | fortunes-zh: alone / in speedrun | world: alone / in speedrun |" in table
     assert "| rope | +10.0% / – | +10.0% / +5.0% |" in table and "| muon | – / – | – / -2.0% |" in table
     assert "| seeds' spread (how many) | ±6.7% (2) / – | ±6.7% (2) / one seed |" in table
+    assert "--minutes=1.5 --variants" in table
+    half = [{**r, "minutes": 3.5, "gpt2_step_seconds": 0.2} for r in results[3:]]  # --half_time: speedrun's only
+    table = ablation({"results": half}, 3.5)
+    assert "| muon | – / -2.0% |" in table and "| seeds' spread (how many) | – / one seed |" in table
+    assert "`python quality.py --half_time --variants=alone,without`" in table
 
 
 def test_results_on_a_corpus_whose_text_changed_are_set_aside_and_come_back_with_it():
