@@ -35,7 +35,8 @@ OPTIONS = {
     "relu2": (True, "relu(x)^2 in the MLP instead of GELU"),
     "zero_init": (True, "projections into the residual stream start at zero"),
     "untied": (True, "an output layer of its own, not tied to the token embedding"),
-    "logit_cap": (30.0, "squash logits into (-cap, cap) with cap * tanh(logits / cap) (0: off)", "[0, inf)"),
+    "logit_cap": (0.0, "squash logits into (-cap, cap) with cap * tanh(logits / cap) (0: off; the speedrun's, "
+                       "it paid on no corpus here: docs/quality.md step 29)", "[0, inf)"),
     # optimisation
     "batch_size": (8, "sequences per micro-batch", "[1, inf)"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),

@@ -57,7 +57,8 @@ def test_variant_groups_and_names():
     alone, without = variants(["alone"]), variants(["without", "nanogpt", "all", "default"])
     assert list(alone) == ["gpt2", *CHANGES] and alone["rope"] == [*GPT2, "--rope"] and without["default"] == []
     assert without["speedrun-rope"] == [*SPEEDRUN, "--rope=false"] and without["speedrun-muon"] == [*SPEEDRUN, "--muon=false"]
-    assert {name.split("-")[1] for name in without if "-" in name} == set(KEPT) == set(CHANGES)
+    assert {name.split("-")[1] for name in without if "-" in name} == set(KEPT) == set(CHANGES) - {"logit_cap"}
+    assert without["speedrun+logit_cap"] == [*SPEEDRUN, "--logit_cap=30"]  # a change the recipe left: added back
     parsed = {name: parse_args(OPTIONS, "", "", argv=flags)[0] for name, flags in {**alone, **without}.items()}
     gpt2 = {"n_layer": 4, "n_embd": 256, "batch_size": 16, "max_iters": 2000, "learning_rate": 2e-3, "rope": False,
              "muon": False, "logit_cap": 0.0}
@@ -366,10 +367,11 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
         options = parse_args(OPTIONS, "", "", argv=[*flags, *pretrain_args])[0]
         return {"corpus": "world", "variant": variant, "minutes": 0, "seed": seed, "pretrain_args": list(pretrain_args),
                 "options": options, **more}
-    def recipe(cap):  # quality.py's recipe with the cap at this value
+    def recipe(cap):  # quality.py's recipe with the cap at this value (steps 24 to 28)
         changes = {**quality.CHANGES, "logit_cap": (f"--logit_cap={cap}", "--logit_cap=0")}
         monkeypatch.setattr(quality, "CHANGES", changes)
-        monkeypatch.setattr(quality, "SPEEDRUN", [*quality.GPT2, *(changes[c][0] for c in quality.KEPT), "--max_iters=1200"])
+        monkeypatch.setattr(quality, "SPEEDRUN", [*quality.GPT2, *(changes[c][0] for c in quality.KEPT),
+                                                  f"--logit_cap={cap}", "--max_iters=1200"])
         return quality.SPEEDRUN
     cap15, cap30 = recipe(15), recipe(30)
     recipe(15)
@@ -381,10 +383,10 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
     record["results"].append({**record["results"][1], "options": {
         k: v for k, v in record["results"][1]["options"].items() if k != "muon_lr_scale"}, "seed": 1339})  # older
     assert quality.follow_variants(record, OPTIONS) == [] and len(record["results"]) == 10  # as filed: nothing moves
-    recipe(30)  # pretrain.py's default
+    recipe(30)  # pretrain.py's default then
     alike = result("all", quality.variants(["all"])["all"], pretrain_args=["--max_iters=9"])["options"]  # as speedrun's
     assert [quality.built_in_name(alike, ["--max_iters=9"], OPTIONS, {}, first) for first in ("all", "speedrun", "")] == [
-        "all", "speedrun", "default"]  # and as pretrain.py's default
+        "all", "speedrun", "all"]  # not pretrain.py's default now: it has no cap (step 29)
     assert quality.built_in_name(result("mine", cap30)["options"], ["--n_layer=1"], OPTIONS, {}) == "speedrun"
     assert quality.follow_variants(record, OPTIONS) == [
         "3 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
