@@ -29,14 +29,14 @@ OPTIONS = {
     "n_embd": (256, "width of the residual stream", "[1, inf)"),
     "block_size": (256, "context length in tokens (a chat of six short turns fits in 256)", "[1, inf)"),
     "dropout": (0.0, "dropout rate (0 for pretraining a small model on plenty of data)", "[0, 1)"),
-    # the NanoGPT speedrun's changes to GPT-2 (=false turns one off): docs/quality.md measures them
+    # the NanoGPT speedrun's changes to GPT-2, on but the logit cap (=false turns one off): docs/quality.md measures them
     "rope": (True, "rotary position embeddings instead of a learned position table"),
     "qk_norm": (True, "RMS-normalise queries and keys per head"),
     "relu2": (True, "relu(x)^2 in the MLP instead of GELU"),
     "zero_init": (True, "projections into the residual stream start at zero"),
     "untied": (True, "an output layer of its own, not tied to the token embedding"),
-    "logit_cap": (0.0, "squash logits into (-cap, cap) with cap * tanh(logits / cap) (0: off; the speedrun's, "
-                       "it paid on no corpus here: docs/quality.md step 29)", "[0, inf)"),
+    "logit_cap": (0.0, "squash logits into (-cap, cap) with cap * tanh(logits / cap) (0: off; the NanoGPT speedrun "
+                       "uses 30, which gained nothing at equal time on any corpus here: docs/quality.md step 29)", "[0, inf)"),
     # optimisation
     "batch_size": (8, "sequences per micro-batch", "[1, inf)"),
     "gradient_accumulation_steps": (1, "micro-batches per optimizer step", "[1, inf)"),

@@ -369,9 +369,9 @@ def report(record: dict, minutes: float, split: str = "test", only: tuple[str, .
 
 def ablation(record: dict, minutes: float) -> str:
     """Each change's effect at one budget, on validation bits per byte (positive: the change pays):
-    alone on gpt2, and within speedrun (what removing it costs), beside the spread of the two
-    recipes' seeds, the size an effect must clear to be one. A corpus where only one recipe ran still
-    gets a column, "–" where a change's base is missing."""
+    alone on gpt2, and within speedrun (what removing it costs, or adding one speedrun leaves out
+    gives), beside the spread of the two recipes' seeds, the size an effect must clear to be one. A
+    corpus where only one recipe ran still gets a column, "–" where a change's base is missing."""
     bpb, halved = {}, False
     for r in record["results"]:
         if r["minutes"] == minutes:
@@ -379,22 +379,27 @@ def ablation(record: dict, minutes: float) -> str:
             halved = halved or bool(r.get("gpt2_step_seconds"))  # --half_time's budget, not --minutes'
     budget = "--half_time" if halved else f"--minutes={round(minutes, 2):g}"
     corpora = [c for c in ("fortunes", "fortunes-zh", "world") if ("gpt2", c) in bpb or ("speedrun", c) in bpb]
-    def gain(base: str, variant: str, corpus: str) -> str:  # base's bits per byte less the variant's, in % of base's
-        if (variant, corpus) not in bpb or (base, corpus) not in bpb:
+    def gain(without: str, with_: str, corpus: str, base: str) -> str:  # without's bits per byte less with's, in % of base's
+        if (without, corpus) not in bpb or (with_, corpus) not in bpb:
             return "–"
-        before, after = statistics.mean(bpb[base, corpus]), statistics.mean(bpb[variant, corpus])
-        return f"{(before - after) / before:+.1%}" if base == "gpt2" else f"{(after - before) / before:+.1%}"
-    changes = [c for c in KEPT if any((v, k) in bpb for v in (c, f"speedrun-{c}") for k in corpora)]
+        mean = {v: statistics.mean(bpb[v, corpus]) for v in (without, with_)}
+        return f"{(mean[without] - mean[with_]) / mean[base]:+.1%}"
+    def in_speedrun(change: str, corpus: str) -> str:  # removed from the recipe, or added where it leaves it out
+        return gain(f"speedrun-{change}", "speedrun", corpus, "speedrun") if change in KEPT else \
+            gain("speedrun", f"speedrun+{change}", corpus, "speedrun")
+    changes = [c for c in CHANGES if any((v, k) in bpb for v in (c, f"speedrun-{c}", f"speedrun+{c}") for k in corpora)]
     if not changes:
         return ""
-    lines = [f"Each change's gain after {round(minutes, 2):g} minutes of pretraining, in validation bits per byte (positive: the "
+    when = f"after {round(minutes, 2):g} minutes of pretraining" if minutes else "at each variant's own number of steps"
+    lines = [f"Each change's gain {when}, in validation bits per byte (positive: the "
              "change pays): alone, gpt2's less gpt2 with the change, in % of gpt2's; in speedrun, speedrun without the "
-             "change less speedrun, in % of speedrun's (what removing it costs). Each variant's seeds' mean, "
+             "change less speedrun, in % of speedrun's (what removing it costs; for a change speedrun leaves out, "
+             "marked \"added\", speedrun less speedrun with it). Each variant's seeds' mean, "
              f"`python quality.py {budget} --variants=alone,without`:", "",
              "| change | " + " | ".join(f"{c}: alone / in speedrun" for c in corpora) + " |",
              "| --- |" + " --- |" * len(corpora)]
-    lines += [f"| {c} | " + " | ".join(f"{gain('gpt2', c, k)} / {gain('speedrun', f'speedrun-{c}', k)}" for k in corpora)
-              + " |" for c in changes]
+    lines += [f"| {c}{'' if c in KEPT else ' (added)'} | " + " | ".join(f"{gain('gpt2', c, k, 'gpt2')} / {in_speedrun(c, k)}"
+                                                                    for k in corpora) + " |" for c in changes]
     def spread(variant: str, corpus: str) -> str:  # one seed's typical distance from the mean, in % of it
         runs = bpb.get((variant, corpus), [])
         if not runs:

@@ -316,14 +316,16 @@ def test_the_ablation_gives_each_changes_gain_alone_and_within_speedrun():
     row = {"corpus": "world", "minutes": 1.5, "seed": 1337}
     results = [{**row, "variant": v, "val_bits_per_byte": b, "seed": s} for v, b, s in (
         ("gpt2", 2.0, 1337), ("gpt2", 2.2, 1338), ("rope", 1.89, 1337),  # rope alone: 2.1 -> 1.89, 10% saved
-        ("speedrun", 1.0, 1337), ("speedrun-rope", 1.05, 1337), ("speedrun-muon", 0.98, 1337))]
+        ("speedrun", 1.0, 1337), ("speedrun-rope", 1.05, 1337), ("speedrun-muon", 0.98, 1337),
+        ("logit_cap", 2.2, 1337), ("speedrun+logit_cap", 0.99, 1337))]
     table = ablation({"results": results + [{**results[0], "minutes": 4.0}]}, 1.5)
     assert "| change | world: alone / in speedrun |" in table
     assert "| rope | +10.0% / +5.0% |" in table  # removing rope costs 5%
     assert "| muon | – / -2.0% |" in table  # muon alone not run; removing it gains 2%
+    assert "| logit_cap (added) | -4.8% / +1.0% |" in table  # not in speedrun: adding it gains 1%, alone it costs
     assert "| seeds' spread (how many) | ±6.7% (2) / one seed |" in table
     assert "qk_norm" not in table and ablation({"results": results}, 4.0) == ""
-    zh = [{**r, "corpus": "fortunes-zh"} for r in results[:3] + results[5:]]  # no speedrun: only the alone column
+    zh = [{**r, "corpus": "fortunes-zh"} for r in results[:3] + results[5:6]]  # no speedrun: only the alone column
     table = ablation({"results": results + zh}, 1.5)
     assert "| change | fortunes-zh: alone / in speedrun | world: alone / in speedrun |" in table
     assert "| rope | +10.0% / – | +10.0% / +5.0% |" in table and "| muon | – / – | – / -2.0% |" in table
@@ -367,12 +369,14 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
         options = parse_args(OPTIONS, "", "", argv=[*flags, *pretrain_args])[0]
         return {"corpus": "world", "variant": variant, "minutes": 0, "seed": seed, "pretrain_args": list(pretrain_args),
                 "options": options, **more}
-    def recipe(cap):  # quality.py's recipe with the cap at this value (steps 24 to 28)
+    def recipe(cap):  # quality.py's recipe with the cap appended at this value, as in steps 24 to 28
         changes = {**quality.CHANGES, "logit_cap": (f"--logit_cap={cap}", "--logit_cap=0")}
         monkeypatch.setattr(quality, "CHANGES", changes)
         monkeypatch.setattr(quality, "SPEEDRUN", [*quality.GPT2, *(changes[c][0] for c in quality.KEPT),
                                                   f"--logit_cap={cap}", "--max_iters=1200"])
         return quality.SPEEDRUN
+    assert quality.built_in_name(result("mine", quality.SPEEDRUN, pretrain_args=["--max_iters=9"])["options"],
+                                 ["--max_iters=9"], OPTIONS, {}) == "default"  # pretrain.py's default, its steps aside
     cap15, cap30 = recipe(15), recipe(30)
     recipe(15)
     record = {"corpora": {"world": {"documents": 3}}, "results": [
