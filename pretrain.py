@@ -34,7 +34,7 @@ OPTIONS = {
     "qk_norm": (True, "RMS-normalise queries and keys per head"),
     "relu2": (True, "relu(x)^2 in the MLP instead of GELU"),
     "zero_init": (True, "projections into the residual stream start at zero"),
-    "untied": (True, "an output layer of its own, not tied to the token embedding"),
+    "untied": (False, "an output layer of its own, not tied to the token embedding"),
     "logit_cap": (0.0, "squash logits into (-cap, cap) with cap * tanh(logits / cap) (0: off; the NanoGPT speedrun "
                        "uses 30, which gained nothing at equal time on any corpus here: docs/quality.md step 29)", "[0, inf)"),
     # optimisation
