@@ -49,7 +49,7 @@ OPTIONS = {
     "val_fraction": (0.05, "share of the examples held out for validation loss", "[0, 1)"),
     "freeze_tables": ("output", "full fine-tuning from pretrained weights leaves these token tables as pretrained: none, "
                       "input (the token embedding), output (the output layer: the default since round 49, "
-                      "docs/notebook.md) or both (the blocks alone learn)",
+                      "docs/notebook.md) or both (the blocks alone learn); a tied model's one table is kept by any of them",
                       ("none", "input", "output", "both")),
     "freeze_blocks": (0, "full fine-tuning from pretrained weights also leaves the first N transformer blocks as pretrained "
                       "(those nearest the tokens; round 54, docs/notebook.md)", "[0, inf)"),

@@ -42,5 +42,5 @@ def tiny_checkpoint(tiny_dataset, tmp_path_factory) -> Path:
     """A tiny pretrained model on the tiny dataset (a few seconds of training)."""
     out = tmp_path_factory.mktemp("tiny_run")
     run_script("pretrain.py", f"--dataset={tiny_dataset}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=80",
-               "--eval_interval=80", "--learning_rate=3e-3", "--warmup_iters=5", check=True)
+               "--eval_interval=80", "--learning_rate=6e-3", "--warmup_iters=5", check=True)
     return out / "ckpt.pt"

@@ -369,10 +369,10 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
         options = parse_args(OPTIONS, "", "", argv=[*flags, *pretrain_args])[0]
         return {"corpus": "world", "variant": variant, "minutes": 0, "seed": seed, "pretrain_args": list(pretrain_args),
                 "options": options, **more}
-    def recipe(cap):  # quality.py's recipe with the cap appended at this value, as in steps 24 to 28
+    def recipe(cap):  # quality.py's recipe with the cap appended at this value, untied, as in steps 24 to 28
         changes = {**quality.CHANGES, "logit_cap": (f"--logit_cap={cap}", "--logit_cap=0")}
         monkeypatch.setattr(quality, "CHANGES", changes)
-        monkeypatch.setattr(quality, "SPEEDRUN", [*quality.GPT2, *(changes[c][0] for c in quality.KEPT),
+        monkeypatch.setattr(quality, "SPEEDRUN", [*quality.GPT2, *(changes[c][0] for c in quality.KEPT), "--untied",
                                                   f"--logit_cap={cap}", "--max_iters=1200"])
         return quality.SPEEDRUN
     assert quality.built_in_name(result("mine", quality.SPEEDRUN, pretrain_args=["--max_iters=9"])["options"],
@@ -390,7 +390,7 @@ def test_results_follow_the_built_in_variant_that_runs_their_options_now(monkeyp
     recipe(30)  # pretrain.py's default then
     alike = result("all", quality.variants(["all"])["all"], pretrain_args=["--max_iters=9"])["options"]  # as speedrun's
     assert [quality.built_in_name(alike, ["--max_iters=9"], OPTIONS, {}, first) for first in ("all", "speedrun", "")] == [
-        "all", "speedrun", "all"]  # not pretrain.py's default now: it has no cap (step 29)
+        "all", "speedrun", "all"]  # not pretrain.py's default now: it has no cap (step 29) and is tied (31)
     assert quality.built_in_name(result("mine", cap30)["options"], ["--n_layer=1"], OPTIONS, {}) == "speedrun"
     assert quality.follow_variants(record, OPTIONS) == [
         "3 runs of speedrun: what no built-in variant runs now (the recipe moved), set aside",
