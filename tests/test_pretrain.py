@@ -37,7 +37,7 @@ GPT2 = ["--rope=false", "--qk_norm=false", "--relu2=false", "--zero_init=false",
 
 @pytest.mark.parametrize("changes", [[], GPT2], ids=["default", "gpt2"])
 def test_ctrl_c_saves_and_resume_is_bit_identical(tiny_dataset, tmp_path, changes):
-    """The default (every change since GPT-2 but the logit cap, Muon's and AdamW's states both saved) and GPT-2's model with AdamW."""
+    """The default (every change since GPT-2 but the logit cap and the untied layer, Muon's and AdamW's states both saved) and GPT-2's model with AdamW."""
     args = [f"--dataset={tiny_dataset}", *TINY_MODEL, "--max_iters=400", "--eval_interval=1000", "--dropout=0.1", *changes]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_script("pretrain.py", *args, f"--out_dir={straight}", check=True)
