@@ -229,17 +229,19 @@ def step_seconds(folder: Path, flags: list[str], extra: list[str], run_dir: Path
 
 
 def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
-                  anchors: dict[str, tuple[str, list[str], float]] | None = None) -> dict[tuple[str, str], float]:
+                  anchors: dict[str, list[tuple[str, list[str], float]]] | None = None) -> dict[tuple[str, str], float]:
     """Each (corpus, variant)'s seconds per step, as if every one were timed at the same moment:
     the first variant of a corpus is timed, and each other one right after the first is timed
     again, scaled by the first's two timings. This host's speed drifts by a third within minutes,
     while variants of equal work timed one after the other agree within 3% (docs/quality.md).
-    anchors: corpus -> (variant, flags, seconds per step) of runs already recorded, whose moment
-    stands in for the first timing, so that new runs get the steps the recorded ones' moment gave."""
+    anchors: corpus -> [(variant, flags, seconds per step)] of runs already recorded, whose moment
+    stands in for the first timing (the list's first), so that new runs get the steps the recorded ones' moment gave."""
     seconds: dict[tuple[str, str], float] = {}
     first: dict[str, tuple[str, list[str]]] = {}
-    for corpus, (variant, flags, recorded) in (anchors or {}).items():
-        first[corpus], seconds[corpus, variant] = (variant, flags), recorded
+    for corpus, recorded in (anchors or {}).items():
+        first[corpus] = recorded[0][:2]
+        for variant, flags, step in recorded:
+            seconds[corpus, variant] = step
     for corpus, variant, flags in probes:
         if (corpus, variant) in seconds:
             continue
@@ -700,12 +702,13 @@ def main() -> None:
     machine = this_machine() if todo else ""
     # A table continued (runs of this budget that stay, from this CPU): its new runs on their clock
     anchors, replaced = {}, {(c, v, budgets[c], seed, c in half_steps) for c, v, _, seed in todo}
-    for corpus in dict.fromkeys(t[0] for t in todo if t[0] not in half_steps):  # at full length too: its minutes
+    for corpus in dict.fromkeys(t[0] for t in todo):  # at full length too: its minutes
         kept = [r for r in record["results"] if r["corpus"] == corpus and r["minutes"] == budgets[corpus]
-                and not r.get("gpt2_step_seconds") and run_key(r) not in replaced and r["pretrain_args"] == extra
-                and r["machine"].split(" (")[0] == machine.split(" (")[0]]
-        if kept:
-            anchors[corpus] = kept[0]["variant"], kept[0]["flags"], kept[0]["step_seconds"]
+                and bool(r.get("gpt2_step_seconds")) == (corpus in half_steps) and run_key(r) not in replaced
+                and r["pretrain_args"] == extra and r["machine"].split(" (")[0] == machine.split(" (")[0]]
+        if kept:  # under --half_time gpt2's recorded seconds are the clock, and the kept run's ratio to it stays
+            anchors[corpus] = ([("gpt2", GPT2, kept[0]["gpt2_step_seconds"])] if corpus in half_steps else []) + \
+                              [(kept[0]["variant"], kept[0]["flags"], kept[0]["step_seconds"])]
             print(f"{corpus}: new runs timed against {kept[0]['variant']}, whose recorded runs took "
                   f"{kept[0]['step_seconds']:.3f} s a step (--rerun to time every run anew)")
     probes = []  # corpus by corpus; under --half_time gpt2 first, the yardstick timed beside its variants

@@ -289,6 +289,12 @@ def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_step
     assert [runs[0]["gpt2_step_seconds"], runs[0]["step_seconds"]] == [pytest.approx(float(p[2]), abs=6e-4) for p in probes]
     assert runs[0]["steps"] == max(1, round(21 * runs[0]["gpt2_step_seconds"] / runs[0]["step_seconds"]))
     assert "`python quality.py --half_time` (fortunes):" in result.stdout
+    again = run_script("quality.py", "--variants=speedrun", "--half_time", "--seeds=2", *args, check=True, timeout=200)
+    assert " s per step" not in again.stdout  # a continued line keeps the recorded runs' clock: no new probe
+    first, second = sorted((r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"]
+                            if r["variant"] == "speedrun"), key=lambda r: r["seed"])
+    assert second["seed"] == 1338 and [second[k] for k in ("steps", "step_seconds", "gpt2_step_seconds")] == \
+        [first[k] for k in ("steps", "step_seconds", "gpt2_step_seconds")]
 
 
 def test_speedrun_given_half_of_gpt2s_time_is_set_against_where_gpt2_ends():
@@ -445,6 +451,6 @@ def test_new_runs_of_a_table_continued_later_get_the_steps_of_the_recorded_runs_
         calls.append(variant)
         return 0.125
     seconds = time_variants([("world", "speedrun-zero_init", []), ("world", "speedrun", [])], time_one,
-                            anchors={"world": ("speedrun", ["--muon"], 0.25)})
+                            anchors={"world": [("speedrun", ["--muon"], 0.25)]})
     assert calls == ["speedrun", "speedrun-zero_init"]
     assert seconds == {("world", "speedrun"): 0.25, ("world", "speedrun-zero_init"): 0.25}
