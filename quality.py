@@ -278,7 +278,7 @@ def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], optio
     for corpus, (runs, (first, *others)) in tables.items():
         clock = [r for r in runs if r["variant"] == first]
         anchor = statistics.mean(r["step_seconds"] for r in clock)
-        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: (first, chosen[first], anchor)})
+        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: [(first, chosen[first], anchor)]})
         for r in runs:
             if r["variant"] in others:
                 now = seconds[corpus, r["variant"]]
