@@ -233,7 +233,7 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
     """Each (corpus, variant)'s seconds per step, as if every one were timed at the same moment:
     the first variant of a corpus is timed, and each other one right after the first is timed
     again, scaled by the first's two timings. This host's speed drifts by a third within minutes,
-    while variants of equal work timed one after the other agree within 3% (docs/quality.md).
+    while variants of equal work timed one after the other agreed within 3% (up to 15% at step 33: docs/quality.md).
     anchors: corpus -> [(variant, flags, seconds per step)] of runs already recorded, whose moment
     stands in for the first timing (the list's first), so that new runs get the steps the recorded ones' moment gave."""
     seconds: dict[tuple[str, str], float] = {}
