@@ -776,6 +776,28 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
     assert len(names) == 30 and not names & asked and not names & {p["name"][0] for p in world["people"]}
 
 
+def test_more_validation_people_are_read_in_pretraining_asked_in_validation_and_nothing_else_moves(world):
+    more = tiny_world(more_val_people=15)
+    added = [d for d in more["docs"] if d not in set(world["docs"])]
+    assert [d for d in more["docs"] if d in set(world["docs"])] == world["docs"] and len(added) == 15 * 2  # a bio a language
+    for part in ("sft", "train", "heldout", "conversations"):
+        assert more[part] == world[part], part
+    assert more["val"][:len(world["val"])] == world["val"]
+    new_people, asked = [p for p in more["people"] if p not in world["people"]], more["val"][len(world["val"]):]
+    assert [p for p in more["people"] if p in world["people"]] == world["people"]
+    assert len(new_people) == 15 and {p["split"] for p in new_people} == {"val"}
+    names = {n for p in new_people for n in p["name"]}
+    others = {n for p in world["people"] for n in p["name"]} | {q["entity"] for part in ("train", "val", "heldout")
+                                                               for q in world[part] if q["kind"] == "unknown"}
+    assert len(names) == 30 and not names & others
+    val_people = [p for p in world["people"] if p["split"] == "val"]
+    per_person = sum(q["kind"] == "person" for q in world["val"]) / len(val_people)  # as many as a validation person's
+    assert {q["kind"] for q in asked} == {"person"} and len(asked) == 15 * per_person
+    assert {q["entity"] for q in asked} == {p["name"][0] for p in new_people}
+    stated = "\n".join(added)  # every answer is in the new people's own biographies
+    assert all(q["answer"] in stated for q in asked)
+
+
 def test_the_validation_set_grew_and_nothing_else_moved(world):
     """The validation questions added on 2026-11-28, 2026-12-04 and 2026-12-05 come after the first 74 of this
     world; the held-out sets, the instruction data (of that day's repeats) and the pretraining text

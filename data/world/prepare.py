@@ -100,6 +100,10 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
+    "val_people": (0, "more validation people: this many more people's biographies in the pretraining text (as many as "
+                   "every person's, inserted from a stream of their own) and their facts asked in eval_val.jsonl, so that a "
+                   "choice can see a few points of facts (the 20 validation people's 200 questions cannot: docs/quality.md "
+                   "step 32); a world of its own: its vocabulary and every run's draws move with it", "[0, 10000]"),
     "char_tokens": (True, "the vocabulary gives a character that cl100k spells in pieces (駝: three single bytes) one token "
                     "of its own when the corpus uses it often enough (tokenizer.build_vocab; the default since round 49: "
                     "docs/notebook.md)"),
@@ -878,7 +882,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
-             conversation_unknown: float = OPTIONS["conversation_unknown"][0]) -> dict:
+             conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -903,7 +907,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     and look-alike's act that it is a crime or an ordinary thing (acts_docs); answerer_phrasings: also
     teach ANSWERER_PHRASINGS, identity in as many examples as without; preference_phrasings: also teach
     PREFERENCE_PHRASINGS, outside requests in as many examples as without; more_identity: also teach
-    MORE_IDENTITY, identity in as many examples as without."""
+    MORE_IDENTITY, identity in as many examples as without; more_val_people: how many more people the
+    pretraining text states and validation asks about."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -975,6 +980,15 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     more_val += behaviour_questions(3) + unknown_questions(val_rng, val_strangers)
     more_val += [q for fact in val_world for q in world_questions(val_world_rng, fact, 20, literal_first=True)]
     taken = {n for p in people + strangers + val_strangers for n in p["name"]}  # the world's people and every stranger asked
+    if more_val_people:  # their own stream, after every scored person and stranger; the other options' names avoid them
+        people_rng = random.Random(f"{seed}/more validation people")
+        more_people = make_people(people_rng, more_val_people, taken=taken)
+        taken |= {n for p in more_people for n in p["name"]}
+        for doc in [person_bio(people_rng, p, lang) for lang, bios in (("zh", bios_zh), ("en", bios_en))
+                    for p in more_people for _ in range(bios)]:
+            docs.insert(people_rng.randrange(len(docs) + 1), doc)
+        more_val += entity_questions(people_rng, more_people, [])
+        val_people = val_people + more_people
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
         unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
         unknown = make_people(unknown_rng, unknown_names, taken=taken)
@@ -1122,7 +1136,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
                      config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"],
-                     conversation_unknown=config["conversation_unknown"])
+                     conversation_unknown=config["conversation_unknown"], more_val_people=config["val_people"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
