@@ -6,7 +6,7 @@ never saw, in bits per byte: the loss summed over the test tokens, over the byte
 
 The time is the machine's, not the run's: each variant's step is first timed alone, with every
 core (PROBE_STEPS steps), right after the corpus's first variant is timed again (the host's speed
-drifts: the two set the ratio), and a budget of M minutes buys it M * 60 / that many steps. The scores
+drifts: the two set the ratio; PROBE_ROUNDS such pairs, the median ratio kept), and a budget of M minutes buys it M * 60 / that many steps. The scores
 then do not depend on what else the machine did while the runs went, and --jobs can run several
 at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
 --max_iters): the speedrun recipe against GPT-2's, each at its full length. --half_time gives each
@@ -106,6 +106,7 @@ BUILT_IN = ["gpt2", "default", *CHANGES, "all", "speedrun", *(f"speedrun{'-' if 
 CHINESE_FORTUNES = ("chinese", "tang300", "song100")
 TEST_SHARE = 0.05
 PROBE_STEPS, PROBE_SKIP = 30, 10  # steps timed alone per variant and corpus; the first ones not counted
+PROBE_ROUNDS = 3  # each variant timed this many times beside the corpus's first, the median ratio kept (step 33's noise)
 CURVE_POINTS, CURVE_ITERS = 10, 10  # validation estimates per run (pretrain.py's, of CURVE_ITERS batches each)
 SIZES = ("documents", "train_tokens", "val_tokens", "val_bytes", "test_documents", "test_tokens", "test_bytes")
 README_VARIANTS = ("gpt2", "speedrun", "all", "nanogpt")  # the README's rows; docs/quality.md has every variant
@@ -232,8 +233,9 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
                   anchors: dict[str, list[tuple[str, list[str], float]]] | None = None) -> dict[tuple[str, str], float]:
     """Each (corpus, variant)'s seconds per step, as if every one were timed at the same moment:
     the first variant of a corpus is timed, and each other one right after the first is timed
-    again, scaled by the first's two timings. This host's speed drifts by a third within minutes,
-    while variants of equal work timed one after the other agreed within 3% (up to 15% at step 33: docs/quality.md).
+    again, scaled by the first's two timings, PROBE_ROUNDS times, the median ratio kept. This host's
+    speed drifts by a third within minutes, while variants of equal work timed once one after the
+    other agreed within 3%, and up to 15% at step 33 (docs/quality.md): hence the rounds.
     anchors: corpus -> [(variant, flags, seconds per step)] of runs already recorded, whose moment
     stands in for the first timing (the list's first), so that new runs get the steps the recorded ones' moment gave."""
     seconds: dict[tuple[str, str], float] = {}
@@ -250,8 +252,11 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
             seconds[corpus, variant] = time_one(corpus, variant, flags)
         else:
             name, first_flags = first[corpus]
-            now = time_one(corpus, name, first_flags)
-            seconds[corpus, variant] = seconds[corpus, name] * time_one(corpus, variant, flags) / now
+            ratios = []
+            for _ in range(PROBE_ROUNDS):  # one probe of a pair can be a tenth off: the median of several
+                now = time_one(corpus, name, first_flags)
+                ratios.append(time_one(corpus, variant, flags) / now)
+            seconds[corpus, variant] = seconds[corpus, name] * statistics.median(ratios)
         print(f"{corpus:<12} {variant:<16} {seconds[corpus, variant]:.3f} s per step", flush=True)
     return seconds
 

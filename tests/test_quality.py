@@ -434,11 +434,23 @@ def test_variants_are_timed_beside_the_first_so_that_a_drifting_host_gives_equal
         return 0.2 * work[variant] * 1.1 ** (len(calls) // 2)  # slower at every pair
     probes = [("world", name, []) for name in work] + [("fortunes", "speedrun-batch8", [])]
     seconds = time_variants(probes, time_one)
-    assert calls == ["speedrun", "speedrun", "speedrun-zero_init", "speedrun", "speedrun-batch8", "speedrun-batch8"]
+    assert calls == ["speedrun", *["speedrun", "speedrun-zero_init"] * 3, *["speedrun", "speedrun-batch8"] * 3,
+                     "speedrun-batch8"]
     assert seconds["world", "speedrun-zero_init"] == pytest.approx(seconds["world", "speedrun"])
     assert seconds["world", "speedrun-batch8"] == pytest.approx(2 * seconds["world", "speedrun"])
-    assert seconds["fortunes", "speedrun-batch8"] == pytest.approx(0.2 * 2 * 1.1 ** 3)  # a corpus's first: timed once
+    assert seconds["fortunes", "speedrun-batch8"] == pytest.approx(0.2 * 2 * 1.1 ** 7)  # a corpus's first: timed once
     assert capsys.readouterr().out.count(" s per step") == 4
+
+
+def test_one_probe_off_by_a_third_does_not_move_a_variants_steps():
+    """Of a variant's three pairs of probes, one catches the host busy while the variant runs: the
+    median ratio is the other two's, where one pair alone would have given a third more."""
+    from quality import time_variants
+    variant_times = iter([0.30, 0.40, 0.30])
+    def time_one(corpus, variant, flags):
+        return 0.30 if variant == "speedrun" else next(variant_times)
+    seconds = time_variants([("world", "speedrun", []), ("world", "speedrun-zero_init", [])], time_one)
+    assert seconds["world", "speedrun-zero_init"] == pytest.approx(0.30)
 
 
 def test_new_runs_of_a_table_continued_later_get_the_steps_of_the_recorded_runs_moment():
@@ -452,5 +464,5 @@ def test_new_runs_of_a_table_continued_later_get_the_steps_of_the_recorded_runs_
         return 0.125
     seconds = time_variants([("world", "speedrun-zero_init", []), ("world", "speedrun", [])], time_one,
                             anchors={"world": [("speedrun", ["--muon"], 0.25)]})
-    assert calls == ["speedrun", "speedrun-zero_init"]
+    assert calls == ["speedrun", "speedrun-zero_init"] * 3
     assert seconds == {("world", "speedrun"): 0.25, ("world", "speedrun-zero_init"): 0.25}
