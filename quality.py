@@ -6,9 +6,9 @@ never saw, in bits per byte: the loss summed over the test tokens, over the byte
 
 The time is the machine's, not the run's: each variant's step is first timed alone, with every
 core (PROBE_STEPS steps), right after the corpus's first variant is timed again (the host's speed
-drifts: the two set the ratio; PROBE_ROUNDS such pairs, the median ratio kept), and a budget of M minutes buys it M * 60 / that many steps. The scores
-then do not depend on what else the machine did while the runs went, and --jobs can run several
-at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
+drifts: the two set the ratio; PROBE_ROUNDS such pairs, the median ratio kept), and a budget of
+M minutes buys it M * 60 / that many steps. The scores then do not depend on what else the
+machine did while the runs went, and --jobs can run several at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
 --max_iters): the speedrun recipe against GPT-2's, each at its full length. --half_time gives each
 variant half of GPT-2's recipe's time instead: both timed now, one after the other, so that the
 step-time ratio is of one moment (a probe an hour earlier may find the machine faster or slower).
@@ -106,7 +106,7 @@ BUILT_IN = ["gpt2", "default", *CHANGES, "all", "speedrun", *(f"speedrun{'-' if 
 CHINESE_FORTUNES = ("chinese", "tang300", "song100")
 TEST_SHARE = 0.05
 PROBE_STEPS, PROBE_SKIP = 30, 10  # steps timed alone per variant and corpus; the first ones not counted
-PROBE_ROUNDS = 3  # each variant timed this many times beside the corpus's first, the median ratio kept (step 33's noise)
+PROBE_ROUNDS = 3  # each variant timed this many times beside the corpus's first, the median ratio kept
 CURVE_POINTS, CURVE_ITERS = 10, 10  # validation estimates per run (pretrain.py's, of CURVE_ITERS batches each)
 SIZES = ("documents", "train_tokens", "val_tokens", "val_bytes", "test_documents", "test_tokens", "test_bytes")
 README_VARIANTS = ("gpt2", "speedrun", "all", "nanogpt")  # the README's rows; docs/quality.md has every variant
@@ -253,7 +253,7 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
         else:
             name, first_flags = first[corpus]
             ratios = []
-            for _ in range(PROBE_ROUNDS):  # one probe of a pair can be a tenth off: the median of several
+            for _ in range(PROBE_ROUNDS):
                 now = time_one(corpus, name, first_flags)
                 ratios.append(time_one(corpus, variant, flags) / now)
             seconds[corpus, variant] = seconds[corpus, name] * statistics.median(ratios)

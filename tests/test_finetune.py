@@ -777,9 +777,9 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
 
 
 def test_more_validation_people_are_read_in_pretraining_asked_in_validation_and_nothing_else_moves(world):
-    more = tiny_world(more_val_people=15)
-    added = [d for d in more["docs"] if d not in set(world["docs"])]
-    assert [d for d in more["docs"] if d in set(world["docs"])] == world["docs"] and len(added) == 15 * 2  # a bio a language
+    more, before = tiny_world(more_val_people=15), set(world["docs"])
+    added = [d for d in more["docs"] if d not in before]
+    assert [d for d in more["docs"] if d in before] == world["docs"] and len(added) == 15 * 2  # a bio a language
     for part in ("sft", "train", "heldout", "conversations"):
         assert more[part] == world[part], part
     assert more["val"][:len(world["val"])] == world["val"]

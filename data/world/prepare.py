@@ -100,10 +100,11 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
-    "val_people": (0, "more validation people: this many more people's biographies in the pretraining text (as many as "
-                   "every person's, inserted from a stream of their own) and their facts asked in eval_val.jsonl, so that a "
-                   "choice can see a few points of facts (the 20 validation people's 200 questions cannot: docs/quality.md "
-                   "step 32); a world of its own: its vocabulary and every run's draws move with it", "[0, 10000]"),
+    "val_people": (0, "more validation people: this many more people's biographies in the pretraining text (as many "
+                   "biographies as every person's, inserted from a stream of their own) and their facts asked in "
+                   "eval_val.jsonl (and in --val_conversations' extra conversations), so that a choice can see a few "
+                   "points of facts (the 20 validation people's 200 questions cannot: docs/quality.md step 32); a world "
+                   "of its own: its vocabulary and every run's draws move with it", "[0, 1000]"),
     "char_tokens": (True, "the vocabulary gives a character that cl100k spells in pieces (駝: three single bytes) one token "
                     "of its own when the corpus uses it often enough (tokenizer.build_vocab; the default since round 49: "
                     "docs/notebook.md)"),
