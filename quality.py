@@ -8,10 +8,11 @@ The time is the machine's, not the run's: each variant's step is first timed alo
 core (PROBE_STEPS steps), right after the corpus's first variant is timed again (the host's speed
 drifts: the two set the ratio; PROBE_ROUNDS such pairs, the median ratio kept), and a budget of
 M minutes buys it M * 60 / that many steps. The scores then do not depend on what else the
-machine did while the runs went, and --jobs can run several at once. --minutes=0 runs each variant for its own step count instead (pretrain.py's, or its
---max_iters): the speedrun recipe against GPT-2's, each at its full length. --half_time gives each
-variant half of GPT-2's recipe's time instead: both timed now, one after the other, so that the
-step-time ratio is of one moment (a probe an hour earlier may find the machine faster or slower).
+machine did while the runs went, and --jobs can run several at once. --minutes=0 runs each
+variant for its own step count instead (pretrain.py's, or its --max_iters): the speedrun recipe
+against GPT-2's, each at its full length. --half_time gives each variant half of GPT-2's recipe's
+time instead: both timed now, one after the other, so that the step-time ratio is of one moment
+(a probe an hour earlier may find the machine faster or slower).
 
     python quality.py                                     # GPT-2's recipe, each change alone on it, all, nanoGPT's
     python quality.py --minutes=10 --variants=default,all --corpora=fortunes
