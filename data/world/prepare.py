@@ -324,6 +324,12 @@ def world_questions(rng: random.Random, fact: dict, per_lang: int, literal_first
     return out
 
 
+def scatter(rng: random.Random, docs: list[str], new: list[str]) -> None:
+    """Insert each new document at a random place: the documents already there keep their order."""
+    for doc in new:
+        docs.insert(rng.randrange(len(docs) + 1), doc)
+
+
 def superlative_docs(rng: random.Random, facts: list[dict], n_world: int, bios_zh: int, bios_en: int) -> list[str]:
     """Documents of five superlatives each that state every one of facts as often as world_text's
     documents state each of the n_world in WORLD: every fact once before any twice."""
@@ -935,15 +941,12 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         docs += [twins_text(twins_rng, "zh") for _ in range(6 * bios_zh)] + [twins_text(twins_rng, "en") for _ in range(6 * bios_en)]
     rng.shuffle(docs)
     val_world, val_world_rng = parse_world(VAL_WORLD), random.Random(f"{seed}/validation superlatives")
-    for doc in superlative_docs(val_world_rng, val_world, len(world), bios_zh, bios_en):  # inserted: the rest stays in order
-        docs.insert(val_world_rng.randrange(len(docs) + 1), doc)
+    scatter(val_world_rng, docs, superlative_docs(val_world_rng, val_world, len(world), bios_zh, bios_en))
     if acts_text:  # inserted from a stream of their own: the other documents stay in their order
         acts_rng = random.Random(f"{seed}/acts text")
-        for doc in acts_docs(acts_rng, "zh") + acts_docs(acts_rng, "en"):
-            docs.insert(acts_rng.randrange(len(docs) + 1), doc)
+        scatter(acts_rng, docs, acts_docs(acts_rng, "zh") + acts_docs(acts_rng, "en"))
     last_rng = random.Random(f"{seed}/the last more superlatives")  # after the validation documents: their draws stay
-    for doc in superlative_docs(last_rng, last_more, len(world), bios_zh, bios_en):
-        docs.insert(last_rng.randrange(len(docs) + 1), doc)
+    scatter(last_rng, docs, superlative_docs(last_rng, last_more, len(world), bios_zh, bios_en))
 
     # The questions come from a stream of their own: changing them leaves the pretraining text as it is.
     rng = random.Random(f"{seed}/questions")
@@ -985,9 +988,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         people_rng = random.Random(f"{seed}/more validation people")
         more_people = make_people(people_rng, more_val_people, taken=taken)
         taken |= {n for p in more_people for n in p["name"]}
-        for doc in [person_bio(people_rng, p, lang) for lang, bios in (("zh", bios_zh), ("en", bios_en))
-                    for p in more_people for _ in range(bios)]:
-            docs.insert(people_rng.randrange(len(docs) + 1), doc)
+        scatter(people_rng, docs, [person_bio(people_rng, p, lang) for lang, bios in (("zh", bios_zh), ("en", bios_en))
+                                   for p in more_people for _ in range(bios)])
         more_val += entity_questions(people_rng, more_people, [])
         val_people = val_people + more_people
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
