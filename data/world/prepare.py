@@ -100,6 +100,10 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
+    "restate_names": (False, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1990年"
+                      "5月3日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
+                      "has): whether the name is known is then decided right after it; the answers of every set in this form, "
+                      "every draw as without"),
     "val_people": (0, "more validation people: this many more people's biographies in the pretraining text (as many "
                    "biographies as every person's, inserted from a stream of their own) and their facts asked in "
                    "eval_val.jsonl (and in --val_conversations' extra conversations), so that a choice can see a few "
@@ -717,6 +721,15 @@ COUNTRY_QUESTIONS = {
 FULL_STOP = {"zh": "。", "en": ". "}
 
 
+def restated(row: dict, english: dict) -> str:
+    """--restate_names' reply to a question about a person (kind "person") or a stranger (kind
+    "unknown", attr not "request"): the name, then the fact in its first wording, or that no one has it."""
+    name = row["entity"] if row["lang"] == "zh" else english[row["entity"]]
+    if row["kind"] == "unknown":
+        return UNKNOWN_SENTENCES[row["lang"]][1].format(n=name)
+    return PERSON_SENTENCES[row["lang"]][row["attr"]][0].format(n=name, v=row["answer"])
+
+
 def pairs(text: str) -> list[tuple[str, str]]:
     """"臺南/Tainan,高雄/Kaohsiung" -> [("臺南", "Tainan"), ("高雄", "Kaohsiung")]"""
     return [tuple(item.split("/")) for item in text.split(",")]
@@ -889,7 +902,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
-             conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0) -> dict:
+             conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0,
+             restate_names: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -915,7 +929,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     teach ANSWERER_PHRASINGS, identity in as many examples as without; preference_phrasings: also teach
     PREFERENCE_PHRASINGS, outside requests in as many examples as without; more_identity: also teach
     MORE_IDENTITY, identity in as many examples as without; more_val_people: how many more people the
-    pretraining text states and validation asks about."""
+    pretraining text states and validation asks about; restate_names: replies about people say the name
+    first (restated())."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -978,6 +993,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # From a stream of their own, and added to val after its conversations are drawn: every other set stays.
     val_rng = random.Random(f"{seed}/more validation")
     val_strangers = make_people(val_rng, MORE_VAL_STRANGERS, taken={n for p in people + strangers for n in p["name"]})
+    asked_about = people + strangers + val_strangers  # everyone a question names (--restate_names needs their English names)
     asked = {q["question"] for q in val}
     more_val = [q for fact in world if fact["split"] == "val"
                 for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
@@ -991,6 +1007,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         scatter(people_rng, docs, [person_bio(people_rng, p, lang) for lang, bios in (("zh", bios_zh), ("en", bios_en))
                                    for p in more_people for _ in range(bios)])
         more_val += entity_questions(people_rng, more_people, [])
+        asked_about += more_people
         val_people = val_people + more_people
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
         unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
@@ -1004,9 +1021,12 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         strangers_rng = random.Random(f"{seed}/strangers")
         more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
         train += unknown_questions(strangers_rng, more)
+        asked_about += more
     if near_strangers:  # from a stream of their own: every scored set stays as it is
         near_rng = random.Random(f"{seed}/near strangers")
-        train += unknown_questions(near_rng, near_misses(near_rng, ft_people, near_strangers, taken))
+        near = near_misses(near_rng, ft_people, near_strangers, taken)
+        train += unknown_questions(near_rng, near)
+        asked_about += near
     if world_wordings > 4:  # more wordings of the taught superlatives, from a stream of their own
         wording_rng = random.Random(f"{seed}/world wordings")
         for fact in (f for f in world if f["split"] == "taught"):
@@ -1070,6 +1090,15 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     conversations += [{"set": "val", "turns": conversation(rng, more_pool, rng.randint(2, 6))}  # more: after all the rest
                       for _ in range(n_val - usual)]
     val += more_val
+    if restate_names:  # after every draw, so that every set asks what it asks without
+        english = {p["name"][0]: p["name"][1] for p in asked_about}
+        rows = {id(q): q for q in train + val + heldout if q["attr"] in PERSON_QUESTIONS["en"]}  # people's and strangers' rows
+        replies = {q["question"]: restated(q, english) for q in rows.values()}
+        for q in rows.values():
+            q["answer"] = replies[q["question"]]
+        for example in sft:
+            for asked, reply in zip(example["messages"][::2], example["messages"][1::2]):
+                reply["content"] = replies.get(asked["content"], reply["content"])
     people = [{**p, "split": split} for split, group in (("train", ft_people), ("val", val_people), ("heldout", heldout_people))
               for p in group]
     return {"docs": docs, "sft": sft, "train": train, "val": val, "heldout": heldout, "conversations": conversations,
@@ -1139,7 +1168,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["mixed_docs"], config["near_strangers"], config["unknown_names"], config["more_phrasings"],
                      config["acts_text"], config["answerer_phrasings"],
                      config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"],
-                     conversation_unknown=config["conversation_unknown"], more_val_people=config["val_people"])
+                     conversation_unknown=config["conversation_unknown"], more_val_people=config["val_people"],
+                     restate_names=config["restate_names"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
