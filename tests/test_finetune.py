@@ -776,35 +776,36 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
     assert len(names) == 30 and not names & asked and not names & {p["name"][0] for p in world["people"]}
 
 
-def test_restated_names_change_only_the_replies_about_people_and_strangers(world):
-    restated = tiny_world(restate_names=True, near_strangers=10)
-    plain = tiny_world(near_strangers=10)
+def test_restated_names_change_only_the_replies_about_people_and_strangers():
+    from data.world.prepare import PERSON_SENTENCES, UNKNOWN_SENTENCES, english_name
+    every_stranger = {"near_strangers": 10, "n_strangers": 70, "more_val_people": 5}  # each source of a name asked
+    plain, restated = tiny_world(**every_stranger), tiny_world(**every_stranger, restate_names=True)
     assert restated["docs"] == plain["docs"] and restated["people"] == plain["people"]
-    english = {n_zh: n_en for p in plain["people"] for n_zh, n_en in [p["name"]]}
-    changed = 0
+    changed = Counter()
     for part in ("train", "val", "heldout"):
         assert len(restated[part]) == len(plain[part])
         for before, after in zip(plain[part], restated[part]):
             assert {**before, "answer": ""} == {**after, "answer": ""}  # every set asks what it asked
-            name = before["entity"] if before["lang"] == "zh" else english.get(before["entity"], "")
-            if before["kind"] == "person":  # the name first, then the fact as pretraining states it
-                assert after["answer"].startswith(name) and before["answer"] in after["answer"][len(name):], after
-                changed += 1
+            lang, about_someone = before["lang"], before["attr"] in PERSON_SENTENCES["en"]  # a person's or a stranger's
+            name = (before["entity"] if lang == "zh" else english_name(before["entity"])) if about_someone else None
+            assert not about_someone or name in before["question"]
+            if before["kind"] == "person":  # the name first, then the fact as pretraining first states it
+                assert after["answer"] == PERSON_SENTENCES[lang][before["attr"]][0].format(n=name, v=before["answer"])
             elif before["kind"] == "unknown" and before["attr"] != "request":  # a stranger: no one has the name
-                assert after["answer"].startswith(before["entity"]) or after["answer"].endswith("is not a person of this world")
-                assert after["answer"] != before["answer"]
-                changed += 1
+                assert after["answer"] == UNKNOWN_SENTENCES[lang][1].format(n=name)
             else:
                 assert after == before
-    assert changed > 400
-    for before, after in zip(plain["conversations"], restated["conversations"]):  # the same turns, the new replies
+            changed[before["kind"], after == before] += 1
+    assert changed["person", False] > 400 and changed["unknown", False] > 100 and not changed["person", True]
+    rows = {q["question"]: q for part in ("train", "val", "heldout") for q in restated[part]}
+    for before, after in zip(plain["conversations"], restated["conversations"], strict=True):  # the same turns, new replies
         assert [t["question"] for t in before["turns"]] == [t["question"] for t in after["turns"]]
-    replies = {q["question"]: q["answer"] for q in restated["train"]}
+        assert after["turns"] == [rows[t["question"]] for t in after["turns"]]
+    asked = [[m["content"] for m in e["messages"][::2]] for e in restated["sft"]]
+    assert asked == [[m["content"] for m in e["messages"][::2]] for e in plain["sft"]]  # the same examples, in order
     for example in restated["sft"]:  # each taught reply is its question's, in a conversation too
-        for asked, reply in zip(example["messages"][::2], example["messages"][1::2]):
-            assert reply["content"] == replies[asked["content"]]
-    assert "周文品出生於1986年10月24日" == __import__("data.world.prepare", fromlist=["restated"]).restated(
-        {"entity": "周文品", "lang": "zh", "kind": "person", "attr": "birth_date", "answer": "1986年10月24日"}, {})
+        for question, reply in zip(example["messages"][::2], example["messages"][1::2]):
+            assert reply["content"] == rows[question["content"]]["answer"]
 
 
 def test_more_validation_people_are_read_in_pretraining_asked_in_validation_and_nothing_else_moves(world):

@@ -100,8 +100,8 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
-    "restate_names": (False, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1990年"
-                      "5月3日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
+    "restate_names": (False, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
+                      "9月13日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
                       "has): whether the name is known is then decided right after it; the answers of every set in this form, "
                       "every draw as without"),
     "val_people": (0, "more validation people: this many more people's biographies in the pretraining text (as many "
@@ -721,10 +721,10 @@ COUNTRY_QUESTIONS = {
 FULL_STOP = {"zh": "。", "en": ". "}
 
 
-def restated(row: dict, english: dict) -> str:
+def restated(row: dict) -> str:
     """--restate_names' reply to a question about a person (kind "person") or a stranger (kind
     "unknown", attr not "request"): the name, then the fact in its first wording, or that no one has it."""
-    name = row["entity"] if row["lang"] == "zh" else english[row["entity"]]
+    name = row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
     if row["kind"] == "unknown":
         return UNKNOWN_SENTENCES[row["lang"]][1].format(n=name)
     return PERSON_SENTENCES[row["lang"]][row["attr"]][0].format(n=name, v=row["answer"])
@@ -735,14 +735,20 @@ def pairs(text: str) -> list[tuple[str, str]]:
     return [tuple(item.split("/")) for item in text.split(",")]
 
 
+def english_name(name: str) -> str:
+    """A name's English spelling, given name first: 吳玲雅 -> Lingya Wu."""
+    surnames, given = dict(pairs(SURNAMES)), dict(pairs(GIVEN))
+    return f"{''.join(given[c] for c in name[1:]).capitalize()} {surnames[name[0]]}"
+
+
 def make_people(rng: random.Random, count: int, taken: set | None = None) -> list[dict]:
     """Invented people, each with a unique name in both languages (none of `taken`) and five facts."""
     surnames, given = pairs(SURNAMES), pairs(GIVEN)
     cities, majors, employers, universities = pairs(CITIES), pairs(MAJORS), pairs(EMPLOYERS), pairs(UNIVERSITIES)
     people, seen = [], set(taken or ())
     while len(people) < count:
-        (s_zh, s_en), (g1_zh, g1_en), (g2_zh, g2_en) = rng.choice(surnames), rng.choice(given), rng.choice(given)
-        name = (s_zh + g1_zh + g2_zh, f"{(g1_en + g2_en).capitalize()} {s_en}")
+        (s_zh, _), (g1_zh, _), (g2_zh, _) = rng.choice(surnames), rng.choice(given), rng.choice(given)
+        name = (s_zh + g1_zh + g2_zh, english_name(s_zh + g1_zh + g2_zh))
         if name[0] in seen or name[1] in seen or g1_zh == g2_zh:
             continue
         seen.update(name)
@@ -757,14 +763,13 @@ def make_people(rng: random.Random, count: int, taken: set | None = None) -> lis
 def near_misses(rng: random.Random, people: list[dict], count: int, taken: set) -> list[dict]:
     """count people the world never mentions, each named as one of people but for one given-name
     character (in both languages: the names are built from the same pairs); none of taken."""
-    surname_en, given_en = dict(pairs(SURNAMES)), dict(pairs(GIVEN))
-    strangers, seen = [], set(taken)
+    given_zh, strangers, seen = [g for g, _ in pairs(GIVEN)], [], set(taken)
     for _ in range(100 * count if people else 0):  # bounded: a tiny world has few such names
         if len(strangers) == count:
             break
         surname, *given = rng.choice(people)["name"][0]
-        given[rng.randrange(2)] = rng.choice(list(given_en))
-        name = (surname + "".join(given), f"{''.join(given_en[g] for g in given).capitalize()} {surname_en[surname]}")
+        given[rng.randrange(2)] = rng.choice(given_zh)
+        name = (surname + "".join(given), english_name(surname + "".join(given)))
         if given[0] != given[1] and name[0] not in seen and name[1] not in seen:
             seen.update(name)
             strangers.append({"name": name})
@@ -929,8 +934,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     teach ANSWERER_PHRASINGS, identity in as many examples as without; preference_phrasings: also teach
     PREFERENCE_PHRASINGS, outside requests in as many examples as without; more_identity: also teach
     MORE_IDENTITY, identity in as many examples as without; more_val_people: how many more people the
-    pretraining text states and validation asks about; restate_names: replies about people say the name
-    first (restated())."""
+    pretraining text states and validation asks about; restate_names: replies about people and strangers
+    say the name first (restated())."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -993,7 +998,6 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     # From a stream of their own, and added to val after its conversations are drawn: every other set stays.
     val_rng = random.Random(f"{seed}/more validation")
     val_strangers = make_people(val_rng, MORE_VAL_STRANGERS, taken={n for p in people + strangers for n in p["name"]})
-    asked_about = people + strangers + val_strangers  # everyone a question names (--restate_names needs their English names)
     asked = {q["question"] for q in val}
     more_val = [q for fact in world if fact["split"] == "val"
                 for q in world_questions(val_rng, fact, 20, literal_first=False) if q["question"] not in asked]
@@ -1007,7 +1011,6 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         scatter(people_rng, docs, [person_bio(people_rng, p, lang) for lang, bios in (("zh", bios_zh), ("en", bios_en))
                                    for p in more_people for _ in range(bios)])
         more_val += entity_questions(people_rng, more_people, [])
-        asked_about += more_people
         val_people = val_people + more_people
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
         unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
@@ -1021,12 +1024,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         strangers_rng = random.Random(f"{seed}/strangers")
         more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
         train += unknown_questions(strangers_rng, more)
-        asked_about += more
     if near_strangers:  # from a stream of their own: every scored set stays as it is
         near_rng = random.Random(f"{seed}/near strangers")
-        near = near_misses(near_rng, ft_people, near_strangers, taken)
-        train += unknown_questions(near_rng, near)
-        asked_about += near
+        train += unknown_questions(near_rng, near_misses(near_rng, ft_people, near_strangers, taken))
     if world_wordings > 4:  # more wordings of the taught superlatives, from a stream of their own
         wording_rng = random.Random(f"{seed}/world wordings")
         for fact in (f for f in world if f["split"] == "taught"):
@@ -1091,10 +1091,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                       for _ in range(n_val - usual)]
     val += more_val
     if restate_names:  # after every draw, so that every set asks what it asks without
-        english = {p["name"][0]: p["name"][1] for p in asked_about}
-        rows = {id(q): q for q in train + val + heldout if q["attr"] in PERSON_QUESTIONS["en"]}  # people's and strangers' rows
-        replies = {q["question"]: restated(q, english) for q in rows.values()}
-        for q in rows.values():
+        rows = [q for q in train + val + heldout if q["attr"] in PERSON_QUESTIONS["en"]]  # people's and strangers'
+        replies = {q["question"]: restated(q) for q in rows}
+        for q in rows:
             q["answer"] = replies[q["question"]]
         for example in sft:
             for asked, reply in zip(example["messages"][::2], example["messages"][1::2]):
