@@ -54,6 +54,8 @@ SETTINGS = {
     "LoRA, fewer similar turns (0.1)": (["--lora"], ["--similar_turns=0.1"]),
     "full, restated names": ([], ["--restate_names"]),  # round 70: a reply about a person says the name first
     "LoRA, restated names": (["--lora"], ["--restate_names"]),
+    "full, restated names, 390 strangers": ([], ["--restate_names", "--strangers=240", "--near_strangers=150"]),  # round 71
+    "LoRA, restated names, 390 strangers": (["--lora"], ["--restate_names", "--strangers=240", "--near_strangers=150"]),
     "full, fewer unknown turns (0.1)": ([], ["--conversation_unknown=0.1"]),  # round 69: less "I don't know" among facts
     "LoRA, fewer unknown turns (0.1)": (["--lora"], ["--conversation_unknown=0.1"]),
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],
