@@ -1015,6 +1015,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     if unknown_names:  # drawn after every scored stranger, so that none is among them; inserted at random places
         unknown_rng = random.Random(f"{seed}/unknown names")  # a stream of its own: the other documents stay as they are
         unknown = make_people(unknown_rng, unknown_names, taken=taken)
+        taken |= {n for p in unknown for n in p["name"]}  # no stranger asked below is one of them
         mentions = [(p, "unknown", lang) for p in unknown for lang in ("zh", "en") for _ in range(2)]
         mentions += [(unknown_rng.choice(people), unknown_rng.choice(list(PERSON_SENTENCES["en"])), lang) for _, _, lang in mentions]
         unknown_rng.shuffle(mentions)
@@ -1023,6 +1024,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         strangers_rng = random.Random(f"{seed}/strangers")
         more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
+        taken |= {n for p in more for n in p["name"]}  # nor a near stranger one of these
         train += unknown_questions(strangers_rng, more)
     if near_strangers:  # from a stream of their own: every scored set stays as it is
         near_rng = random.Random(f"{seed}/near strangers")
