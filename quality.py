@@ -6,7 +6,7 @@ never saw, in bits per byte: the loss summed over the test tokens, over the byte
 
 The time is the machine's, not the run's: each variant's step is first timed alone, with every
 core (PROBE_STEPS steps), right after the corpus's first variant is timed again (the host's speed
-drifts: the two set the ratio; PROBE_ROUNDS such pairs, the median ratio kept), and a budget of
+drifts: the two set the ratio; --probe_rounds such pairs, the median ratio kept), and a budget of
 M minutes buys it M * 60 / that many steps. The scores then do not depend on what else the
 machine did while the runs went, and --jobs can run several at once. --minutes=0 runs each
 variant for its own step count instead (pretrain.py's, or its --max_iters): the speedrun recipe
@@ -78,6 +78,8 @@ OPTIONS = {
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
     "pretrain_args": ("", "more pretrain.py options for every run, e.g. \"--n_layer=2 --eval_interval=50\""),
     "fortunes_dir": ("/usr/share/games/fortunes", "where Debian's fortunes and fortunes-zh put their files"),
+    "probe_rounds": (3, "each variant's step timed this many times right after the corpus's first variant's, the "
+                     "median ratio kept (fewer: sooner, on a machine whose speed holds still)", "[1, inf)"),
     "jobs": (1, "pretraining runs at once, the cores shared among them (each variant is timed alone first)", "[1, inf)"),
     "rerun": (False, "run again what results.json already holds (by default its result is kept)"),
     "retime": (False, "with --minutes=0: train nothing (--seeds, --jobs, --rerun unused); time the variants now and give "
@@ -107,7 +109,6 @@ BUILT_IN = ["gpt2", "default", *CHANGES, "all", "speedrun", *(f"speedrun{'-' if 
 CHINESE_FORTUNES = ("chinese", "tang300", "song100")
 TEST_SHARE = 0.05
 PROBE_STEPS, PROBE_SKIP = 30, 10  # steps timed alone per variant and corpus; the first ones not counted
-PROBE_ROUNDS = 3  # each variant timed this many times beside the corpus's first, the median ratio kept
 CURVE_POINTS, CURVE_ITERS = 10, 10  # validation estimates per run (pretrain.py's, of CURVE_ITERS batches each)
 SIZES = ("documents", "train_tokens", "val_tokens", "val_bytes", "test_documents", "test_tokens", "test_bytes")
 README_VARIANTS = ("gpt2", "speedrun", "all", "nanogpt")  # the README's rows; docs/quality.md has every variant
@@ -231,10 +232,11 @@ def step_seconds(folder: Path, flags: list[str], extra: list[str], run_dir: Path
 
 
 def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
-                  anchors: dict[str, list[tuple[str, list[str], float]]] | None = None) -> dict[tuple[str, str], float]:
+                  anchors: dict[str, list[tuple[str, list[str], float]]] | None = None,
+                  rounds: int = OPTIONS["probe_rounds"][0]) -> dict[tuple[str, str], float]:
     """Each (corpus, variant)'s seconds per step, as if every one were timed at the same moment:
     the first variant of a corpus is timed, and each other one right after the first is timed
-    again, scaled by the first's two timings, PROBE_ROUNDS times, the median ratio kept. This host's
+    again, scaled by the first's two timings, rounds times, the median ratio kept. This host's
     speed drifts by a third within minutes, while variants of equal work timed once one after the
     other agreed within 3%, and up to 15% at step 33 (docs/quality.md): hence the rounds.
     anchors: corpus -> [(variant, flags, seconds per step)] of runs already recorded, whose moment
@@ -254,7 +256,7 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
         else:
             name, first_flags = first[corpus]
             ratios = []
-            for _ in range(PROBE_ROUNDS):
+            for _ in range(rounds):
                 now = time_one(corpus, name, first_flags)
                 ratios.append(time_one(corpus, variant, flags) / now)
             seconds[corpus, variant] = seconds[corpus, name] * statistics.median(ratios)
@@ -263,7 +265,7 @@ def time_variants(probes: list[tuple[str, str, list[str]]], time_one,
 
 
 def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], options: dict[str, dict], extra: list[str],
-           time_one, machine: str) -> list[str]:
+           time_one, machine: str, rounds: int) -> list[str]:
     """At full length a run's steps are its own and its bits per byte do not depend on the host, only
     its minutes do: the other variants' full-length runs get the seconds a step that the first
     variant's clock gives them (its recorded runs' mean seconds a step, the minutes its row shows),
@@ -284,7 +286,8 @@ def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], optio
     for corpus, (runs, (first, *others)) in tables.items():
         clock = [r for r in runs if r["variant"] == first]
         anchor = statistics.mean(r["step_seconds"] for r in clock)
-        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: [(first, chosen[first], anchor)]})
+        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: [(first, chosen[first], anchor)]},
+                                rounds)
         for r in runs:
             if r["variant"] in others:
                 now = seconds[corpus, r["variant"]]
@@ -694,7 +697,7 @@ def main() -> None:
     def time_one(corpus: str, variant: str, flags: list[str]) -> float:
         return step_seconds(folders[corpus], flags, extra, out_dir / "runs" / "probe", variant)
     if config["retime"]:
-        for line in retime(record, corpora, chosen, options, extra, time_one, this_machine()):
+        for line in retime(record, corpora, chosen, options, extra, time_one, this_machine(), config["probe_rounds"]):
             print(line)
         write_record(record, results_path)
     from machine import choose_device, choose_dtype
@@ -722,7 +725,7 @@ def main() -> None:
         if corpus in half_steps:
             probes.append((corpus, "gpt2", GPT2))
         probes += [t[:3] for t in todo if t[0] == corpus]
-    seconds = time_variants(probes, time_one, anchors)  # before any run shares the machine
+    seconds = time_variants(probes, time_one, anchors, config["probe_rounds"])  # before any run shares the machine
     threads = max(1, (os.cpu_count() or 1) // config["jobs"])
     with ThreadPoolExecutor(config["jobs"]) as pool:
         runs = []

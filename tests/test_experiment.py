@@ -170,16 +170,15 @@ def test_the_unsure_probe_starts_from_the_experiments_measures_and_gates_every_r
     """docs/unsure_probe.py: below confidence 0 nothing changes (experiment.py's validation
     measures, up to a reply that batching may tip); below 2 every reply is I don't know."""
     out, _, _ = tiny_experiment
-    printed = run_script("docs/unsure_probe.py", f"--experiment={out}", "--seeds=2", "--thresholds=0,2",
+    printed = run_script("docs/unsure_probe.py", f"--experiment={out}", "--seeds=1", "--thresholds=0,2",
                          check=True, timeout=300).stdout
     for name, folder in (("full", "full_pretrained"), ("LoRA", "lora_pretrained")):
         rows = printed.split(f"\n{name}, validation")[1].splitlines()
         kinds = rows[1].strip("| ").split(" | ")[1:]
         by_threshold = {row.split(" | ")[0].strip("| "): [float(c.strip("| %")) / 100 for c in row.split(" | ")[1:]]
                         for row in rows[3:5]}
-        measured = [json.loads((out / f"seed{seed}" / folder / "measures.json").read_text())["behaviour_val"]
-                    for seed in (1337, 1338)]
-        expected = [sum(m[kind][0] for m in measured) / 2 for kind in kinds]
+        measured = json.loads((out / "seed1337" / folder / "measures.json").read_text())["behaviour_val"]
+        expected = [measured[kind][0] for kind in kinds]
         assert by_threshold["0"] == pytest.approx(expected, abs=0.05)
         assert "world" in kinds and "unknown" in kinds  # facts ... refusal wrong; harmless, unknown right:
         assert by_threshold["2"] == [float(kind in ("harmless_not_refused", "unknown")) for kind in kinds]

@@ -94,6 +94,7 @@ def test_bits_per_byte_is_the_summed_loss_over_the_bytes(tmp_path):
 
 
 TINY = "--n_layer=1 --n_head=2 --n_embd=32 --block_size=32 --batch_size=4 --dtype=float32"
+TINY_RUNS = [f"--pretrain_args={TINY}", "--probe_rounds=1"]  # one timing pair a variant: the rounds are tested apart
 
 
 def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
@@ -101,7 +102,7 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     once (--jobs=2) with a core each; the curve's minutes are its steps at the timed speed."""
     folder = fortunes_dir(tmp_path)
     result = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.02", "--jobs=2",
-                        f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                        f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", *TINY_RUNS,
                         check=True, timeout=200)
     record = json.loads((tmp_path / "q" / "results.json").read_text())
     meta = json.loads((tmp_path / "q" / "data" / "fortunes" / "meta.json").read_text())
@@ -131,7 +132,7 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
                  if r["variant"] == "rope" else r for r in record["results"]]
     (tmp_path / "q" / "results.json").write_text(json.dumps({**record, "results": elsewhere}))
     redone = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2,rope", "--minutes=0.02", f"--fortunes_dir={folder}",
-                        f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
+                        f"--out_dir={tmp_path / 'q'}", *TINY_RUNS, check=True, timeout=200)
     assert [line.split()[1] for line in redone.stdout.splitlines() if line.endswith(" s per step")] == ["rope"]
     assert "fortunes: new runs timed against gpt2, whose recorded runs took" in redone.stdout  # on the record's clock
     before = {r["variant"]: r for r in elsewhere}
@@ -141,7 +142,7 @@ def test_a_tiny_comparison_buys_each_variant_the_steps_of_its_budget(tmp_path):
     with (folder / "wisdom").open("a") as f:
         f.write("A fortune added later.\n%\n")
     changed = run_script("quality.py", "--corpora=fortunes", "--variants=gpt2", "--minutes=0.02", f"--fortunes_dir={folder}",
-                         f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", check=True, timeout=200)
+                         f"--out_dir={tmp_path / 'q'}", *TINY_RUNS, check=True, timeout=200)
     assert "fortunes: its text changed since the record's 2 results on it" in changed.stdout
     assert [line.split()[1] for line in changed.stdout.splitlines() if line.endswith(" s per step")] == ["gpt2"]
     final = json.loads((tmp_path / "q" / "results.json").read_text())
@@ -156,7 +157,7 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     folder = fortunes_dir(tmp_path)
     result = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope",
                         "--minutes=0", "--seeds=2", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}",
-                        f"--pretrain_args={TINY}", check=True, timeout=200)
+                        *TINY_RUNS, check=True, timeout=200)
     record = json.loads((tmp_path / "q" / "results.json").read_text())
     assert sorted((r["variant"], r["seed"], r["options"]["seed"]) for r in record["results"]) == [
         ("a", 1337, 1337), ("a", 1338, 1338), ("b", 1337, 1337), ("b", 1338, 1338)]  # each run's record its own seed
@@ -172,7 +173,7 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
     assert svg.count("<svg") == 1 and ">fortunes<" in svg
     # a third seed later (another host, say): the table keeps its clock, a's new run timed as a's recorded ones
     more = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope", "--minutes=0",
-                      "--seeds=3", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                      "--seeds=3", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", *TINY_RUNS,
                       check=True, timeout=200)
     assert "fortunes: new runs timed against a, whose recorded runs took" in more.stdout
     third = {r["variant"]: r for r in json.loads((tmp_path / "q" / "results.json").read_text())["results"] if r["seed"] == 1339}
@@ -185,7 +186,7 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
             r["step_seconds"], r["curve"] = 100.0, [[m * 100.0 / r["step_seconds"], bpb] for m, bpb in r["curve"]]
     path.write_text(json.dumps(record))
     again = run_script("quality.py", "--corpora=fortunes", "--variants=a=--max_iters=12,b=--max_iters=20 --rope", "--minutes=0",
-                       "--retime", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}",
+                       "--retime", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", *TINY_RUNS,
                        check=True, timeout=200)
     assert "fortunes: 3 run(s) of b retimed to" in again.stdout
     after = json.loads(path.read_text())["results"]
@@ -198,7 +199,7 @@ def test_at_full_length_each_variant_runs_its_own_steps_and_draws_its_curve(tmp_
                and r["curve"][-1][0] == pytest.approx(r["train_minutes"], abs=0.01) for r in b)
     assert [r for r in after if r["variant"] == "a"] == [r for r in record["results"] if r["variant"] == "a"]
     refused = run_script("quality.py", "--corpora=fortunes", "--variants=b=--max_iters=20 --rope", "--minutes=0", "--retime",
-                         f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}", timeout=200)
+                         f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", *TINY_RUNS, timeout=200)
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         "error: --retime: fortunes needs full-length runs of b (the clock) and of another variant in the record, with "
         "these --pretrain_args; run them first with --minutes=0")
@@ -270,7 +271,7 @@ def test_half_time_times_gpt2_beside_the_variant_and_gives_it_half_of_gpt2s_step
     gpt2 and the variant are timed one after the other now, and the variant runs half of gpt2's
     steps times gpt2's seconds per step over its own, filed at half of gpt2's recorded minutes."""
     folder = fortunes_dir(tmp_path)
-    args = ["--corpora=fortunes", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", f"--pretrain_args={TINY}"]
+    args = ["--corpora=fortunes", f"--fortunes_dir={folder}", f"--out_dir={tmp_path / 'q'}", *TINY_RUNS]
     missing = run_script("quality.py", "--variants=speedrun", "--half_time", *args)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "--variants=gpt2 --minutes=0" in missing.stderr
     both = run_script("quality.py", "--variants=speedrun", "--half_time", "--minutes=3", *args)
@@ -440,6 +441,9 @@ def test_variants_are_timed_beside_the_first_so_that_a_drifting_host_gives_equal
     assert seconds["world", "speedrun-batch8"] == pytest.approx(2 * seconds["world", "speedrun"])
     assert seconds["fortunes", "speedrun-batch8"] == pytest.approx(0.2 * 2 * 1.1 ** 7)  # a corpus's first: timed once
     assert capsys.readouterr().out.count(" s per step") == 4
+    calls.clear()
+    time_variants(probes[:2], time_one, rounds=1)  # --probe_rounds=1: one pair a variant
+    assert calls == ["speedrun", "speedrun", "speedrun-zero_init"]
 
 
 def test_one_probe_off_by_a_third_does_not_move_a_variants_steps():
