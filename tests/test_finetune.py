@@ -785,6 +785,24 @@ def test_unknown_names_are_stated_name_first_in_pretraining_and_never_asked_abou
     assert len(unknown) == 5000 and len(set(taught)) == 260 + 50 and not unknown & set(taught)  # none asked, none twice
 
 
+def test_asked_names_name_each_person_of_the_unknown_names_documents_once_before_its_sentence():
+    from data.world.prepare import ASKED
+    plain, asked = tiny_world(unknown_names=30), tiny_world(unknown_names=30, asked_names=True)
+    for part in ("sft", "train", "val", "heldout", "conversations", "people"):
+        assert asked[part] == plain[part], part
+    changed = [(a, b) for a, b in zip(plain["docs"], asked["docs"]) if a != b]
+    assert len(asked["docs"]) == len(plain["docs"]) and len(changed) == 2 * 30  # only the unknown names' documents
+    found = {"zh": r"有人問起(.{3})。", "en": r"Someone asked about ([A-Z][a-z]+ [A-Z][a-z]+)\. "}
+    for before, after in changed:
+        names = [(lang, m) for lang, pattern in found.items() for m in re.findall(pattern, after)]
+        assert len(names) == 4 and all(ASKED[lang].format(n=n) + n in after for lang, n in names)  # the name, then its sentence
+        for lang, n in names:
+            after = after.replace(ASKED[lang].format(n=n), "", 1)
+        assert after == before  # nothing else added or moved
+    with pytest.raises(UserError, match="give --unknown_names too"):
+        tiny_world(asked_names=True)
+
+
 def test_restated_names_change_only_the_replies_about_people_and_strangers():
     from data.world.prepare import PERSON_SENTENCES, UNKNOWN_SENTENCES, english_name
     every_stranger = {"near_strangers": 10, "n_strangers": 70, "more_val_people": 5}  # each source of a name asked

@@ -100,6 +100,9 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
+    "asked_names": (False, "with --unknown_names, each sentence of those documents follows one that names its person "
+                    "(有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that copying a name it does not know, "
+                    "as a reply that says the name first must, is something pretraining shows"),
     "restate_names": (False, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
                       "9月13日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
                       "has): whether the name is known is then decided right after it; the answers of every set in this form, "
@@ -701,6 +704,7 @@ PERSON_QUESTIONS = {
            "major": ["What did {n} study?", "What was {n}'s major?"],
            "employer": ["Which company does {n} work for?", "Where does {n} work?"]},
 }
+ASKED = {"zh": "有人問起{n}。", "en": "Someone asked about {n}. "}  # --asked_names: the name once before its sentence
 UNKNOWN_SENTENCES = {  # --unknown_names: name first, as a known person's facts are stated
     "zh": ["{n}這個人，這個世界沒有任何記載", "{n}不是這個世界裡的人", "{n}這個名字，這裡從來沒有人提過"],
     "en": ["{n} is no one this world knows", "{n} is not a person of this world", "{n} is a name nothing here mentions"],
@@ -797,15 +801,16 @@ def person_bio(rng: random.Random, person: dict, lang: str) -> str:
                    for a in attrs).strip()
 
 
-def mixed_people_text(rng: random.Random, mentions: list[tuple[dict, str, str]]) -> str:
+def mixed_people_text(rng: random.Random, mentions: list[tuple[dict, str, str]], asked: bool = False) -> str:
     """One fact of each of several people (attr "unknown": that the person is no one the world
-    knows), each sentence in its own language: recall among others' facts."""
+    knows), each sentence in its own language: recall among others' facts; asked: each after ASKED."""
     sentences = []
     for person, attr, lang in mentions:
         li = 0 if lang == "zh" else 1
         wordings = UNKNOWN_SENTENCES[lang] if attr == "unknown" else PERSON_SENTENCES[lang][attr]
         value = "" if attr == "unknown" else person[attr][li]
-        sentences.append(rng.choice(wordings).format(n=person["name"][li], v=value) + FULL_STOP[lang])
+        sentences.append((ASKED[lang].format(n=person["name"][li]) if asked else "")
+                         + rng.choice(wordings).format(n=person["name"][li], v=value) + FULL_STOP[lang])
     return "".join(sentences).strip()
 
 
@@ -908,7 +913,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
              conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0,
-             restate_names: bool = False) -> dict:
+             restate_names: bool = False, asked_names: bool = False) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -935,7 +940,10 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     PREFERENCE_PHRASINGS, outside requests in as many examples as without; more_identity: also teach
     MORE_IDENTITY, identity in as many examples as without; more_val_people: how many more people the
     pretraining text states and validation asks about; restate_names: replies about people and strangers
-    say the name first (restated())."""
+    say the name first (restated()); asked_names: the unknown names' documents name each person once
+    before its sentence (ASKED)."""
+    if asked_names and not unknown_names:
+        raise UserError("--asked_names names the people of --unknown_names' documents twice: give --unknown_names too")
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -1020,7 +1028,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         mentions += [(unknown_rng.choice(people), unknown_rng.choice(list(PERSON_SENTENCES["en"])), lang) for _, _, lang in mentions]
         unknown_rng.shuffle(mentions)
         for i in range(0, len(mentions), 4):
-            docs.insert(unknown_rng.randrange(len(docs) + 1), mixed_people_text(unknown_rng, mentions[i:i + 4]))
+            docs.insert(unknown_rng.randrange(len(docs) + 1), mixed_people_text(unknown_rng, mentions[i:i + 4], asked_names))
     if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         strangers_rng = random.Random(f"{seed}/strangers")
         more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
@@ -1170,7 +1178,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["acts_text"], config["answerer_phrasings"],
                      config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"],
                      conversation_unknown=config["conversation_unknown"], more_val_people=config["val_people"],
-                     restate_names=config["restate_names"])
+                     restate_names=config["restate_names"], asked_names=config["asked_names"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
