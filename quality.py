@@ -78,8 +78,9 @@ OPTIONS = {
     "out_dir": ("out/quality", "corpora, runs and results.json go here"),
     "pretrain_args": ("", "more pretrain.py options for every run, e.g. \"--n_layer=2 --eval_interval=50\""),
     "fortunes_dir": ("/usr/share/games/fortunes", "where Debian's fortunes and fortunes-zh put their files"),
-    "probe_rounds": (3, "each variant's step timed this many times right after the corpus's first variant's, the "
-                     "median ratio kept (fewer: sooner, on a machine whose speed holds still)", "[1, inf)"),
+    "probe_rounds": (3, "pairs of timings for each variant after a corpus's first: that first one again, then the "
+                     "variant; the median of the pairs' ratios kept (fewer: sooner, on a machine whose speed holds "
+                     "still)", "[1, inf)"),
     "jobs": (1, "pretraining runs at once, the cores shared among them (each variant is timed alone first)", "[1, inf)"),
     "rerun": (False, "run again what results.json already holds (by default its result is kept)"),
     "retime": (False, "with --minutes=0: train nothing (--seeds, --jobs, --rerun unused); time the variants now and give "
@@ -286,8 +287,8 @@ def retime(record: dict, corpora: list[str], chosen: dict[str, list[str]], optio
     for corpus, (runs, (first, *others)) in tables.items():
         clock = [r for r in runs if r["variant"] == first]
         anchor = statistics.mean(r["step_seconds"] for r in clock)
-        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, {corpus: [(first, chosen[first], anchor)]},
-                                rounds)
+        clock_anchor = {corpus: [(first, chosen[first], anchor)]}
+        seconds = time_variants([(corpus, v, chosen[v]) for v in others], time_one, clock_anchor, rounds)
         for r in runs:
             if r["variant"] in others:
                 now = seconds[corpus, r["variant"]]

@@ -100,9 +100,9 @@ OPTIONS = {
     "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
                       "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
-    "asked_names": (False, "with --unknown_names, each sentence of those documents follows one that names its person "
-                    "(有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that copying a name it does not know, "
-                    "as a reply that says the name first must, is something pretraining shows"),
+    "asked_names": (False, "with --unknown_names, each sentence of its documents (the known people's too) follows one "
+                    "that names its person (有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that "
+                    "pretraining shows an unfamiliar name copied, as --restate_names' replies about a stranger must copy it"),
     "restate_names": (False, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
                       "9月13日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
                       "has): whether the name is known is then decided right after it; the answers of every set in this form, "
@@ -803,7 +803,8 @@ def person_bio(rng: random.Random, person: dict, lang: str) -> str:
 
 def mixed_people_text(rng: random.Random, mentions: list[tuple[dict, str, str]], asked: bool = False) -> str:
     """One fact of each of several people (attr "unknown": that the person is no one the world
-    knows), each sentence in its own language: recall among others' facts; asked: each after ASKED."""
+    knows), each sentence in its own language: recall among others' facts; asked: each sentence
+    after ASKED naming its person."""
     sentences = []
     for person, attr, lang in mentions:
         li = 0 if lang == "zh" else 1
