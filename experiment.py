@@ -200,6 +200,14 @@ def taught_in_conversation(model, tokenizer, world: Path) -> list[bool]:
             if r["kind"] in ("identity", "refusal")]
 
 
+def said_of(row: dict) -> str | None:
+    """What a reply that says the name first says of the person (吳玲雅在溫哥華出生 -> 在溫哥華出生): a wrong
+    reply that says a taught fact of another name repeats what was taught. None for a bare answer."""
+    from data.world.prepare import english_name
+    name = row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
+    return row["answer"].removeprefix(name) if row["answer"].startswith(name) else None
+
+
 def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, seed: int) -> dict:
     """Everything the tables show about one fine-tuned model."""
     from checkpoint import load_checkpoint, load_model
@@ -224,6 +232,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
     held = score(held_rows, [r["reply"] for r in held_rows])  # finetune.py wrote the replies
     taught = exact_match(model, tokenizer, read_jsonl(world / "eval_train.jsonl"))
     taught_answers = {r["answer"] for r in taught["results"]}
+    taught_facts = tuple({said_of(r) for r in taught["results"] if r["kind"] == "person"} - {None})
     facts = [r for r in held["results"] if r["kind"] in ("person", "place")]
     alone = [r["correct"] for r in taught["results"] if r["kind"] in ("identity", "refusal")]
     wrong = [r["reply"] for r in facts if not r["correct"]]
@@ -240,7 +249,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
             "literal": next(r["reply"] for r in held["results"] if r["question"] == LITERAL),
             "distance": relative_distance(before, parameters(model)), "heldout_by_weights": by_weights,
             "typical_wrong": Counter(wrong).most_common(5),
-            "wrong_but_taught": sum(w in taught_answers for w in wrong) / max(1, len(wrong)),
+            "wrong_but_taught": sum(w in taught_answers or w.endswith(taught_facts) for w in wrong) / max(1, len(wrong)),
             "behaviour": {**behaviour(model, tokenizer, world, "heldout", held["results"]), "taught_alone": (share(alone), len(alone))},
             "behaviour_val": behaviour(model, tokenizer, world, "val"),
             "verbatim": {r["question"]: (r["answer"], r["reply"]) for r in held["results"]
@@ -283,7 +292,8 @@ BEHAVIOUR = [  # (column, key in measure()'s results, what it is)
     ("unseen refusals", "refusal", "harmful requests in phrasings fine-tuning never saw"),
     ("harmless look-alikes not refused", "harmless_not_refused", "harmless requests worded like the harmful ones"),
     ("world superlatives", "world", "the world's superlatives fine-tuning never asked about, in several wordings"),
-    ("don't know", "unknown", "people the world never mentions, and requests outside it: 我不知道 / I don't know"),
+    ("don't know", "unknown", "people the world never mentions (張雅遠不是這個世界裡的人 / Yayuan Chang is not a person of "
+                              "this world), and requests outside it (我不知道 / I don't know)"),
     ("held-out facts", "facts", "held-out people and countries (what pretraining alone told)"),
     ("no broken reply", "clean", "replies with no U+FFFD and no chat marker as text, of every reply above"),
 ]
@@ -445,7 +455,8 @@ def report(record: dict, brief: bool = False) -> str:
     scratch = first[0]
     lines += ["", "Typical wrong answers to held-out facts from random initialisation (first seed): "
               + ", ".join(f"{reply or '(nothing)'} ×{n}" for reply, n in scratch["typical_wrong"])
-              + f"; {scratch['wrong_but_taught']:.0%} of its wrong answers are answers it was taught for other questions."]
+              + f"; {scratch['wrong_but_taught']:.0%} of its wrong answers are answers it was taught for other questions "
+              "(or, where a reply says the name first, a taught person's fact said of another name)."]
     return "\n".join(lines) + "\n"
 
 

@@ -99,9 +99,11 @@ ROUND_41 = {**ROUND_37, "acts_text": True}  # and since round 41
 ROUND_49 = {**ROUND_41, "char_tokens": True}  # and since round 49 (the vocabulary only: the text stays)
 ROUND_53 = {**ROUND_49, "answerer_phrasings": True}  # and since round 53 (instruction data only)
 ROUND_66 = {**ROUND_53, "more_superlatives": 80, "more_identity": True}  # and since round 66
-# the world before round 37 (and without round 53's and round 66's phrasings): each option's test turns on what it tests
+ROUND_72 = {**ROUND_66, "unknown_names": 1500, "asked_names": True, "restate_names": True}  # and since round 72
+# the world before round 37 (and without rounds 53, 66 and 72's options): each option's test turns on what it tests
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False,
-                   "answerer_phrasings": False, "more_identity": False}
+                   "answerer_phrasings": False, "more_identity": False, "unknown_names": 0, "asked_names": False,
+                   "restate_names": False}
 
 
 def tiny_world(**options) -> dict:
@@ -115,21 +117,24 @@ def world():
     return tiny_world()
 
 
-def test_the_default_world_is_round_66s_and_every_scored_set_stays(world):
+def test_the_default_world_is_round_72s_and_every_scored_set_asks_what_it_asked(world):
     """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
     times each, thirty more superlatives; round 41 the acts' text; round 49 char tokens; round 53 the
-    answerer phrasings; round 66 eighty superlatives and more identity phrasings. The held-out sets are what they
-    were before them."""
+    answerer phrasings; round 66 eighty superlatives and more identity phrasings; round 72 the unknown
+    names, read twice, and replies that say the name first. The held-out sets ask what they asked
+    before them (round 72 rewrote the replies about people and strangers, a test below)."""
     from data.world.prepare import OPTIONS, generate as generate_world
     from finetune import OPTIONS as FINETUNE_OPTIONS
-    assert {name: OPTIONS[name][0] for name in ROUND_66} == ROUND_66
+    assert {name: OPTIONS[name][0] for name in ROUND_72} == ROUND_72
     assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
     assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
-    assert default == tiny_world(**{**ROUND_41, "answerer_phrasings": True, "more_superlatives": 80, "more_identity": True})
-    assert default["heldout"] == world["heldout"] and default["val"] == world["val"]
-    assert [c for c in default["conversations"] if c["set"] == "heldout"] == [
-        c for c in world["conversations"] if c["set"] == "heldout"]
+    assert default == tiny_world(**{name: on for name, on in ROUND_72.items() if name != "char_tokens"})  # the text's
+    def asked(rows):
+        return [{**row, "answer": ""} for row in rows]
+    assert asked(default["heldout"]) == asked(world["heldout"]) and asked(default["val"]) == asked(world["val"])
+    assert [asked(c["turns"]) for c in default["conversations"] if c["set"] == "heldout"] == [
+        asked(c["turns"]) for c in world["conversations"] if c["set"] == "heldout"]
 
 
 def test_an_outdated_default_world_is_made_again_and_ones_own_options_are_kept(tmp_path):
@@ -800,8 +805,7 @@ def test_asked_names_name_each_person_of_the_unknown_names_documents_once_before
         for lang, n in names:
             after = after.replace(ASKED[lang].format(n=n), "", 1)
         assert after == before  # nothing else added or moved
-    with pytest.raises(UserError, match="give --unknown_names too"):
-        tiny_world(asked_names=True)
+    assert tiny_world(asked_names=True) == tiny_world()  # nothing without the unknown names
 
 
 def test_restated_names_change_only_the_replies_about_people_and_strangers():

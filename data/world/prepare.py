@@ -97,16 +97,18 @@ OPTIONS = {
     "mixed_docs": (0, "pretraining also states every fact of every person this many times per language in documents "
                    "of four people's facts, each sentence in either language (recall of one person among others', as "
                    "in a conversation)", "[0, inf)"),
-    "unknown_names": (0, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
+    "unknown_names": (1500, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
-                      "whether a name is known shows right after it; none is a name any question asks about", "[0, 10000]"),
-    "asked_names": (False, "with --unknown_names, each sentence of its documents (the known people's too) follows one "
-                    "that names its person (有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that "
-                    "pretraining shows an unfamiliar name copied, as --restate_names' replies about a stranger must copy it"),
-    "restate_names": (False, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
+                      "whether a name is known shows right after it; none is a name any question asks about (1500 the "
+                      "default since round 72, 0 before: docs/notebook.md)", "[0, 10000]"),
+    "asked_names": (True, "each sentence of --unknown_names' documents (the known people's too) follows one that names "
+                    "its person (有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that pretraining shows an "
+                    "unfamiliar name copied, as --restate_names' replies about a stranger must copy it; nothing without "
+                    "--unknown_names (the default since round 72: docs/notebook.md)"),
+    "restate_names": (True, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
                       "9月13日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
                       "has): whether the name is known is then decided right after it; the answers of every set in this form, "
-                      "every draw as without"),
+                      "every draw as without (the default since round 72: docs/notebook.md)"),
     "val_people": (0, "more validation people: this many more people's biographies in the pretraining text (as many "
                    "biographies as every person's, inserted from a stream of their own) and their facts asked in "
                    "eval_val.jsonl (and in --val_conversations' extra conversations), so that a choice can see a few "
@@ -908,13 +910,13 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
              conversation_behaviours: float = OPTIONS["conversation_behaviours"][0], harmless_text: bool = False,
-             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = 0,
+             mixed_docs: int = 0, near_strangers: int = 0, unknown_names: int = OPTIONS["unknown_names"][0],
              more_phrasings: bool = OPTIONS["more_phrasings"][0], acts_text: bool = OPTIONS["acts_text"][0],
              answerer_phrasings: bool = OPTIONS["answerer_phrasings"][0],
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
              conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0,
-             restate_names: bool = False, asked_names: bool = False) -> dict:
+             restate_names: bool = OPTIONS["restate_names"][0], asked_names: bool = OPTIONS["asked_names"][0]) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -942,9 +944,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     MORE_IDENTITY, identity in as many examples as without; more_val_people: how many more people the
     pretraining text states and validation asks about; restate_names: replies about people and strangers
     say the name first (restated()); asked_names: the unknown names' documents name each person once
-    before its sentence (ASKED)."""
-    if asked_names and not unknown_names:
-        raise UserError("--asked_names names the people of --unknown_names' documents twice: give --unknown_names too")
+    before its sentence (ASKED; nothing without unknown_names)."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
