@@ -200,17 +200,17 @@ def taught_in_conversation(model, tokenizer, world: Path) -> list[bool]:
             if r["kind"] in ("identity", "refusal")]
 
 
-def said_of(row: dict) -> str | None:
-    """What a reply that says the name first says of the person (吳玲雅在溫哥華出生 -> 在溫哥華出生): a wrong
-    reply that says a taught fact of another name repeats what was taught. None for a bare answer."""
-    from data.world.prepare import english_name
-    name = row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
-    return row["answer"].removeprefix(name) if row["answer"].startswith(name) else None
+def as_taught(reply: str, after_names: list[str]) -> str:
+    """A reply that ends as a taught answer goes on after its name, from there (王婷冠在晨光生技工作 ->
+    …在晨光生技工作), whatever name it starts with: what it repeats of what was taught. Any other whole."""
+    after_name = next((a for a in after_names if reply.endswith(a)), None)
+    return "…" + after_name if after_name else reply
 
 
 def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, seed: int) -> dict:
     """Everything the tables show about one fine-tuned model."""
     from checkpoint import load_checkpoint, load_model
+    from data.world.prepare import PERSON_QUESTIONS, name_in
     from evaluate import exact_match, score
     from lora import load_adapted_model, merge_lora
     from generation import for_generation
@@ -231,11 +231,12 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
     held_rows = read_jsonl(run_dir / "eval.jsonl")
     held = score(held_rows, [r["reply"] for r in held_rows])  # finetune.py wrote the replies
     taught = exact_match(model, tokenizer, read_jsonl(world / "eval_train.jsonl"))
-    taught_answers = {r["answer"] for r in taught["results"]}
-    taught_facts = tuple({said_of(r) for r in taught["results"] if r["kind"] == "person"} - {None})
+    name_first = [r for r in taught["results"] if r.get("attr") in PERSON_QUESTIONS["en"] and r["answer"].startswith(name_in(r))]
+    after_names = sorted({r["answer"][len(name_in(r)):] for r in name_first}, key=len, reverse=True)  # the longest first
+    taught_answers = {r["answer"] for r in taught["results"]} | {"…" + a for a in after_names}
     facts = [r for r in held["results"] if r["kind"] in ("person", "place")]
     alone = [r["correct"] for r in taught["results"] if r["kind"] in ("identity", "refusal")]
-    wrong = [r["reply"] for r in facts if not r["correct"]]
+    wrong = [as_taught(r["reply"], after_names) for r in facts if not r["correct"]]
     by_weights = {"float32": held["accuracy"]}  # what sample.py's cheaper weights cost in answers
     native_bf16 = choose_dtype("auto", "cpu") == "bfloat16"  # elsewhere bf16 is emulated, slowly, and int8 refused
     for dtype in ("bfloat16", "int8") if init == "pretrained" and native_bf16 else ():
@@ -249,7 +250,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
             "literal": next(r["reply"] for r in held["results"] if r["question"] == LITERAL),
             "distance": relative_distance(before, parameters(model)), "heldout_by_weights": by_weights,
             "typical_wrong": Counter(wrong).most_common(5),
-            "wrong_but_taught": sum(w in taught_answers or w.endswith(taught_facts) for w in wrong) / max(1, len(wrong)),
+            "wrong_but_taught": sum(w in taught_answers for w in wrong) / max(1, len(wrong)),
             "behaviour": {**behaviour(model, tokenizer, world, "heldout", held["results"]), "taught_alone": (share(alone), len(alone))},
             "behaviour_val": behaviour(model, tokenizer, world, "val"),
             "verbatim": {r["question"]: (r["answer"], r["reply"]) for r in held["results"]
@@ -453,10 +454,10 @@ def report(record: dict, brief: bool = False) -> str:
                   + "; ".join(f"{r['run']}, {r['init']}: " + ", ".join(f"{k} {v:.1%}" for k, v in r["heldout_by_weights"].items())
                               for r in by_weights) + "."]
     scratch = first[0]
-    lines += ["", "Typical wrong answers to held-out facts from random initialisation (first seed): "
+    lines += ["", "Typical wrong answers to held-out facts from random initialisation (first seed; … a name, any): "
               + ", ".join(f"{reply or '(nothing)'} ×{n}" for reply, n in scratch["typical_wrong"])
               + f"; {scratch['wrong_but_taught']:.0%} of its wrong answers are answers it was taught for other questions "
-              "(or, where a reply says the name first, a taught person's fact said of another name)."]
+              "(but for the name they start with)."]
     return "\n".join(lines) + "\n"
 
 

@@ -52,7 +52,7 @@ SETTINGS = {
     "LoRA 800 steps": ["--lora", "--max_iters=800"],
     "full, fewer similar turns (0.1)": ([], ["--similar_turns=0.1"]),  # round 68: more turns that change the question
     "LoRA, fewer similar turns (0.1)": (["--lora"], ["--similar_turns=0.1"]),
-    "full, restated names": ([], ["--restate_names"]),  # round 70: a reply about a person says the name first
+    "full, restated names": ([], ["--restate_names"]),  # round 70: a reply about a person says the name first (default since 72)
     "LoRA, restated names": (["--lora"], ["--restate_names"]),
     "full, restated names, 390 strangers": ([], ["--restate_names", "--strangers=240", "--near_strangers=150"]),  # round 71
     "LoRA, restated names, 390 strangers": (["--lora"], ["--restate_names", "--strangers=240", "--near_strangers=150"]),

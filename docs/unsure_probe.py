@@ -2,9 +2,9 @@
 Would replying "I don't know" whenever the model is unsure make it honest? A probe on the
 validation split (never the held-out one) of the experiment's fine-tuned models: each answers the
 validation questions greedily, and a reply's confidence is the smallest probability among its
-tokens ([END] apart). Below a threshold the reply would be the honest one instead, in the
-question's language: 我不知道 / I don't know, or, of a person where replies say the name first, that
-no one has the name (張雅遠不是這個世界裡的人). For each threshold: the validation measures, mean over seeds; and how well
+tokens ([END] apart). Below a threshold the reply would be the world's don't-know reply instead,
+in the question's language: 我不知道 / I don't know, or, of a person where replies say the name
+first, that no one has the name (張雅遠不是這個世界裡的人). For each threshold: the validation measures, mean over seeds; and how well
 the confidence tells right facts and superlatives from questions the model cannot know but
 answers (AUC: how often a right answer is the surer one).
 
@@ -21,7 +21,7 @@ from cli import UserError, parse_args, run  # noqa: E402
 OPTIONS = {
     "experiment": ("out/experiment", "the experiment's folder (its world and seedN runs are read)"),
     "seeds": (1, "the experiment's seeds to read: seed1337, seed1338, ...", "[1, inf)"),
-    "thresholds": ("0,0.5,0.6,0.7,0.8,0.9", "confidences below which the reply would be the honest one, comma-separated"),
+    "thresholds": ("0,0.5,0.6,0.7,0.8,0.9", "confidences below which the reply would be the don't-know one, comma-separated"),
 }
 UNSURE = {"zh": "我不知道", "en": "I don't know"}
 RUNS = {"full": "full_pretrained", "LoRA": "lora_pretrained"}
@@ -51,19 +51,17 @@ def kind_of(row: dict) -> str:
 
 
 def unsure_reply(row: dict) -> str:
-    """The honest reply to row's question: that no one has the name, where the world's replies about a
+    """The world's don't-know reply to row's question: that no one has the name, where its answers about a
     person say the name first (its strangers' answer); otherwise 我不知道 / I don't know."""
-    from data.world.prepare import PERSON_SENTENCES, english_name, restated
-    if row.get("attr") in PERSON_SENTENCES["en"]:  # a person's or a stranger's question
-        name = row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
-        if row["answer"].startswith(name):
-            return restated({**row, "kind": "unknown"})
+    from data.world.prepare import PERSON_QUESTIONS, name_in, restated
+    if row.get("attr") in PERSON_QUESTIONS["en"] and row["answer"].startswith(name_in(row)):  # a person's or a stranger's
+        return restated({**row, "kind": "unknown"})
     return UNSURE[row["lang"]]
 
 
 def measures(rows: list[dict], answered: list[tuple[str, float]], threshold: float) -> dict[str, float]:
     """experiment.py's validation measures (each a share) if every reply less sure than the
-    threshold were the honest one."""
+    threshold were the world's don't-know reply."""
     from data.world.prepare import REFUSAL
     from evaluate import normalize_answer
     refusals = {normalize_answer(reply) for reply, *_ in REFUSAL.values()}

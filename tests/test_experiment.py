@@ -57,7 +57,7 @@ def test_scratch_initial_weights_are_drawn_again_exactly(tiny_checkpoint, tmp_pa
                              {k: trained[k] for k in start}) > 0.1  # another seed draws other weights
 
 
-TINY_WORLD = "--people=6 --bios_zh=1 --bios_en=1 --conversations=8"
+TINY_WORLD = "--people=6 --bios_zh=1 --bios_en=1 --conversations=8 --unknown_names=30"  # 1,500: six times the text
 TINY_FINETUNE = "--max_iters=4 --eval_interval=4 --eval_iters=2 --batch_size=8 --dtype=float32"
 
 
@@ -168,7 +168,7 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
 
 def test_the_unsure_probe_starts_from_the_experiments_measures_and_gates_every_reply_at_the_top(tiny_experiment):
     """docs/unsure_probe.py: below confidence 0 nothing changes (experiment.py's validation
-    measures, up to a reply that batching may tip); below 2 every reply is I don't know."""
+    measures, up to a reply that batching may tip); below 2 every reply is the world's don't-know reply."""
     out, _, _ = tiny_experiment
     printed = run_script("docs/unsure_probe.py", f"--experiment={out}", "--seeds=1", "--thresholds=0,2",
                          check=True, timeout=300).stdout

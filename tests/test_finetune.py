@@ -809,7 +809,7 @@ def test_asked_names_name_each_person_of_the_unknown_names_documents_once_before
 
 
 def test_restated_names_change_only_the_replies_about_people_and_strangers():
-    from data.world.prepare import PERSON_SENTENCES, UNKNOWN_SENTENCES, english_name
+    from data.world.prepare import PERSON_SENTENCES, UNKNOWN_SENTENCES, name_in
     every_stranger = {"near_strangers": 10, "n_strangers": 70, "more_val_people": 5}  # each source of a name asked
     plain, restated = tiny_world(**every_stranger), tiny_world(**every_stranger, restate_names=True)
     assert restated["docs"] == plain["docs"] and restated["people"] == plain["people"]
@@ -819,7 +819,7 @@ def test_restated_names_change_only_the_replies_about_people_and_strangers():
         for before, after in zip(plain[part], restated[part]):
             assert {**before, "answer": ""} == {**after, "answer": ""}  # every set asks what it asked
             lang, about_someone = before["lang"], before["attr"] in PERSON_SENTENCES["en"]  # a person's or a stranger's
-            name = (before["entity"] if lang == "zh" else english_name(before["entity"])) if about_someone else None
+            name = name_in(before) if about_someone else None
             assert not about_someone or name in before["question"]
             if before["kind"] == "person":  # the name first, then the fact as pretraining first states it
                 assert after["answer"] == PERSON_SENTENCES[lang][before["attr"]][0].format(n=name, v=before["answer"])

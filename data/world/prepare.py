@@ -727,10 +727,15 @@ COUNTRY_QUESTIONS = {
 FULL_STOP = {"zh": "。", "en": ". "}
 
 
+def name_in(row: dict) -> str:
+    """The name a question about a person or a stranger asks about, as its language writes it (吳玲雅 / Lingya Wu)."""
+    return row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
+
+
 def restated(row: dict) -> str:
     """--restate_names' reply to a question about a person (kind "person") or a stranger (kind
     "unknown", attr not "request"): the name, then the fact in its first wording, or that no one has it."""
-    name = row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
+    name = name_in(row)
     if row["kind"] == "unknown":
         return UNKNOWN_SENTENCES[row["lang"]][1].format(n=name)
     return PERSON_SENTENCES[row["lang"]][row["attr"]][0].format(n=name, v=row["answer"])
