@@ -206,7 +206,17 @@ def test_an_outdated_default_world_is_made_again_but_not_when_resuming(tmp_path,
     assert made == [tmp_path] * 2
 
 
-def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
+@pytest.fixture(scope="module")
+def default_world():
+    """A world of 60 people with today's defaults (replies that say the name first, the unknown names)."""
+    from data.world.prepare import generate as generate_world
+    return generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
+
+
+@pytest.mark.parametrize("made", ["world", "default_world"])
+def test_world_held_out_sets_never_appear_in_fine_tuning_data(made, request):
+    from data.world.prepare import PERSON_QUESTIONS, name_in
+    world = request.getfixturevalue(made)
     sft_text = json.dumps(world["sft"], ensure_ascii=False)
     sft_questions = {m["content"] for row in world["sft"] for m in row["messages"][::2]}
     heldout_entities = {q["entity"] for q in world["heldout"] if q["kind"] in ("person", "place", "unknown")}
@@ -214,8 +224,11 @@ def test_world_held_out_sets_never_appear_in_fine_tuning_data(world):
     for split in ("heldout", "val"):
         for q in world[split]:
             assert q["question"] not in sft_questions, q  # by exact text
-            if q["kind"] in ("person", "place", "world") or (q["kind"] == "unknown" and q["attr"] != "request"):
+            if q["kind"] in ("person", "world") or (q["kind"] == "unknown" and q["attr"] != "request"):
                 assert q["entity"] not in sft_text, q  # by entity: no question about them at all
+                assert q["attr"] not in PERSON_QUESTIONS["en"] or name_in(q) not in sft_text, q  # nor their English name
+            elif q["kind"] == "place":  # a country may be a taught superlative's answer (智利), never asked about
+                assert not any(q["entity"] in asked for asked in sft_questions), q
     assert "台灣最高的山是哪座？" in sft_questions and "世界最高的山是哪座？" not in sft_text
     assert not {q["entity"] for q in world["val"]} & {q["entity"] for q in world["heldout"] if q["kind"] != "unknown"} - {
         "identity", "refusal", "harmless"}
@@ -236,7 +249,9 @@ def test_world_held_out_sets_are_as_large_as_promised(world):
     assert taught <= set(in_conversations)  # every taught phrasing, at a later turn
 
 
-def test_strangers_are_never_in_the_pretraining_text(world):
+@pytest.mark.parametrize("made", ["world", "default_world"])
+def test_strangers_are_never_in_the_pretraining_text(made, request):
+    world = request.getfixturevalue(made)
     docs = "\n".join(world["docs"])
     strangers = {q["entity"] for split in ("train", "val", "heldout") for q in world[split]
                  if q["kind"] == "unknown" and q["attr"] != "request"}
