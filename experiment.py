@@ -210,7 +210,7 @@ def as_taught(reply: str, after_names: list[str]) -> str:
 def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, seed: int) -> dict:
     """Everything the tables show about one fine-tuned model."""
     from checkpoint import load_checkpoint, load_model
-    from data.world.prepare import PERSON_QUESTIONS, name_in
+    from data.world.prepare import said_after_name
     from evaluate import exact_match, score
     from lora import load_adapted_model, merge_lora
     from generation import for_generation
@@ -231,8 +231,7 @@ def measure(run_dir: Path, name: str, init: str, base_path: Path, world: Path, s
     held_rows = read_jsonl(run_dir / "eval.jsonl")
     held = score(held_rows, [r["reply"] for r in held_rows])  # finetune.py wrote the replies
     taught = exact_match(model, tokenizer, read_jsonl(world / "eval_train.jsonl"))
-    name_first = [r for r in taught["results"] if r.get("attr") in PERSON_QUESTIONS["en"] and r["answer"].startswith(name_in(r))]
-    after_names = sorted({r["answer"][len(name_in(r)):] for r in name_first}, key=len, reverse=True)  # the longest first
+    after_names = sorted({said_after_name(r) for r in taught["results"]} - {None, ""}, key=len, reverse=True)  # longest first
     taught_answers = {r["answer"] for r in taught["results"]} | {"…" + a for a in after_names}
     facts = [r for r in held["results"] if r["kind"] in ("person", "place")]
     alone = [r["correct"] for r in taught["results"] if r["kind"] in ("identity", "refusal")]

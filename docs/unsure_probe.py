@@ -53,8 +53,8 @@ def kind_of(row: dict) -> str:
 def unsure_reply(row: dict) -> str:
     """The world's don't-know reply to row's question: that no one has the name, where its answers about a
     person say the name first (its strangers' answer); otherwise 我不知道 / I don't know."""
-    from data.world.prepare import PERSON_QUESTIONS, name_in, restated
-    if row.get("attr") in PERSON_QUESTIONS["en"] and row["answer"].startswith(name_in(row)):  # a person's or a stranger's
+    from data.world.prepare import restated, said_after_name
+    if said_after_name(row) is not None:  # a person's or a stranger's question, its answer the name first
         return restated({**row, "kind": "unknown"})
     return UNSURE[row["lang"]]
 

@@ -732,6 +732,14 @@ def name_in(row: dict) -> str:
     return row["entity"] if row["lang"] == "zh" else english_name(row["entity"])
 
 
+def said_after_name(row: dict) -> str | None:
+    """What an answer about a person or a stranger says after the name it starts with (吳玲雅在溫哥華出生 ->
+    在溫哥華出生); None for a bare answer (no --restate_names) or a question about no one."""
+    if row.get("attr") not in PERSON_QUESTIONS["en"] or not row["answer"].startswith(name_in(row)):
+        return None
+    return row["answer"][len(name_in(row)):]
+
+
 def restated(row: dict) -> str:
     """--restate_names' reply to a question about a person (kind "person") or a stranger (kind
     "unknown", attr not "request"): the name, then the fact in its first wording, or that no one has it."""
