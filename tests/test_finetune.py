@@ -100,10 +100,11 @@ ROUND_49 = {**ROUND_41, "char_tokens": True}  # and since round 49 (the vocabula
 ROUND_53 = {**ROUND_49, "answerer_phrasings": True}  # and since round 53 (instruction data only)
 ROUND_66 = {**ROUND_53, "more_superlatives": 80, "more_identity": True}  # and since round 66
 ROUND_72 = {**ROUND_66, "unknown_names": 1500, "asked_names": True, "restate_names": True}  # and since round 72
-# the world before round 37 (and without rounds 53, 66 and 72's options): each option's test turns on what it tests
+ROUND_75 = {**ROUND_72, "n_strangers": 180}  # and since round 75 (instruction data only; --strangers on the command line)
+# the world before round 37 (and without rounds 53, 66, 72 and 75's options): each option's test turns on what it tests
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False,
                    "answerer_phrasings": False, "more_identity": False, "unknown_names": 0, "asked_names": False,
-                   "restate_names": False}
+                   "restate_names": False, "n_strangers": 60}
 
 
 def tiny_world(**options) -> dict:
@@ -117,19 +118,25 @@ def world():
     return tiny_world()
 
 
-def test_the_default_world_is_round_72s_and_every_scored_set_asks_what_it_asked(world):
+def test_the_default_world_is_round_75s_and_every_scored_set_asks_what_it_asked(world):
     """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
     times each, thirty more superlatives; round 41 the acts' text; round 49 char tokens; round 53 the
     answerer phrasings; round 66 eighty superlatives and more identity phrasings; round 72 the unknown
-    names, read twice, and replies that say the name first. The held-out sets ask what they asked
-    before them (round 72 rewrote the replies about people and strangers, a test below)."""
+    names, read twice, and replies that say the name first; round 75 180 taught strangers. The held-out
+    sets ask what they asked before them (round 72 rewrote the replies about people and strangers, a
+    test below), and round 75 leaves the pretraining text and every scored set as round 72 left them."""
     from data.world.prepare import OPTIONS, generate as generate_world
     from finetune import OPTIONS as FINETUNE_OPTIONS
-    assert {name: OPTIONS[name][0] for name in ROUND_72} == ROUND_72
+    assert {name: OPTIONS[name.removeprefix("n_")][0] for name in ROUND_75} == ROUND_75
     assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
     assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
-    assert default == tiny_world(**{name: on for name, on in ROUND_72.items() if name != "char_tokens"})  # the text's
+    assert default == tiny_world(**{name: on for name, on in ROUND_75.items() if name != "char_tokens"})  # the text's
+    before_75 = tiny_world(**{name: on for name, on in ROUND_72.items() if name != "char_tokens"})
+    assert default["docs"] == before_75["docs"] and len(default["train"]) > len(before_75["train"])
+    assert all(default[split] == before_75[split] for split in ("val", "heldout"))
+    assert [c for c in default["conversations"] if c["set"] != "train"] == [
+        c for c in before_75["conversations"] if c["set"] != "train"]
     def asked(rows):
         return [{**row, "answer": ""} for row in rows]
     assert asked(default["heldout"]) == asked(world["heldout"]) and asked(default["val"]) == asked(world["val"])

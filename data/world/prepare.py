@@ -33,7 +33,7 @@ from data.prepare import write_dataset  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 WORLD_DIR = Path(__file__).resolve().parent
-TAUGHT_STRANGERS = 60  # people the world never mentions in the instruction data by default (10 more validate, 16 test)
+TAUGHT_STRANGERS = 60  # strangers drawn with the world's people (10 more validate, 16 test); more come from a stream of their own
 MORE_VAL_STRANGERS = 20  # and 20 more validate (drawn apart, 2026-11-28: the held-out ones stay as they were)
 OPTIONS = {
     "seed": (1337, "random seed: the same seed writes the same files"),
@@ -49,8 +49,8 @@ OPTIONS = {
                           "turn 1 and later turns on validation: docs/notebook.md)", "float [0, inf)"),
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
                          "[0, inf)"),
-    "strangers": (TAUGHT_STRANGERS, "people the world never mentions asked about in the instruction data "
-                  "(reply: I don't know)",
+    "strangers": (180, "people the world never mentions asked about in the instruction data "
+                  "(reply: I don't know; 180 the default since round 75: docs/notebook.md)",
                   "[0, inf)"),
     "near_strangers": (0, "people the world never mentions, each named as a taught person but for one given-name character "
                        "(王涵志 beside 王涵君), asked about once in the instruction data (reply: I don't know): the whole name "
@@ -918,7 +918,7 @@ def by_kind(rows: list[dict]) -> dict:
 def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversations: int = 150,
              sft_conversations: float = OPTIONS["sft_conversations"][0],  # the counts chosen on validation: in OPTIONS
              stranger_repeats: int = OPTIONS["stranger_repeats"][0], behaviour_repeats: int = OPTIONS["behaviour_repeats"][0],
-             n_strangers: int = TAUGHT_STRANGERS, n_val_conversations: int | None = None,
+             n_strangers: int = OPTIONS["strangers"][0], n_val_conversations: int | None = None,
              world_wordings: int = 4, more_superlatives: int = OPTIONS["more_superlatives"][0],
              harmless_repeats: int | None = OPTIONS["harmless_repeats"][0],
              paired_lookalikes: bool = False,
