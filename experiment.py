@@ -187,14 +187,14 @@ def behaviour(model, tokenizer, world: Path, split: str, rows: list[dict] | None
         out[f"later {kind}"] = [r["correct"] for r in later if r["kind"] == kind]
         out[f"alone {kind}"] = [alone[r["question"]] for r in later if r["kind"] == kind]
     if split == "heldout":
-        out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, world)
+        taught = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "taught"]
+        out["taught_in_conversation"] = taught_in_conversation(model, tokenizer, taught)
     return {name: (share(flags), len(flags)) for name, flags in out.items()}
 
 
-def taught_in_conversation(model, tokenizer, world: Path) -> list[bool]:
-    """Every taught identity and refusal phrasing asked at a later turn of a conversation: right or not."""
+def taught_in_conversation(model, tokenizer, taught: list[list[dict]]) -> list[bool]:
+    """Every taught identity and refusal phrasing asked at a later turn of its conversation: right or not."""
     from evaluate import greedy_conversations, score
-    taught = [c["turns"] for c in read_jsonl(world / "eval_conversations.jsonl") if c["set"] == "taught"]
     replies = greedy_conversations(model, tokenizer, [[t["question"] for t in turns] for turns in taught])
     return [r["correct"] for c, turns in enumerate(taught) for r in score(turns, replies[c])["results"]
             if r["kind"] in ("identity", "refusal")]

@@ -4,12 +4,14 @@ fine-tunes the experiment's pretrained model (seed 1337, or --seeds of them; eac
 its model's seed, as in the experiment) and is scored on the
 world's validation questions and conversations (other people, phrasings and superlatives than the
 held-out sets), and on the taught identity and refusal phrasings, alone and at a later turn of a
-conversation (the fine-tuning data's own: a goal of their own; only their turns are scored).
+conversation (the fine-tuning data's own: a goal of their own; only their turns are scored), each
+right after questions about validation people (where the held-out record missed one).
 
     python experiment.py --study=pretraining   # first: the world and the pretrained models (or a whole experiment)
     python docs/tune_finetune.py               # then: one row per setting, to the screen and out/tune/results.md
     python docs/tune_finetune.py --seeds=3 --world_args=--val_conversations=200    # mean ± spread, 200 conversations
 """
+import random
 import shlex
 import statistics
 import sys
@@ -120,7 +122,7 @@ def main() -> None:
     from experiment import REUSE_FILE, behaviour, read_jsonl, run_or_reuse, share, taught_in_conversation
     from evaluate import exact_match, score
     from lora import load_adapted_model
-    from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
+    from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world, taught_conversations
 
     experiment, common = Path(config["experiment"]), split_args(config["world_args"], "--world_args")
     extra = split_args(config["finetune_args"], "--finetune_args")
@@ -147,6 +149,8 @@ def main() -> None:
                                 f"experiment's pretrained models were not trained on: leave such options to experiment.py")
             world = out / "world"
         taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
+        people = [q for q in read_jsonl(world / "eval_val.jsonl") if q["kind"] == "person"]  # never a held-out turn
+        among_people = taught_conversations(random.Random("taught among validation people"), taught, people)
         measured: dict[str, list] = {}  # measure -> (share, set size) per seed
         for seed, base in bases.items():
             run_dir = out / f"seed{seed}"
@@ -161,7 +165,7 @@ def main() -> None:
             rows = read_jsonl(run_dir / "eval.jsonl")
             one = behaviour(model, tokenizer, world, "val", score(rows, [r["reply"] for r in rows])["results"])
             one["taught"] = (exact_match(model, tokenizer, taught)["accuracy"], len(taught))  # taught phrasings, alone
-            in_conversation = taught_in_conversation(model, tokenizer, world)
+            in_conversation = taught_in_conversation(model, tokenizer, among_people)
             one["taught_in_conversation"] = (share(in_conversation), len(in_conversation))
             for m, value in one.items():
                 measured.setdefault(m, []).append(value)

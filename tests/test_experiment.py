@@ -154,6 +154,7 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
     for row in rows:  # every measure a mean ± spread of the two seeds, over the validation split's sets
         cells = row.strip("| ").split(" | ")[1:-1]
         assert len(cells) == 10 and all(" ± " in c for c in cells)
+        assert cells[1].split(" of ")[1] == cells[0].split(" of ")[1]  # every taught phrasing, after validation people
         assert cells[2].endswith("of 12") and cells[7].endswith(f"of {sum(q['kind'] == 'world' for q in val)}")
     by_kind = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").split("by kind of question")[1].splitlines()
     assert by_kind[4].startswith("| full (default: 600 steps, 2e-4) | ") and by_kind[4].count("→") == by_kind[2].count("|") - 2

@@ -256,6 +256,22 @@ def test_world_held_out_sets_are_as_large_as_promised(world):
     assert taught <= set(in_conversations)  # every taught phrasing, at a later turn
 
 
+def test_validation_asks_each_taught_phrasing_right_after_validation_people_never_held_out_ones(world):
+    """docs/tune_finetune.py's conversations for the taught phrasings: the held-out set's construction,
+    on validation people, so that each phrasing follows a question about a person (the record's one miss)."""
+    import random
+    from data.world.prepare import taught_conversations
+    taught = [q for q in world["train"] if q["kind"] in ("identity", "refusal")]
+    people = [q for q in world["val"] if q["kind"] == "person"]
+    conversations = taught_conversations(random.Random("a seed"), taught, people)
+    assert [t for turns in conversations for t in turns if t in taught] == taught  # each once, in order
+    heldout = {q["question"] for q in world["heldout"]}
+    for turns in conversations:
+        at = next(i for i, t in enumerate(turns) if t in taught)
+        assert 2 <= len(turns) <= 4 and at >= 1 and turns[at - 1]["kind"] == "person"
+        assert not {t["question"] for t in turns} & heldout
+
+
 @pytest.mark.parametrize("made", ["world", "default_world"])
 def test_strangers_are_never_in_the_pretraining_text(made, request):
     world = request.getfixturevalue(made)

@@ -908,6 +908,16 @@ def conversation(rng: random.Random, pool: dict, turns: int, weights: dict = CON
     return out
 
 
+def taught_conversations(rng: random.Random, phrasings: list[dict], facts: list[dict]) -> list[list[dict]]:
+    """Each taught phrasing at turn 2 to 4 of a conversation, after one to three of facts."""
+    conversations = []
+    for q in phrasings:
+        turns = rng.sample(facts, rng.randint(1, 3))
+        turns.insert(rng.randint(1, len(turns)), q)
+        conversations.append(turns)
+    return conversations
+
+
 def by_kind(rows: list[dict]) -> dict:
     pool: dict[str, list[dict]] = {}
     for r in rows:
@@ -1104,12 +1114,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     usual = n_conversations * 4 // 15  # always drawn, so that asking for fewer or more leaves the other sets alone
     n_val = usual if n_val_conversations is None else n_val_conversations
     conversations += [{"set": "val", "turns": conversation(rng, val_pool, rng.randint(2, 6))} for _ in range(usual)][:n_val]
+    phrasings = [q for q in train if q["kind"] in ("identity", "refusal")]
     facts = [q for q in heldout if q["kind"] in ("person", "place")]
-    for q in train:
-        if q["kind"] in ("identity", "refusal"):
-            turns = rng.sample(facts, rng.randint(1, 3))
-            turns.insert(rng.randint(1, len(turns)), q)
-            conversations.append({"set": "taught", "turns": turns})
+    conversations += [{"set": "taught", "turns": turns} for turns in taught_conversations(rng, phrasings, facts)]
     more_pool = by_kind([q for q in val + more_val if q["kind"] != "harmless"])  # every validation phrasing, not 4
     conversations += [{"set": "val", "turns": conversation(rng, more_pool, rng.randint(2, 6))}  # more: after all the rest
                       for _ in range(n_val - usual)]
