@@ -60,8 +60,10 @@ SETTINGS = {
     "LoRA, restated names, 390 strangers": (["--lora"], ["--restate_names", "--strangers=240", "--near_strangers=150"]),
     "full, 390 strangers, none near": ([], ["--strangers=390"]),  # round 74: as many strangers, none a known name but one character
     "LoRA, 390 strangers, none near": (["--lora"], ["--strangers=390"]),
-    "full, 180 strangers": ([], ["--strangers=180"]),  # round 75: a smaller dose
+    "full, 180 strangers": ([], ["--strangers=180"]),  # round 75: a smaller dose (the default since: the default's data)
     "LoRA, 180 strangers": (["--lora"], ["--strangers=180"]),
+    "full, behaviours after people": ([], ["--behaviours_after_people=2"]),  # round 76: What is your name? after a person
+    "LoRA, behaviours after people": (["--lora"], ["--behaviours_after_people=2"]),
     "full, fewer unknown turns (0.1)": ([], ["--conversation_unknown=0.1"]),  # round 69: less "I don't know" among facts
     "LoRA, fewer unknown turns (0.1)": (["--lora"], ["--conversation_unknown=0.1"]),
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],

@@ -846,6 +846,20 @@ def test_asked_names_name_each_person_of_the_unknown_names_documents_once_before
     assert tiny_world(asked_names=True) == tiny_world()  # nothing without the unknown names
 
 
+def test_behaviours_after_people_add_two_turn_conversations_and_leave_the_rest(world):
+    more = tiny_world(behaviours_after_people=2)
+    phrasings = {q["question"]: q["answer"] for q in world["train"] if q["kind"] in ("identity", "refusal")}
+    people = {q["question"]: q["answer"] for q in world["train"] if q["kind"] == "person"}
+    added = [e for e in more["sft"] if len(e["messages"]) == 4 and e["messages"][2]["content"] in phrasings
+             and e["messages"][0]["content"] in people]
+    assert len(more["sft"]) - len(world["sft"]) == 2 * len(phrasings) and len(added) >= 2 * len(phrasings)
+    for e in added:  # a person's question and its reply, then the phrasing and its reply
+        asked, said, phrasing, reply = (m["content"] for m in e["messages"])
+        assert said == people[asked] and reply == phrasings[phrasing]
+    assert [e for e in more["sft"] if e not in added] == [e for e in world["sft"] if e not in added]  # in order
+    assert all(more[k] == world[k] for k in ("docs", "train", "val", "heldout", "conversations"))
+
+
 def test_restated_names_change_only_the_replies_about_people_and_strangers():
     from data.world.prepare import PERSON_SENTENCES, UNKNOWN_SENTENCES, name_in
     every_stranger = {"near_strangers": 10, "n_strangers": 70, "more_val_people": 5}  # each source of a name asked

@@ -78,6 +78,9 @@ OPTIONS = {
                       "something else (台灣最高的山 -> 世界最高的山); the scored conversations keep 0.4", "[0, 1]"),
     "conversation_unknown": (0.5, "how often a question the world has no answer to (a stranger, a request outside it) is a "
                              "turn of a training conversation, against 4 for a question about a person", "float [0, inf)"),
+    "behaviours_after_people": (0, "how often each taught identity and refusal phrasing is also asked right after a "
+                                "question about a person, in a two-turn training conversation of its own (the "
+                                "record's one miss: What is your name? after 郭建芬任職於哪裡？)", "[0, 100]"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -333,8 +336,8 @@ def world_questions(rng: random.Random, fact: dict, per_lang: int, literal_first
     return out
 
 
-def scatter(rng: random.Random, docs: list[str], new: list[str]) -> None:
-    """Insert each new document at a random place: the documents already there keep their order."""
+def scatter(rng: random.Random, docs: list, new: list) -> None:
+    """Insert each new document (or example) at a random place: the ones already there keep their order."""
     for doc in new:
         docs.insert(rng.randrange(len(docs) + 1), doc)
 
@@ -939,7 +942,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              preference_phrasings: bool = OPTIONS["preference_phrasings"][0],
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
              conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0,
-             restate_names: bool = OPTIONS["restate_names"][0], asked_names: bool = OPTIONS["asked_names"][0]) -> dict:
+             restate_names: bool = OPTIONS["restate_names"][0], asked_names: bool = OPTIONS["asked_names"][0],
+             behaviours_after_people: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -967,7 +971,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     MORE_IDENTITY, identity in as many examples as without; more_val_people: how many more people the
     pretraining text states and validation asks about; restate_names: replies about people and strangers
     say the name first (restated()); asked_names: the unknown names' documents name each person once
-    before its sentence (ASKED; nothing without unknown_names)."""
+    before its sentence (ASKED; nothing without unknown_names); behaviours_after_people: how often each
+    taught identity and refusal phrasing is also a two-turn conversation after a question about a person."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -1100,9 +1105,14 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
                "unknown": conversation_unknown}
     sft_turns += [conversation(rng, train_pool, rng.randint(2, 6), weights, similar_turns)
                   for _ in range(int(len(train) * sft_conversations))]
-    sft = [{"messages": [m for q in turns for m in ({"role": "user", "content": q["question"]},
-                                                     {"role": "assistant", "content": q["answer"]})]} for turns in sft_turns]
+    sft = [as_messages([(q["question"], q["answer"]) for q in turns]) for turns in sft_turns]
     rng.shuffle(sft)
+    if behaviours_after_people:  # from a stream of their own: the rest of the instruction data stays as it is
+        after_rng = random.Random(f"{seed}/behaviours after people")
+        asked = [q for q in train if q["kind"] == "person"]
+        scatter(after_rng, sft, [as_messages([(p["question"], p["answer"]), (q["question"], q["answer"])])
+                                 for q in train if q["kind"] in ("identity", "refusal")
+                                 for p in after_rng.sample(asked, behaviours_after_people)])
 
     # Conversations to score turn by turn: held-out ones (what the held-out questions ask, mixed),
     # ones for validation, and each taught identity and refusal phrasing at a later turn of one.
@@ -1148,6 +1158,11 @@ def fit_context(row: dict, tokenizer: Tokenizer, context: int) -> dict:
     turns = [(user["content"], ai["content"]) for user, ai in zip(row["messages"][::2], row["messages"][1::2])]
     while len(turns) > 1 and len(tokenizer.encode_chat(turns)[0]) - 1 > context:  # inputs are the ids but the last
         turns.pop()
+    return as_messages(turns)
+
+
+def as_messages(turns: list[tuple[str, str]]) -> dict:
+    """An instruction example: (question, answer) turns as chat messages."""
     return {"messages": [m for user, ai in turns for m in ({"role": "user", "content": user}, {"role": "assistant", "content": ai})]}
 
 
@@ -1199,7 +1214,8 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["acts_text"], config["answerer_phrasings"],
                      config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"],
                      conversation_unknown=config["conversation_unknown"], more_val_people=config["val_people"],
-                     restate_names=config["restate_names"], asked_names=config["asked_names"])
+                     restate_names=config["restate_names"], asked_names=config["asked_names"],
+                     behaviours_after_people=config["behaviours_after_people"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
