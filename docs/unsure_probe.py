@@ -59,6 +59,13 @@ def unsure_reply(row: dict) -> str:
     return UNSURE[row["lang"]]
 
 
+def answered_unknowable(row: dict, reply: str) -> bool:
+    """A question the world has no answer to, answered: neither its honest reply nor 我不知道 / I don't know."""
+    from evaluate import normalize_answer
+    honest = {normalize_answer(row["answer"]), normalize_answer(UNSURE[row["lang"]])}
+    return row["kind"] == "unknown" and normalize_answer(reply) not in honest
+
+
 def measures(rows: list[dict], answered: list[tuple[str, float]], threshold: float) -> dict[str, float]:
     """experiment.py's validation measures (each a share) if every reply less sure than the
     threshold were the world's don't-know reply."""
@@ -110,7 +117,7 @@ def main() -> None:
                 kind = kind_of(row)
                 if kind in right and normalize_answer(reply) == normalize_answer(row["answer"]):
                     right[kind].append(confidence)
-                elif row["kind"] == "unknown" and normalize_answer(reply) != normalize_answer(row["answer"]):
+                elif answered_unknowable(row, reply):
                     unknowable.append(confidence)
         print(f"\n{name}, validation, mean of {config['seeds']} seed(s). The confidence tells the {len(unknowable)} "
               f"answered questions it cannot know from right answers with AUC " + ", ".join(

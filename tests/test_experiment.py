@@ -189,6 +189,13 @@ def test_the_unsure_probe_starts_from_the_experiments_measures_and_gates_every_r
     assert missing.returncode == 2 and "no experiment in" in missing.stderr
 
 
+def test_the_unsure_probe_counts_either_honest_reply_as_not_answering():
+    from docs.unsure_probe import answered_unknowable
+    stranger = {"question": "張雅遠在哪裡出生？", "answer": "張雅遠不是這個世界裡的人", "kind": "unknown", "lang": "zh"}
+    assert not answered_unknowable(stranger, "張雅遠不是這個世界裡的人") and not answered_unknowable(stranger, "我不知道")
+    assert answered_unknowable(stranger, "張雅遠出生於台中") and not answered_unknowable({**stranger, "kind": "person"}, "台中")
+
+
 def test_the_goal_table_marks_what_meets_issue_12s_targets():
     from experiment import goal_table
 
