@@ -860,6 +860,22 @@ def test_behaviours_after_people_add_two_turn_conversations_and_leave_the_rest(w
     assert all(more[k] == world[k] for k in ("docs", "train", "val", "heldout", "conversations"))
 
 
+def test_unknown_asked_asks_what_pretraining_says_of_some_unknown_names_and_leaves_the_rest():
+    from cli import UserError
+    from data.world.prepare import generate as generate_world
+    before = tiny_world(unknown_names=100, restate_names=True)
+    more = tiny_world(unknown_names=100, restate_names=True, unknown_asked=20)
+    assert more["train"][:len(before["train"])] == before["train"]
+    asked = more["train"][len(before["train"]):]
+    docs = "\n".join(more["docs"])
+    assert len(asked) == 20 and len({q["entity"] for q in asked}) == 20 and {q["kind"] for q in asked} == {"unknown"}
+    for q in asked:  # pretraining says of each that no one has the name, and the reply says so
+        assert q["entity"] in docs and q["answer"].endswith(("不是這個世界裡的人", "is not a person of this world"))
+    assert all(more[k] == before[k] for k in ("docs", "val", "heldout"))
+    with pytest.raises(UserError, match="--unknown_asked=101: pretraining states only 100"):
+        generate_world(seed=7, n_people=4, bios_zh=1, bios_en=1, unknown_names=100, unknown_asked=101)
+
+
 def test_restated_names_change_only_the_replies_about_people_and_strangers():
     from data.world.prepare import PERSON_SENTENCES, UNKNOWN_SENTENCES, name_in
     every_stranger = {"near_strangers": 10, "n_strangers": 70, "more_val_people": 5}  # each source of a name asked

@@ -102,12 +102,15 @@ OPTIONS = {
                    "in a conversation)", "[0, inf)"),
     "unknown_names": (1500, "pretraining also states, name first, that this many people are no one the world knows (張雅遠不是"
                       "這個世界裡的人。), each twice per language, among as many sentences about people it knows: so that "
-                      "whether a name is known shows right after it; none is a name any question asks about (1500 the "
+                      "whether a name is known shows right after it; no scored question asks about them (1500 the "
                       "default since round 72, 0 before: docs/notebook.md)", "[0, 10000]"),
     "asked_names": (True, "each sentence of --unknown_names' documents (the known people's too) follows one that names "
                     "its person (有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that pretraining shows an "
                     "unfamiliar name copied, as --restate_names' replies about a stranger must copy it; nothing without "
                     "--unknown_names (the default since round 72: docs/notebook.md)"),
+    "unknown_asked": (0, "how many of --unknown_names' names the instruction data asks about, each once (reply: what "
+                      "pretraining says of them, that no one has the name): the decision read from pretraining, as a "
+                      "person's facts are", "[0, 10000]"),
     "restate_names": (True, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
                       "9月13日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
                       "has): whether the name is known is then decided right after it; the answers of every set in this form, "
@@ -943,7 +946,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
              conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0,
              restate_names: bool = OPTIONS["restate_names"][0], asked_names: bool = OPTIONS["asked_names"][0],
-             behaviours_after_people: int = 0) -> dict:
+             behaviours_after_people: int = 0, unknown_asked: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
@@ -972,7 +975,8 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     pretraining text states and validation asks about; restate_names: replies about people and strangers
     say the name first (restated()); asked_names: the unknown names' documents name each person once
     before its sentence (ASKED; nothing without unknown_names); behaviours_after_people: how often each
-    taught identity and refusal phrasing is also a two-turn conversation after a question about a person."""
+    taught identity and refusal phrasing is also a two-turn conversation after a question about a person;
+    unknown_asked: how many of the unknown names the instruction data asks about."""
     rng = random.Random(seed)
     people, countries, world = make_people(rng, n_people), parse_countries(), parse_world()
 
@@ -1066,6 +1070,12 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     if near_strangers:  # from a stream of their own: every scored set stays as it is
         near_rng = random.Random(f"{seed}/near strangers")
         train += unknown_questions(near_rng, near_misses(near_rng, ft_people, near_strangers, taken))
+    if unknown_asked:  # what pretraining says of some unknown names, asked: from a stream of their own
+        if unknown_asked > unknown_names:
+            raise UserError(f"--unknown_asked={unknown_asked}: pretraining states only {unknown_names} unknown names; "
+                            "ask about fewer, or give more --unknown_names")
+        asked_rng = random.Random(f"{seed}/unknown names asked")
+        train += unknown_questions(asked_rng, asked_rng.sample(unknown, unknown_asked))
     if world_wordings > 4:  # more wordings of the taught superlatives, from a stream of their own
         wording_rng = random.Random(f"{seed}/world wordings")
         for fact in (f for f in world if f["split"] == "taught"):
@@ -1215,7 +1225,7 @@ def prepare_world(config: dict | None = None, out_dir: Path = WORLD_DIR) -> dict
                      config["preference_phrasings"], config["more_identity"], similar_turns=config["similar_turns"],
                      conversation_unknown=config["conversation_unknown"], more_val_people=config["val_people"],
                      restate_names=config["restate_names"], asked_names=config["asked_names"],
-                     behaviours_after_people=config["behaviours_after_people"])
+                     behaviours_after_people=config["behaviours_after_people"], unknown_asked=config["unknown_asked"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MADE_BY).unlink(missing_ok=True)  # written last: a world half made is never taken as current
     (out_dir / "pretrain.txt").write_text("\n\n".join(world["docs"]) + "\n", encoding="utf-8")
