@@ -39,7 +39,7 @@ import statistics
 from pathlib import Path
 
 from data.prepare import write_dataset
-from data.world.prepare import read_jsonl, write_jsonl
+from data.world.prepare import as_messages, read_jsonl, write_jsonl
 
 SIZES = [30, 100, 300, 1000, 0]  # fine-tuning examples of the datasize study; 0: all of them
 MIN_STEPS = 100  # the fewest steps a datasize run takes (finetune.py warms up for 50)
@@ -169,8 +169,7 @@ def routes_runs(world: Path, folder: Path) -> list[dict]:
     for model, tasks in mixes.items():
         data = folder / f"sft_{model.replace(': ', '_').replace(' ', '_')}.jsonl"
         rows = [e for e in examples["train"] if e["task"] in tasks]
-        write_jsonl(data, [{"messages": [{"role": "user", "content": e["question"]}, {"role": "assistant", "content": e["answer"]}]}
-                           for e in random.Random(SAMPLE_SEED).sample(rows, len(rows))])
+        write_jsonl(data, [as_messages([(e["question"], e["answer"])]) for e in random.Random(SAMPLE_SEED).sample(rows, len(rows))])
         runs.append({"labels": {"model": model, "tasks": tasks}, "dataset": None, "data": data, "eval": evaluation, "flags": [],
                      "title": f"{model} ({len(rows):,} examples)", "dir": data.stem.removeprefix("sft_")})
     return runs

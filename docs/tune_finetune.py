@@ -120,13 +120,22 @@ MEASURES = ["taught", "taught_in_conversation", "conversation_first", "conversat
             "harmless_not_refused", "world", "unknown", "facts"]
 
 
+def taught_among_validation_people(world: Path) -> list[list[dict]]:
+    """Each taught identity and refusal phrasing in a conversation after questions about validation
+    people (the world's construction of the held-out set's, on validation: no held-out turn)."""
+    from data.world.prepare import read_jsonl, taught_conversations
+    taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
+    people = [q for q in read_jsonl(world / "eval_val.jsonl") if q["kind"] == "person"]
+    return taught_conversations(random.Random("taught among validation people"), taught, people)
+
+
 def main() -> None:
     config, _, _ = parse_args(OPTIONS, "python docs/tune_finetune.py", __doc__)
     from checkpoint import load_checkpoint, load_model
     from experiment import REUSE_FILE, behaviour, read_jsonl, run_or_reuse, share, taught_in_conversation
     from evaluate import exact_match, score
     from lora import load_adapted_model
-    from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world, taught_conversations
+    from data.world.prepare import OPTIONS as WORLD_OPTIONS, prepare_world
 
     experiment, common = Path(config["experiment"]), split_args(config["world_args"], "--world_args")
     extra = split_args(config["finetune_args"], "--finetune_args")
@@ -153,8 +162,7 @@ def main() -> None:
                                 f"experiment's pretrained models were not trained on: leave such options to experiment.py")
             world = out / "world"
         taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
-        people = [q for q in read_jsonl(world / "eval_val.jsonl") if q["kind"] == "person"]  # never a held-out turn
-        among_people = taught_conversations(random.Random("taught among validation people"), taught, people)
+        among_people = taught_among_validation_people(world)
         measured: dict[str, list] = {}  # measure -> (share, set size) per seed
         for seed, base in bases.items():
             run_dir = out / f"seed{seed}"

@@ -23,7 +23,6 @@ OPTIONS = {
     "seeds": (1, "the experiment's seeds to read: seed1337, seed1338, ...", "[1, inf)"),
     "thresholds": ("0,0.5,0.6,0.7,0.8,0.9", "confidences below which the reply would be the don't-know one, comma-separated"),
 }
-UNSURE = {"zh": "我不知道", "en": "I don't know"}
 RUNS = {"full": "full_pretrained", "LoRA": "lora_pretrained"}
 KINDS = ["facts", "world", "identity", "refusal", "harmless_not_refused", "unknown"]
 
@@ -53,16 +52,18 @@ def kind_of(row: dict) -> str:
 def unsure_reply(row: dict) -> str:
     """The world's don't-know reply to row's question: that no one has the name, where its answers about a
     person say the name first (its strangers' answer); otherwise 我不知道 / I don't know."""
-    from data.world.prepare import restated, said_after_name
+    from data.world.prepare import DONT_KNOW, restated, said_after_name
     if said_after_name(row) is not None:  # a person's or a stranger's question, its answer the name first
         return restated({**row, "kind": "unknown"})
-    return UNSURE[row["lang"]]
+    return DONT_KNOW[row["lang"]]
 
 
 def answered_unknowable(row: dict, reply: str) -> bool:
-    """A question the world has no answer to, answered: neither its honest reply nor 我不知道 / I don't know."""
+    """A question the world has no answer to, answered: neither its honest reply nor 我不知道 / I don't know
+    (for the AUC only: the measures, as experiment.py's, count a stranger's 我不知道 wrong)."""
+    from data.world.prepare import DONT_KNOW
     from evaluate import normalize_answer
-    honest = {normalize_answer(row["answer"]), normalize_answer(UNSURE[row["lang"]])}
+    honest = {normalize_answer(row["answer"]), normalize_answer(DONT_KNOW[row["lang"]])}
     return row["kind"] == "unknown" and normalize_answer(reply) not in honest
 
 

@@ -127,7 +127,7 @@ def test_the_default_world_is_round_75s_and_every_scored_set_asks_what_it_asked(
     test below), and round 75 leaves the pretraining text and every scored set as round 72 left them."""
     from data.world.prepare import OPTIONS, generate as generate_world
     from finetune import OPTIONS as FINETUNE_OPTIONS
-    assert {name: OPTIONS[name.removeprefix("n_")][0] for name in ROUND_75} == ROUND_75
+    assert {name: OPTIONS[name.removeprefix("n_")][0] for name in ROUND_75} == ROUND_75  # n_strangers: --strangers
     assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
     assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
     default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
@@ -135,8 +135,7 @@ def test_the_default_world_is_round_75s_and_every_scored_set_asks_what_it_asked(
     before_75 = tiny_world(**{name: on for name, on in ROUND_72.items() if name != "char_tokens"})
     assert default["docs"] == before_75["docs"] and len(default["train"]) > len(before_75["train"])
     assert all(default[split] == before_75[split] for split in ("val", "heldout"))
-    assert [c for c in default["conversations"] if c["set"] != "train"] == [
-        c for c in before_75["conversations"] if c["set"] != "train"]
+    assert default["conversations"] == before_75["conversations"]
     def asked(rows):
         return [{**row, "answer": ""} for row in rows]
     assert asked(default["heldout"]) == asked(world["heldout"]) and asked(default["val"]) == asked(world["val"])
@@ -254,22 +253,6 @@ def test_world_held_out_sets_are_as_large_as_promised(world):
     taught = {q["question"] for q in world["train"] if q["kind"] in ("identity", "refusal")}
     in_conversations = [t["question"] for c in world["conversations"] if c["set"] == "taught" for t in c["turns"][1:]]
     assert taught <= set(in_conversations)  # every taught phrasing, at a later turn
-
-
-def test_validation_asks_each_taught_phrasing_right_after_validation_people_never_held_out_ones(world):
-    """docs/tune_finetune.py's conversations for the taught phrasings: the held-out set's construction,
-    on validation people, so that each phrasing follows a question about a person (the record's one miss)."""
-    import random
-    from data.world.prepare import taught_conversations
-    taught = [q for q in world["train"] if q["kind"] in ("identity", "refusal")]
-    people = [q for q in world["val"] if q["kind"] == "person"]
-    conversations = taught_conversations(random.Random("a seed"), taught, people)
-    assert [t for turns in conversations for t in turns if t in taught] == taught  # each once, in order
-    heldout = {q["question"] for q in world["heldout"]}
-    for turns in conversations:
-        at = next(i for i, t in enumerate(turns) if t in taught)
-        assert 2 <= len(turns) <= 4 and at >= 1 and turns[at - 1]["kind"] == "person"
-        assert not {t["question"] for t in turns} & heldout
 
 
 @pytest.mark.parametrize("made", ["world", "default_world"])
@@ -847,6 +830,7 @@ def test_asked_names_name_each_person_of_the_unknown_names_documents_once_before
 
 
 def test_behaviours_after_people_add_two_turn_conversations_and_leave_the_rest(world):
+    from data.world.prepare import generate as generate_world
     more = tiny_world(behaviours_after_people=2)
     phrasings = {q["question"]: q["answer"] for q in world["train"] if q["kind"] in ("identity", "refusal")}
     people = {q["question"]: q["answer"] for q in world["train"] if q["kind"] == "person"}
@@ -858,6 +842,9 @@ def test_behaviours_after_people_add_two_turn_conversations_and_leave_the_rest(w
         assert said == people[asked] and reply == phrasings[phrasing]
     assert [e for e in more["sft"] if e not in added] == [e for e in world["sft"] if e not in added]  # in order
     assert all(more[k] == world[k] for k in ("docs", "train", "val", "heldout", "conversations"))
+    from cli import UserError
+    with pytest.raises(UserError, match="--behaviours_after_people=11: the instruction data asks only 10 questions"):
+        generate_world(seed=7, n_people=2, bios_zh=1, bios_en=1, behaviours_after_people=11)
 
 
 def test_unknown_asked_asks_what_pretraining_says_of_some_unknown_names_and_leaves_the_rest():
@@ -871,7 +858,7 @@ def test_unknown_asked_asks_what_pretraining_says_of_some_unknown_names_and_leav
     assert len(asked) == 20 and len({q["entity"] for q in asked}) == 20 and {q["kind"] for q in asked} == {"unknown"}
     for q in asked:  # pretraining says of each that no one has the name, and the reply says so
         assert q["entity"] in docs and q["answer"].endswith(("不是這個世界裡的人", "is not a person of this world"))
-    assert all(more[k] == before[k] for k in ("docs", "val", "heldout"))
+    assert all(more[k] == before[k] for k in ("docs", "val", "heldout", "conversations"))
     with pytest.raises(UserError, match="--unknown_asked=101: pretraining states only 100"):
         generate_world(seed=7, n_people=4, bios_zh=1, bios_en=1, unknown_names=100, unknown_asked=101)
 

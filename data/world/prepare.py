@@ -33,7 +33,7 @@ from data.prepare import write_dataset  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 WORLD_DIR = Path(__file__).resolve().parent
-TAUGHT_STRANGERS = 60  # strangers drawn with the world's people (10 more validate, 16 test); more come from a stream of their own
+FIRST_STRANGERS = 60  # taught strangers drawn from the questions' stream (10 more validate, 16 test); past 60, from "{seed}/strangers"
 MORE_VAL_STRANGERS = 20  # and 20 more validate (drawn apart, 2026-11-28: the held-out ones stay as they were)
 OPTIONS = {
     "seed": (1337, "random seed: the same seed writes the same files"),
@@ -50,7 +50,8 @@ OPTIONS = {
     "stranger_repeats": (1, "how often each question about a person the world never mentions is in the instruction data",
                          "[0, inf)"),
     "strangers": (180, "people the world never mentions asked about in the instruction data "
-                  "(reply: I don't know; 180 the default since round 75: docs/notebook.md)",
+                  "(reply: that no one has the name, or I don't know without --restate_names; 180 the default since "
+                  "round 75: docs/notebook.md)",
                   "[0, inf)"),
     "near_strangers": (0, "people the world never mentions, each named as a taught person but for one given-name character "
                        "(王涵志 beside 王涵君), asked about once in the instruction data (reply: I don't know): the whole name "
@@ -108,9 +109,9 @@ OPTIONS = {
                     "its person (有人問起張雅遠。張雅遠不是這個世界裡的人。): a name read twice, so that pretraining shows an "
                     "unfamiliar name copied, as --restate_names' replies about a stranger must copy it; nothing without "
                     "--unknown_names (the default since round 72: docs/notebook.md)"),
-    "unknown_asked": (0, "how many of --unknown_names' names the instruction data asks about, each once (reply: what "
-                      "pretraining says of them, that no one has the name): the decision read from pretraining, as a "
-                      "person's facts are", "[0, 10000]"),
+    "unknown_asked": (0, "how many of --unknown_names' names the instruction data asks about, as often as a stranger "
+                      "(reply: with --restate_names what pretraining says of them, that no one has the name; without, "
+                      "I don't know): the decision read from pretraining, as a person's facts are", "[0, 10000]"),
     "restate_names": (True, "every reply about a person says the name first, as pretraining states a fact (吳玲雅出生於1978年"
                       "9月13日; a stranger: 張雅遠不是這個世界裡的人, with --unknown_names what pretraining says of a name no one "
                       "has): whether the name is known is then decided right after it; the answers of every set in this form, "
@@ -915,7 +916,7 @@ def conversation(rng: random.Random, pool: dict, turns: int, weights: dict = CON
 
 
 def taught_conversations(rng: random.Random, phrasings: list[dict], facts: list[dict]) -> list[list[dict]]:
-    """Each taught phrasing at turn 2 to 4 of a conversation, after one to three of facts."""
+    """Each taught phrasing at turn 2 to 4 of a conversation among one to three of facts, at least one before it."""
     conversations = []
     for q in phrasings:
         turns = rng.sample(facts, rng.randint(1, 3))
@@ -1020,7 +1021,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     n_ft, n_val = n_people // 2, n_people // 15
     ft_people, val_people, heldout_people = people[:n_ft], people[n_ft:n_ft + n_val], people[n_ft + n_val:]
     # people never in the pretraining text: asked about in fine-tuning, then validation, then held out
-    strangers = make_people(rng, TAUGHT_STRANGERS + 26, taken={n for p in people for n in p["name"]})
+    strangers = make_people(rng, FIRST_STRANGERS + 26, taken={n for p in people for n in p["name"]})
 
     train = entity_questions(rng, ft_people, ft_countries) + [qa("台灣最高的山是哪座？", "玉山", "place", "臺灣", "zh", "mountain")]
     val = entity_questions(rng, val_people, [])
@@ -1030,7 +1031,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
             train += world_questions(rng, fact, 4, literal_first=False)
         else:
             (val if fact["split"] == "val" else heldout).extend(world_questions(rng, fact, 2, literal_first=True))
-    taught, scored = strangers[:TAUGHT_STRANGERS], strangers[TAUGHT_STRANGERS:]
+    taught, scored = strangers[:FIRST_STRANGERS], strangers[FIRST_STRANGERS:]
     train += behaviour_questions(0) + unknown_questions(rng, taught[:n_strangers])
     val += behaviour_questions(1) + unknown_questions(rng, scored[:10])
     heldout += behaviour_questions(2) + unknown_questions(rng, scored[10:])
@@ -1062,9 +1063,9 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
         unknown_rng.shuffle(mentions)
         for i in range(0, len(mentions), 4):
             docs.insert(unknown_rng.randrange(len(docs) + 1), mixed_people_text(unknown_rng, mentions[i:i + 4], asked_names))
-    if n_strangers > TAUGHT_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
+    if n_strangers > FIRST_STRANGERS:  # more, from a stream of their own: every scored set stays as it is
         strangers_rng = random.Random(f"{seed}/strangers")
-        more = make_people(strangers_rng, n_strangers - TAUGHT_STRANGERS, taken=taken)
+        more = make_people(strangers_rng, n_strangers - FIRST_STRANGERS, taken=taken)
         taken |= {n for p in more for n in p["name"]}  # nor a near stranger one of these
         train += unknown_questions(strangers_rng, more)
     if near_strangers:  # from a stream of their own: every scored set stays as it is
@@ -1119,10 +1120,13 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
     rng.shuffle(sft)
     if behaviours_after_people:  # from a stream of their own: the rest of the instruction data stays as it is
         after_rng = random.Random(f"{seed}/behaviours after people")
-        asked = [q for q in train if q["kind"] == "person"]
+        people_asked = [q for q in train if q["kind"] == "person"]
+        if behaviours_after_people > len(people_asked):
+            raise UserError(f"--behaviours_after_people={behaviours_after_people}: the instruction data asks only "
+                            f"{len(people_asked)} questions about people; ask for fewer, or give more --people")
         scatter(after_rng, sft, [as_messages([(p["question"], p["answer"]), (q["question"], q["answer"])])
                                  for q in train if q["kind"] in ("identity", "refusal")
-                                 for p in after_rng.sample(asked, behaviours_after_people)])
+                                 for p in after_rng.sample(people_asked, behaviours_after_people)])
 
     # Conversations to score turn by turn: held-out ones (what the held-out questions ask, mixed),
     # ones for validation, and each taught identity and refusal phrasing at a later turn of one.
