@@ -125,7 +125,8 @@ def taught_among_validation_people(world: Path) -> list[list[dict]]:
     people (the world's construction of the held-out set's, on validation: no held-out turn)."""
     from data.world.prepare import read_jsonl, taught_conversations
     taught = [q for q in read_jsonl(world / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
-    people = [q for q in read_jsonl(world / "eval_val.jsonl") if q["kind"] == "person"]
+    val = read_jsonl(world / "eval_val.jsonl")
+    people = [q for q in val if q["kind"] == "person"] or [q for q in val if q["kind"] == "world"]  # a tiny world: none
     return taught_conversations(random.Random("taught among validation people"), taught, people)
 
 

@@ -159,13 +159,7 @@ def test_tuning_on_the_validation_split_gives_each_setting_mean_and_spread(tiny_
     by_kind = (tmp_path / "tune" / "results.md").read_text(encoding="utf-8").split("by kind of question")[1].splitlines()
     assert by_kind[4].startswith("| full (default: 600 steps, 2e-4) | ") and by_kind[4].count("→") == by_kind[2].count("|") - 2
     assert (tmp_path / "tune" / "LoRA_every_superlative_wording" / "world" / "sft.jsonl").exists()
-    from docs.tune_finetune import taught_among_validation_people  # its taught phrasings in a conversation:
-    conversations = taught_among_validation_people(out / "world")
-    people = {q["question"] for q in val if q["kind"] == "person"}
-    taught = [q for q in read_jsonl(out / "world" / "eval_train.jsonl") if q["kind"] in ("identity", "refusal")]
-    assert [t for turns in conversations for t in turns if t in taught] == taught  # each once, after people
-    assert all(turns[0]["question"] in people and {t["question"] for t in turns if t not in taught} <= people
-               for turns in conversations)
+
     moved = run_script(*args, chosen, "--world_args=--people=7")  # another pretraining text: not these models'
     assert moved.returncode == 2 and moved.stderr.count("\n") == 1 and "pretraining text" in moved.stderr
     typo = run_script(*args, "--only=full 300 steps")

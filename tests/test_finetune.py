@@ -255,6 +255,20 @@ def test_world_held_out_sets_are_as_large_as_promised(world):
     assert taught <= set(in_conversations)  # every taught phrasing, at a later turn
 
 
+def test_tuning_asks_each_taught_phrasing_after_validation_people_never_held_out_ones(world, tmp_path):
+    from data.world.prepare import write_jsonl
+    from docs.tune_finetune import taught_among_validation_people
+    write_jsonl(tmp_path / "eval_train.jsonl", world["train"])
+    write_jsonl(tmp_path / "eval_val.jsonl", world["val"])
+    conversations = taught_among_validation_people(tmp_path)
+    taught = [q for q in world["train"] if q["kind"] in ("identity", "refusal")]
+    people = {q["question"] for q in world["val"] if q["kind"] == "person"}
+    assert len(people) >= 30 and not people & {q["question"] for q in world["heldout"]}
+    assert [t for turns in conversations for t in turns if t in taught] == taught  # each once, after people only
+    assert all(turns[0]["question"] in people and {t["question"] for t in turns if t not in taught} <= people
+               for turns in conversations)
+
+
 @pytest.mark.parametrize("made", ["world", "default_world"])
 def test_strangers_are_never_in_the_pretraining_text(made, request):
     world = request.getfixturevalue(made)

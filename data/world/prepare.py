@@ -916,10 +916,11 @@ def conversation(rng: random.Random, pool: dict, turns: int, weights: dict = CON
 
 
 def taught_conversations(rng: random.Random, phrasings: list[dict], facts: list[dict]) -> list[list[dict]]:
-    """Each taught phrasing at turn 2 to 4 of a conversation among one to three of facts, at least one before it."""
+    """Each taught phrasing at turn 2 to 4 of a conversation among one to three of facts (as many as there
+    are), at least one before it."""
     conversations = []
     for q in phrasings:
-        turns = rng.sample(facts, rng.randint(1, 3))
+        turns = rng.sample(facts, min(len(facts), rng.randint(1, 3)))
         turns.insert(rng.randint(1, len(turns)), q)
         conversations.append(turns)
     return conversations
