@@ -80,8 +80,8 @@ OPTIONS = {
     "conversation_unknown": (0.5, "how often a question the world has no answer to (a stranger, a request outside it) is a "
                              "turn of a training conversation, against 4 for a question about a person", "float [0, inf)"),
     "behaviours_after_people": (0, "how often each taught identity and refusal phrasing is also asked right after a "
-                                "question about a person, in a two-turn training conversation of its own (the "
-                                "record's one miss: What is your name? after 郭建芬任職於哪裡？)", "[0, 100]"),
+                                "question about a person, in a two-turn training conversation of its own (round 76: "
+                                "docs/notebook.md)", "[0, 100]"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
