@@ -118,19 +118,19 @@ def world():
     return tiny_world()
 
 
-def test_the_default_world_is_round_75s_and_every_scored_set_asks_what_it_asked(world):
+def test_the_default_world_is_round_75s_and_every_scored_set_asks_what_it_asked(world, default_world):
     """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
     times each, thirty more superlatives; round 41 the acts' text; round 49 char tokens; round 53 the
     answerer phrasings; round 66 eighty superlatives and more identity phrasings; round 72 the unknown
     names, read twice, and replies that say the name first; round 75 180 taught strangers. The held-out
     sets ask what they asked before them (round 72 rewrote the replies about people and strangers, a
     test below), and round 75 leaves the pretraining text and every scored set as round 72 left them."""
-    from data.world.prepare import OPTIONS, generate as generate_world
+    from data.world.prepare import OPTIONS
     from finetune import OPTIONS as FINETUNE_OPTIONS
     assert {name: OPTIONS[name.removeprefix("n_")][0] for name in ROUND_75} == ROUND_75  # n_strangers: --strangers
     assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
     assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
-    default = generate_world(seed=7, n_people=60, bios_zh=1, bios_en=1)
+    default = default_world  # generate()'s defaults, nothing passed
     assert default == tiny_world(**{name: on for name, on in ROUND_75.items() if name != "char_tokens"})  # the text's
     before_75 = tiny_world(**{name: on for name, on in ROUND_72.items() if name != "char_tokens"})
     assert default["docs"] == before_75["docs"] and len(default["train"]) > len(before_75["train"])
