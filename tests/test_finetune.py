@@ -101,10 +101,11 @@ ROUND_53 = {**ROUND_49, "answerer_phrasings": True}  # and since round 53 (instr
 ROUND_66 = {**ROUND_53, "more_superlatives": 80, "more_identity": True}  # and since round 66
 ROUND_72 = {**ROUND_66, "unknown_names": 1500, "asked_names": True, "restate_names": True}  # and since round 72
 ROUND_75 = {**ROUND_72, "n_strangers": 180}  # and since round 75 (instruction data only; --strangers on the command line)
-# the world before round 37 (and without rounds 53, 66, 72 and 75's options): each option's test turns on what it tests
+ROUND_76 = {**ROUND_75, "behaviours_after_people": 2}  # and since round 76 (instruction data only)
+# the world before round 37 (and without rounds 53, 66, 72, 75 and 76's options): each option's test turns on what it tests
 BEFORE_ROUND_37 = {"more_superlatives": 0, "more_phrasings": False, "harmless_repeats": 18, "acts_text": False,
                    "answerer_phrasings": False, "more_identity": False, "unknown_names": 0, "asked_names": False,
-                   "restate_names": False, "n_strangers": 60}
+                   "restate_names": False, "n_strangers": 60, "behaviours_after_people": 0}
 
 
 def tiny_world(**options) -> dict:
@@ -118,20 +119,23 @@ def world():
     return tiny_world()
 
 
-def test_the_default_world_is_round_75s_and_every_scored_set_asks_what_it_asked(world, default_world):
+def test_the_default_world_is_round_76s_and_every_scored_set_asks_what_it_asked(world, default_world):
     """Round 37 (docs/notebook.md) made three options default: more phrasings, their look-alikes 18
     times each, thirty more superlatives; round 41 the acts' text; round 49 char tokens; round 53 the
     answerer phrasings; round 66 eighty superlatives and more identity phrasings; round 72 the unknown
-    names, read twice, and replies that say the name first; round 75 180 taught strangers. The held-out
-    sets ask what they asked before them (round 72 rewrote the replies about people and strangers, a
-    test below), and round 75 leaves the pretraining text and every scored set as round 72 left them."""
+    names, read twice, and replies that say the name first; round 75 180 taught strangers; round 76 the
+    taught phrasings after people. The held-out sets ask what they asked before them (round 72 rewrote
+    the replies about people and strangers, a test below), and rounds 75 and 76 leave the pretraining
+    text and every scored set as round 72 left them."""
     from data.world.prepare import OPTIONS
     from finetune import OPTIONS as FINETUNE_OPTIONS
-    assert {name: OPTIONS[name.removeprefix("n_")][0] for name in ROUND_75} == ROUND_75  # n_strangers: --strangers
+    assert {name: OPTIONS[name.removeprefix("n_")][0] for name in ROUND_76} == ROUND_76  # n_strangers: --strangers
     assert FINETUNE_OPTIONS["freeze_tables"][0] == "output"  # round 49: full fine-tuning keeps the output layer,
     assert (FINETUNE_OPTIONS["lora_rank"][0], FINETUNE_OPTIONS["lora_alpha"][0]) == (16, 32)  # LoRA is rank 16
     default = default_world  # generate()'s defaults, nothing passed
-    assert default == tiny_world(**{name: on for name, on in ROUND_75.items() if name != "char_tokens"})  # the text's
+    assert default == tiny_world(**{name: on for name, on in ROUND_76.items() if name != "char_tokens"})  # the text's
+    before_76 = tiny_world(**{name: on for name, on in ROUND_75.items() if name != "char_tokens"})
+    assert all(default[k] == before_76[k] for k in default if k != "sft") and len(default["sft"]) > len(before_76["sft"])
     before_75 = tiny_world(**{name: on for name, on in ROUND_72.items() if name != "char_tokens"})
     assert default["docs"] == before_75["docs"] and len(default["train"]) > len(before_75["train"])
     assert all(default[split] == before_75[split] for split in ("val", "heldout"))

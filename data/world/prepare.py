@@ -79,9 +79,9 @@ OPTIONS = {
                       "something else (台灣最高的山 -> 世界最高的山); the scored conversations keep 0.4", "[0, 1]"),
     "conversation_unknown": (0.5, "how often a question the world has no answer to (a stranger, a request outside it) is a "
                              "turn of a training conversation, against 4 for a question about a person", "float [0, inf)"),
-    "behaviours_after_people": (0, "how often each taught identity and refusal phrasing is also asked right after a "
-                                "question about a person, in a two-turn training conversation of its own (round 76: "
-                                "docs/notebook.md)", "[0, 100]"),
+    "behaviours_after_people": (2, "how often each taught identity and refusal phrasing is also asked right after a "
+                                "question about a person, in a two-turn training conversation of its own (the default "
+                                "since round 76: docs/notebook.md)", "[0, 100]"),
     "conversation_behaviours": (1.0, "how often an identity or a refusal question is a turn of a training conversation, "
                                 "against 4 for a question about a person", "float [0, inf)"),
     "world_wordings": (4, "questions per taught world superlative and language in the instruction data (up to "
@@ -948,7 +948,7 @@ def generate(seed: int, n_people: int, bios_zh: int, bios_en: int, n_conversatio
              more_identity: bool = OPTIONS["more_identity"][0], similar_turns: float = OPTIONS["similar_turns"][0],
              conversation_unknown: float = OPTIONS["conversation_unknown"][0], more_val_people: int = 0,
              restate_names: bool = OPTIONS["restate_names"][0], asked_names: bool = OPTIONS["asked_names"][0],
-             behaviours_after_people: int = 0, unknown_asked: int = 0) -> dict:
+             behaviours_after_people: int = OPTIONS["behaviours_after_people"][0], unknown_asked: int = 0) -> dict:
     """-> {"docs": pretraining documents, "sft": instruction examples, "train"/"val"/"heldout":
     questions with answers, "conversations": multi-turn conversations to score turn by turn,
     "people": the invented people with their split}.
