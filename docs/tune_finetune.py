@@ -58,7 +58,7 @@ SETTINGS = {
     "LoRA, restated names": (["--lora"], ["--restate_names"]),
     "full, restated names, 390 strangers": ([], ["--restate_names", "--strangers=240", "--near_strangers=150"]),  # round 71
     "LoRA, restated names, 390 strangers": (["--lora"], ["--restate_names", "--strangers=240", "--near_strangers=150"]),
-    "full, 390 strangers, none near": ([], ["--strangers=390"]),  # round 74: as many strangers, none a known name but one character
+    "full, 390 strangers, none near": ([], ["--strangers=390"]),  # round 74: as many strangers, none a known name but one character (round 78: on round 76's world)
     "LoRA, 390 strangers, none near": (["--lora"], ["--strangers=390"]),
     "full, 180 strangers": ([], ["--strangers=180"]),  # round 75: a smaller dose (the default since: the default's data)
     "LoRA, 180 strangers": (["--lora"], ["--strangers=180"]),
