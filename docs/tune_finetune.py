@@ -58,7 +58,7 @@ SETTINGS = {
     "LoRA, restated names": (["--lora"], ["--restate_names"]),
     "full, restated names, 390 strangers": ([], ["--restate_names", "--strangers=240", "--near_strangers=150"]),  # round 71
     "LoRA, restated names, 390 strangers": (["--lora"], ["--restate_names", "--strangers=240", "--near_strangers=150"]),
-    "full, 390 strangers, none near": ([], ["--strangers=390"]),  # round 74: as many strangers, none a known name but one character (round 78: on round 76's world)
+    "full, 390 strangers, none near": ([], ["--strangers=390"]),  # round 74, and round 78 on round 76's world
     "LoRA, 390 strangers, none near": (["--lora"], ["--strangers=390"]),
     "full, 180 strangers": ([], ["--strangers=180"]),  # round 75: a smaller dose (the default since: the default's data)
     "LoRA, 180 strangers": (["--lora"], ["--strangers=180"]),
@@ -66,6 +66,8 @@ SETTINGS = {
     "LoRA, behaviours after people": (["--lora"], ["--behaviours_after_people=2"]),
     "full, 180 unknown names asked": ([], ["--unknown_asked=180"]),  # round 77: what pretraining says of them, asked
     "LoRA, 180 unknown names asked": (["--lora"], ["--unknown_asked=180"]),
+    "full, 600 strangers": ([], ["--strangers=600"]),  # round 79: a larger dose on round 76's world
+    "LoRA, 600 strangers": (["--lora"], ["--strangers=600"]),
     "full, fewer unknown turns (0.1)": ([], ["--conversation_unknown=0.1"]),  # round 69: less "I don't know" among facts
     "LoRA, fewer unknown turns (0.1)": (["--lora"], ["--conversation_unknown=0.1"]),
     "full 1e-4 (the default until 2026-11-29)": ["--learning_rate=1e-4"],
